@@ -1,0 +1,54 @@
+package copy
+
+import (
+	"io"
+	"net"
+)
+
+// Buffered copies through one fixed userspace buffer per direction, held for
+// the life of the connection, with a plain read/write loop: the design of
+// nginx stream (proxy_buffer_size). The loop is written by hand because
+// io.CopyBuffer between two TCP conns ignores the buffer and splices.
+type Buffered struct{}
+
+var _ Strategy = Buffered{}
+
+func init() { Register(Buffered{}) }
+
+// Name implements Strategy.
+func (Buffered) Name() string { return "buffered" }
+
+// NewCopier implements Strategy. It allocates the direction's buffer now.
+func (Buffered) NewCopier(dst, src *net.TCPConn, opts Options) Copier {
+	return &bufferedCopier{dst: dst, src: src, buf: make([]byte, opts.bufferSize())}
+}
+
+type bufferedCopier struct {
+	dst, src *net.TCPConn
+	buf      []byte
+}
+
+func (c *bufferedCopier) Copy() (int64, error) {
+	return readWriteLoop(c.dst, c.src, c.buf)
+}
+
+// readWriteLoop is the userspace copy loop shared by strategies that own
+// their buffer. It returns nil at EOF.
+func readWriteLoop(dst io.Writer, src io.Reader, buf []byte) (written int64, err error) {
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			written += int64(w)
+			if werr != nil {
+				return written, werr
+			}
+		}
+		if rerr == io.EOF {
+			return written, nil
+		}
+		if rerr != nil {
+			return written, rerr
+		}
+	}
+}

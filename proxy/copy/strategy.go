@@ -1,0 +1,102 @@
+// Package copy holds the copy strategies: the only code in l4proxy that
+// touches payload bytes.
+//
+// A Strategy makes one Copier per direction of a forwarded connection:
+//
+//	c := copy.Lookup("splice").NewCopier(backend, client, copy.Options{})
+//	n, err := c.Copy() // until EOF (err == nil), a read deadline, or an error
+//
+// Copy may be called again after it returned a timeout error: the caller uses
+// read deadlines to implement idle timeouts and the termination delay, so a
+// Copier keeps no state that a deadline could corrupt.
+//
+// Adding a strategy is one file: implement Strategy and call Register from
+// that file's init function.
+package copy
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// DefaultBufferSize is the userspace buffer of the buffered and pooled
+// strategies when Options.BufferSize is zero: 16 KiB, nginx stream's default
+// proxy_buffer_size.
+const DefaultBufferSize = 16 << 10
+
+// Options tune a Copier. The zero value is valid.
+type Options struct {
+	// BufferSize is the userspace buffer size in bytes for strategies that
+	// use one. Zero means DefaultBufferSize. Splice ignores it.
+	BufferSize int
+}
+
+func (o Options) bufferSize() int {
+	if o.BufferSize <= 0 {
+		return DefaultBufferSize
+	}
+	return o.BufferSize
+}
+
+// Strategy creates copiers for one way of moving bytes.
+type Strategy interface {
+	// Name is the strategy's name as given to --strategy.
+	Name() string
+	// NewCopier prepares the direction src -> dst of one connection.
+	NewCopier(dst, src *net.TCPConn, opts Options) Copier
+}
+
+// Copier moves bytes in one direction.
+type Copier interface {
+	// Copy moves bytes from src to dst until src reaches EOF, which returns
+	// a nil error, or until an error (including a read deadline). It returns
+	// the bytes written to dst by this call.
+	Copy() (written int64, err error)
+}
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Strategy{}
+)
+
+// Register makes a strategy available by its name. It panics on a
+// duplicate name, as that is a programming error.
+func Register(s Strategy) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := registry[s.Name()]; dup {
+		panic("copy: strategy registered twice: " + s.Name())
+	}
+	registry[s.Name()] = s
+}
+
+// Lookup returns the named strategy, or an error that lists the choices.
+func Lookup(name string) (Strategy, error) {
+	registryMu.RLock()
+	s, ok := registry[name]
+	registryMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("unknown strategy %q (choices: %s)", name, strings.Join(Names(), ", "))
+	}
+	return s, nil
+}
+
+// Names lists the registered strategies, splice first, then alphabetically.
+func Names() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if (names[i] == "splice") != (names[j] == "splice") {
+			return names[i] == "splice"
+		}
+		return names[i] < names[j]
+	})
+	return names
+}

@@ -1,0 +1,264 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
+	"github.com/l4bench/l4bench/proxy/lb"
+	"github.com/l4bench/l4bench/proxy/tcp"
+	"github.com/l4bench/l4bench/proxy/udp"
+)
+
+// Server runs every entrypoint of a Config.
+type Server struct {
+	cfg    *Config
+	logger *slog.Logger
+	eps    []*entrypoint
+
+	wg      sync.WaitGroup
+	errOnce sync.Once
+	err     chan error
+}
+
+type entrypoint struct {
+	name    string
+	address string
+	udp     bool
+	tcp     *tcp.Proxy
+	udpP    *udp.Proxy
+	ln      *net.TCPListener
+	pc      *net.UDPConn
+}
+
+// New builds the runtime model of a validated config. It does not listen.
+func New(cfg *Config, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, logger: logger, err: make(chan error, 1)}
+	tcpSvcs := map[string]tcp.Service{}
+	udpSvcs := map[string]udp.Service{}
+	for _, name := range sortedKeys(cfg.EntryPoints) {
+		ep := cfg.EntryPoints[name]
+		hostport, isUDP, _ := SplitEntryPointAddress(ep.Address)
+		e := &entrypoint{name: name, address: hostport, udp: isUDP}
+		if isUDP {
+			e.udpP = &udp.Proxy{
+				Name:    name,
+				Service: buildService(cfg.UDP, ep.Service, udpSvcs, udpLeaf),
+				Timeout: ep.UDPTimeout.D(DefaultUDPTimeout),
+				Logger:  logger,
+			}
+		} else {
+			e.tcp = &tcp.Proxy{
+				Name:        name,
+				Service:     buildService(cfg.TCP, ep.Service, tcpSvcs, tcpLeaf),
+				IdleTimeout: ep.IdleTimeout.D(0),
+				Logger:      logger,
+			}
+			if pp := ep.ProxyProtocol; pp != nil {
+				ap := &tcp.AcceptProxy{HeaderTimeout: pp.HeaderTimeout.D(DefaultHeaderTimeout)}
+				for _, t := range pp.TrustedIPs {
+					p, _ := ParsePrefix(t)
+					ap.Trusted = append(ap.Trusted, p)
+				}
+				e.tcp.AcceptProxy = ap
+			}
+		}
+		s.eps = append(s.eps, e)
+	}
+	return s, nil
+}
+
+func weightOf(w *int) int {
+	if w == nil {
+		return 1
+	}
+	return *w
+}
+
+// buildService turns a named service into a picker, sharing one picker per
+// service name so that the rotation of a service referenced twice is one.
+func buildService[T any](sec Services, name string, built map[string]lb.Picker[T], leaf func(*LoadBalancer) lb.Picker[T]) lb.Picker[T] {
+	if p, ok := built[name]; ok {
+		return p
+	}
+	svc := sec.Services[name]
+	var p lb.Picker[T]
+	if svc.LoadBalancer != nil {
+		p = leaf(svc.LoadBalancer)
+	} else {
+		var children []lb.Weighted[lb.Picker[T]]
+		for _, ws := range svc.Weighted.Services {
+			children = append(children, lb.Weighted[lb.Picker[T]]{Item: buildService(sec, ws.Name, built, leaf), Weight: weightOf(ws.Weight)})
+		}
+		p = lb.NewTree(children, true)
+	}
+	built[name] = p
+	return p
+}
+
+func tcpLeaf(l *LoadBalancer) tcp.Service {
+	name := l.Strategy
+	if name == "" {
+		name = DefaultStrategy
+	}
+	strategy, _ := copystrat.Lookup(name)
+	version := 0
+	if l.ProxyProtocol != nil {
+		version = l.ProxyProtocol.Version
+	}
+	var servers []lb.Weighted[*tcp.Upstream]
+	for _, srv := range l.Servers {
+		servers = append(servers, lb.Weighted[*tcp.Upstream]{Weight: weightOf(srv.Weight), Item: &tcp.Upstream{
+			Address:          srv.Address,
+			Strategy:         strategy,
+			Copy:             copystrat.Options{BufferSize: l.BufferSize},
+			DialTimeout:      l.DialTimeout.D(DefaultDialTimeout),
+			ProxyProtocol:    version,
+			TerminationDelay: l.TerminationDelay.D(DefaultTerminationDelay),
+			TryNextServer:    l.TryNextServer,
+		}})
+	}
+	return lb.New(servers, true)
+}
+
+func udpLeaf(l *LoadBalancer) udp.Service {
+	var servers []lb.Weighted[string]
+	for _, srv := range l.Servers {
+		servers = append(servers, lb.Weighted[string]{Item: srv.Address, Weight: weightOf(srv.Weight)})
+	}
+	return lb.New(servers, true)
+}
+
+// Listen binds every entrypoint. On any failure it closes what it bound
+// and returns an error naming the entrypoint and address.
+func (s *Server) Listen() error {
+	for _, e := range s.eps {
+		var err error
+		if e.udp {
+			var addr *net.UDPAddr
+			if addr, err = net.ResolveUDPAddr("udp", e.address); err == nil {
+				e.pc, err = net.ListenUDP("udp", addr)
+			}
+		} else {
+			var addr *net.TCPAddr
+			if addr, err = net.ResolveTCPAddr("tcp", e.address); err == nil {
+				e.ln, err = net.ListenTCP("tcp", addr)
+			}
+		}
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("entrypoint %s: cannot listen on %s: %w", e.name, e.address, unwrapOp(err))
+		}
+	}
+	return nil
+}
+
+func unwrapOp(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+func (s *Server) closeListeners() {
+	for _, e := range s.eps {
+		if e.ln != nil {
+			_ = e.ln.Close()
+		}
+		if e.pc != nil {
+			_ = e.pc.Close()
+		}
+	}
+}
+
+// Addrs returns each entrypoint's bound address by name (useful with port 0).
+func (s *Server) Addrs() map[string]net.Addr {
+	out := map[string]net.Addr{}
+	for _, e := range s.eps {
+		switch {
+		case e.ln != nil:
+			out[e.name] = e.ln.Addr()
+		case e.pc != nil:
+			out[e.name] = e.pc.LocalAddr()
+		}
+	}
+	return out
+}
+
+// Serve runs every entrypoint bound by Listen until Shutdown, or until one
+// fails, and returns that failure.
+func (s *Server) Serve() error {
+	for _, e := range s.eps {
+		s.wg.Add(1)
+		go s.serveEntrypoint(e)
+		s.logger.Info("listening", "entrypoint", e.name, "address", s.Addrs()[e.name].String(), "udp", e.udp)
+	}
+	s.wg.Wait()
+	select {
+	case err := <-s.err:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (s *Server) serveEntrypoint(e *entrypoint) {
+	defer s.wg.Done()
+	var err error
+	if e.udp {
+		err = e.udpP.Serve(e.pc)
+	} else {
+		err = e.tcp.Serve(e.ln)
+	}
+	if err != nil {
+		s.errOnce.Do(func() { s.err <- fmt.Errorf("entrypoint %s: %w", e.name, err) })
+	}
+}
+
+// ShutdownGrace is the configured drain period.
+func (s *Server) ShutdownGrace() time.Duration {
+	return s.cfg.ShutdownGrace.D(DefaultShutdownGrace)
+}
+
+// Shutdown stops accepting on every entrypoint at once, lets open TCP
+// connections finish until ctx is done, then closes the rest and waits for
+// every goroutine. It returns ctx's error when connections had to be cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	for _, e := range s.eps { // stop accepting everywhere first
+		if e.ln != nil {
+			_ = e.ln.Close()
+		}
+	}
+	errs := make([]error, len(s.eps))
+	var wg sync.WaitGroup
+	for i, e := range s.eps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if e.udp {
+				errs[i] = e.udpP.Shutdown(ctx)
+			} else {
+				errs[i] = e.tcp.Shutdown(ctx)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

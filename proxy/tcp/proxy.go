@@ -1,0 +1,363 @@
+package tcp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+)
+
+// ErrNoUpstream is returned when a service has no server to pick.
+var ErrNoUpstream = errors.New("tcp: no upstream available")
+
+// AcceptProxy makes an entrypoint require a PROXY protocol header (v1 or
+// v2) from clients whose address is in Trusted; any other client is closed
+// without anything being forwarded.
+type AcceptProxy struct {
+	// Trusted lists the networks allowed to send PROXY headers.
+	Trusted []netip.Prefix
+	// HeaderTimeout bounds the wait for a complete header. Zero means 3s.
+	HeaderTimeout time.Duration
+}
+
+func (a *AcceptProxy) headerTimeout() time.Duration {
+	if a.HeaderTimeout <= 0 {
+		return 3 * time.Second
+	}
+	return a.HeaderTimeout
+}
+
+func (a *AcceptProxy) trusts(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	ip, ok := netip.AddrFromSlice(ta.IP)
+	if !ok {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range a.Trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// Proxy serves one TCP entrypoint. Set the fields before Serve; they are
+// not changed afterwards.
+type Proxy struct {
+	// Name labels log lines (the entrypoint's name).
+	Name string
+	// Service picks the upstream of each connection. Required.
+	Service Service
+	// IdleTimeout closes a connection with no traffic either way for this
+	// long. Zero means never.
+	IdleTimeout time.Duration
+	// AcceptProxy, when set, requires a PROXY header from trusted clients.
+	AcceptProxy *AcceptProxy
+	// Logger receives one debug line per connection and errors. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[io.Closer]struct{}
+	shutdown  bool
+	forced    bool          // the grace period ran out: close anything new at once
+	idle      chan struct{} // closed when conns becomes empty during shutdown
+	wg        sync.WaitGroup
+}
+
+func (p *Proxy) logger() *slog.Logger {
+	if p.Logger == nil {
+		return slog.Default()
+	}
+	return p.Logger
+}
+
+// Serve accepts connections on ln until ln is closed or Shutdown is
+// called, handling each in its own goroutine. It returns nil after
+// Shutdown, else the accept error.
+func (p *Proxy) Serve(ln *net.TCPListener) error {
+	if !p.trackListener(ln, true) {
+		_ = ln.Close()
+		return nil
+	}
+	defer p.trackListener(ln, false)
+	var backoff time.Duration
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if p.isShutdown() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				p.logger().Warn("accept failed; retrying", "entrypoint", p.Name, "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+		}
+		backoff = 0
+		if !p.trackConn(c, true) {
+			_ = c.Close()
+			continue
+		}
+		p.wg.Add(1)
+		go p.handleConn(c)
+	}
+}
+
+// isTemporary matches accept errors that pass, such as running out of
+// file descriptors.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (p *Proxy) isShutdown() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.shutdown
+}
+
+func (p *Proxy) trackListener(ln net.Listener, add bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.listeners == nil {
+		p.listeners = map[net.Listener]struct{}{}
+	}
+	if add {
+		if p.shutdown {
+			return false
+		}
+		p.listeners[ln] = struct{}{}
+	} else {
+		delete(p.listeners, ln)
+	}
+	return true
+}
+
+func (p *Proxy) trackConn(c io.Closer, add bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conns == nil {
+		p.conns = map[io.Closer]struct{}{}
+	}
+	if add {
+		if p.shutdown {
+			return false
+		}
+		p.conns[c] = struct{}{}
+	} else {
+		delete(p.conns, c)
+		if p.shutdown && len(p.conns) == 0 && p.idle != nil {
+			close(p.idle)
+			p.idle = nil
+		}
+	}
+	return true
+}
+
+// replaceConn swaps the closer of a connection (the raw client conn for
+// the pair once both sides exist), keeping it tracked.
+func (p *Proxy) replaceConn(old, new io.Closer) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.forced {
+		return false
+	}
+	delete(p.conns, old)
+	p.conns[new] = struct{}{}
+	return true
+}
+
+// Shutdown stops accepting at once, lets open connections finish until
+// ctx is done, then closes what is left and waits for every goroutine of
+// the proxy. It returns ctx's error when connections had to be cut.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.shutdown = true
+	for ln := range p.listeners {
+		_ = ln.Close()
+	}
+	var idle chan struct{}
+	if len(p.conns) > 0 {
+		idle = make(chan struct{})
+		p.idle = idle
+	}
+	p.mu.Unlock()
+
+	var err error
+	if idle != nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			err = ctx.Err()
+			p.mu.Lock()
+			p.forced = true
+			for c := range p.conns {
+				_ = c.Close()
+			}
+			p.mu.Unlock()
+		}
+	}
+	p.wg.Wait()
+	return err
+}
+
+// ActiveConns is the number of connections being handled.
+func (p *Proxy) ActiveConns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+// handleConn serves one client connection from accept to close.
+func (p *Proxy) handleConn(client *net.TCPConn) {
+	defer p.wg.Done()
+	var tracked io.Closer = client
+	defer func() { p.trackConn(tracked, false) }()
+
+	start := time.Now()
+	log := p.logger().With("entrypoint", p.Name, "client", client.RemoteAddr().String())
+	srcAddr, dstAddr := client.RemoteAddr(), client.LocalAddr()
+
+	var early []byte // payload bytes read together with a PROXY header
+	if p.AcceptProxy != nil {
+		h, rest, err := p.readProxyHeader(client)
+		if err != nil {
+			log.Info("connection refused", "reason", err)
+			_ = client.Close()
+			return
+		}
+		early = rest
+		if h.Command.IsProxy() && h.SourceAddr != nil && h.DestinationAddr != nil {
+			srcAddr, dstAddr = h.SourceAddr, h.DestinationAddr
+		}
+	}
+
+	up, backend, err := p.dial()
+	if err != nil {
+		log.Warn("backend unavailable; closing client", "err", err)
+		_ = client.Close()
+		return
+	}
+	log = log.With("backend", up.Address)
+
+	if err := writePreamble(backend, up.ProxyProtocol, srcAddr, dstAddr, early); err != nil {
+		log.Warn("write to backend failed", "err", err)
+		_ = client.SetLinger(0)
+		_ = client.Close()
+		_ = backend.Close()
+		return
+	}
+
+	pr := newPair(client, backend, p.IdleTimeout, up.TerminationDelay)
+	if !p.replaceConn(client, pr) {
+		_ = pr.Close()
+		return
+	}
+	tracked = pr
+
+	strategy := up.strategy()
+	upCopier := strategy.NewCopier(backend, client, up.Copy)
+	downCopier := strategy.NewCopier(client, backend, up.Copy)
+
+	var sent int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sent = pr.copyClientToBackend(upCopier)
+	}()
+	received := pr.copyBackendToClient(downCopier)
+	<-done
+
+	sent += int64(len(early))
+	end, endErr := pr.result()
+	attrs := []any{"bytes_up", sent, "bytes_down", received, "duration", time.Since(start), "end", end, "strategy", strategy.Name()}
+	if endErr != nil {
+		log.Info("connection ended with error", append(attrs, "err", endErr)...)
+		return
+	}
+	log.Debug("connection closed", attrs...)
+}
+
+// readProxyHeader checks that the client is trusted and reads its PROXY
+// header within the header timeout. It returns the payload bytes that
+// arrived with the header; the client conn itself stays unwrapped so the
+// data path can still splice.
+func (p *Proxy) readProxyHeader(client *net.TCPConn) (*proxyproto.Header, []byte, error) {
+	if !p.AcceptProxy.trusts(client.RemoteAddr()) {
+		return nil, nil, fmt.Errorf("PROXY header from untrusted address %s", client.RemoteAddr())
+	}
+	br := bufio.NewReaderSize(client, 512)
+	h, err := proxyproto.ReadHeaderTimeout(client, br, p.AcceptProxy.headerTimeout())
+	if err != nil {
+		if errors.Is(err, proxyproto.ErrNoProxyProtocol) {
+			return nil, nil, fmt.Errorf("no valid PROXY header within %s", p.AcceptProxy.headerTimeout())
+		}
+		return nil, nil, fmt.Errorf("bad PROXY header: %w", err)
+	}
+	var rest []byte
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		rest = append([]byte(nil), b...)
+	}
+	return h, rest, nil
+}
+
+// dial picks an upstream and connects to it, trying further servers when
+// the upstream allows it.
+func (p *Proxy) dial() (*Upstream, *net.TCPConn, error) {
+	attempts := max(p.Service.Size(), 1)
+	var errs []error
+	for i := 0; i < attempts; i++ {
+		up, ok := p.Service.Next()
+		if !ok {
+			return nil, nil, ErrNoUpstream
+		}
+		d := net.Dialer{Timeout: up.dialTimeout()}
+		c, err := d.Dial("tcp", up.Address)
+		if err == nil {
+			return up, c.(*net.TCPConn), nil
+		}
+		errs = append(errs, err)
+		if !up.TryNextServer {
+			break
+		}
+	}
+	return nil, nil, errors.Join(errs...)
+}
+
+// writePreamble sends the PROXY header (if any) and the payload bytes that
+// came with the client's header, in one write.
+func writePreamble(backend *net.TCPConn, version int, src, dst net.Addr, early []byte) error {
+	var buf []byte
+	if version > 0 {
+		h := proxyproto.HeaderProxyFromAddrs(byte(version), src, dst)
+		b, err := h.Format()
+		if err != nil {
+			return fmt.Errorf("format PROXY v%d header: %w", version, err)
+		}
+		buf = b
+	}
+	buf = append(buf, early...)
+	if len(buf) == 0 {
+		return nil
+	}
+	_, err := backend.Write(buf)
+	return err
+}

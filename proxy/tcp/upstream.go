@@ -1,0 +1,56 @@
+// Package tcp forwards TCP connections: it accepts on a listener, reads an
+// optional PROXY header from trusted clients, picks a backend, dials it,
+// sends an optional PROXY header, and runs one copy strategy per direction
+// with half-close, resets, idle timeout and termination delay.
+//
+//	p := &tcp.Proxy{Service: tcp.NewLoadBalancer(servers, tcp.Upstream{Strategy: copy.Splice{}})}
+//	go p.Serve(listener)
+//	defer p.Shutdown(ctx)
+package tcp
+
+import (
+	"time"
+
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
+	"github.com/l4bench/l4bench/proxy/lb"
+)
+
+// Upstream is one backend server and how to talk to it. The zero value of
+// each field but Address is usable.
+type Upstream struct {
+	// Address is the backend's host:port; host names are resolved at dial time.
+	Address string
+	// Strategy moves the bytes. Nil means splice.
+	Strategy copystrat.Strategy
+	// Copy tunes the strategy (buffer size).
+	Copy copystrat.Options
+	// DialTimeout bounds connecting to the backend. Zero means 5s.
+	DialTimeout time.Duration
+	// ProxyProtocol is the PROXY protocol version sent to the backend:
+	// 0 (none), 1 or 2.
+	ProxyProtocol int
+	// TerminationDelay is how long the remaining direction may stay idle
+	// after the other one finished (EOF) before both are closed. Negative
+	// means never; zero closes at once.
+	TerminationDelay time.Duration
+	// TryNextServer makes a failed dial try the next server of the service.
+	TryNextServer bool
+}
+
+func (u *Upstream) strategy() copystrat.Strategy {
+	if u.Strategy == nil {
+		return copystrat.Splice{}
+	}
+	return u.Strategy
+}
+
+func (u *Upstream) dialTimeout() time.Duration {
+	if u.DialTimeout <= 0 {
+		return 5 * time.Second
+	}
+	return u.DialTimeout
+}
+
+// Service picks the upstream for a new connection: an lb.Leaf of servers
+// or an lb.Tree of services.
+type Service = lb.Picker[*Upstream]
