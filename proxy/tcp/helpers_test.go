@@ -1,0 +1,153 @@
+package tcp
+
+import (
+	"context"
+	"crypto/sha256"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
+	"github.com/l4bench/l4bench/proxy/lb"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var strategies = []string{"splice", "buffered", "pooled"}
+
+// backend is a loopback TCP server running handle for each connection.
+type backend struct {
+	ln    net.Listener
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startBackend(t *testing.T, handle func(c *net.TCPConn)) *backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	b := &backend{ln: ln}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.conns = append(b.conns, c)
+			b.mu.Unlock()
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				defer c.Close()
+				handle(c.(*net.TCPConn))
+			}()
+		}
+	}()
+	t.Cleanup(b.close)
+	return b
+}
+
+func (b *backend) addr() string { return b.ln.Addr().String() }
+
+func (b *backend) close() {
+	_ = b.ln.Close()
+	b.mu.Lock()
+	for _, c := range b.conns {
+		_ = c.Close()
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
+}
+
+// startProxy runs a Proxy for the upstreams on a loopback listener.
+func startProxy(t *testing.T, p *Proxy) string {
+	t.Helper()
+	if p.Logger == nil {
+		p.Logger = slog.New(slog.DiscardHandler)
+	}
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- p.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = p.Shutdown(ctx)
+		require.NoError(t, <-done)
+	})
+	return ln.Addr().String()
+}
+
+// single builds a service of one upstream.
+func single(u *Upstream) Service {
+	return lb.New([]lb.Weighted[*Upstream]{{Item: u, Weight: 1}}, false)
+}
+
+func upstream(t *testing.T, strategy, addr string) *Upstream {
+	t.Helper()
+	s, err := copystrat.Lookup(strategy)
+	require.NoError(t, err)
+	return &Upstream{Address: addr, Strategy: s, TerminationDelay: -1}
+}
+
+func dial(t *testing.T, addr string) *net.TCPConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c.(*net.TCPConn)
+}
+
+// pattern writes n seeded pseudo-random bytes in writes of varying size and
+// returns their SHA-256.
+func pattern(w io.Writer, seed uint64, n int64) ([32]byte, error) {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	h := sha256.New()
+	buf := make([]byte, 64<<10)
+	for n > 0 {
+		k := min(int64(1+rng.IntN(len(buf))), n)
+		for i := range buf[:k] {
+			buf[i] = byte(rng.Uint32())
+		}
+		h.Write(buf[:k])
+		if _, err := w.Write(buf[:k]); err != nil {
+			return [32]byte{}, err
+		}
+		n -= k
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
+}
+
+// drain reads r to EOF and returns the byte count, SHA-256 and the error.
+func drain(r io.Reader) (int64, [32]byte, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return n, sum, err
+}
+
+// readEOFWithin reports what a read returns within d: the error (io.EOF,
+// a reset) or a timeout.
+func readEnd(c net.Conn, d time.Duration) error {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,533 @@
+package tcp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/l4bench/l4bench/proxy/lb"
+)
+
+// TestTransferBothWays sends seeded data both ways at once through every
+// strategy and checks byte counts and checksums.
+func TestTransferBothWays(t *testing.T) {
+	sizes := []int64{0, 1, 1000, 65537, 1 << 20, 64 << 20}
+	if testing.Short() {
+		sizes = sizes[:5]
+	}
+	for _, strategy := range strategies {
+		for _, size := range sizes {
+			t.Run(fmt.Sprintf("%s/%d", strategy, size), func(t *testing.T) {
+				type result struct {
+					n   int64
+					sum [32]byte
+				}
+				fromClient := make(chan result, 1)
+				backendSent := make(chan [32]byte, 1)
+				b := startBackend(t, func(c *net.TCPConn) {
+					wrote := make(chan [32]byte, 1)
+					go func() {
+						sum, _ := pattern(c, 2, size)
+						_ = c.CloseWrite()
+						wrote <- sum
+					}()
+					n, sum, _ := drain(c)
+					backendSent <- <-wrote // keep the conn open until written
+					fromClient <- result{n, sum}
+				})
+				addr := startProxy(t, &Proxy{Service: single(upstream(t, strategy, b.addr()))})
+				c := dial(t, addr)
+				type written struct {
+					sum [32]byte
+					err error
+				}
+				done := make(chan written, 1)
+				go func() {
+					sum, err := pattern(c, 1, size)
+					_ = c.CloseWrite()
+					done <- written{sum, err}
+				}()
+				n, got, err := drain(c)
+				w := <-done
+				sent := w.sum
+				require.NoError(t, err)
+				require.NoError(t, w.err)
+				assert.Equal(t, size, n, "bytes backend -> client")
+				assert.Equal(t, <-backendSent, got, "checksum backend -> client")
+				select {
+				case r := <-fromClient:
+					assert.Equal(t, size, r.n, "bytes client -> backend")
+					assert.Equal(t, sent, r.sum, "checksum client -> backend")
+				case <-time.After(5 * time.Second):
+					t.Fatal("backend did not see the client's EOF")
+				}
+			})
+		}
+	}
+}
+
+func TestHalfClose(t *testing.T) {
+	for _, strategy := range strategies {
+		t.Run(strategy+"/client first", func(t *testing.T) {
+			// The client sends a request and FIN; the backend answers after
+			// its EOF, proving its write side is still open.
+			got := make(chan string, 1)
+			b := startBackend(t, func(c *net.TCPConn) {
+				req, _ := io.ReadAll(c)
+				got <- string(req)
+				time.Sleep(200 * time.Millisecond)
+				_, _ = c.Write([]byte("response after EOF"))
+			})
+			addr := startProxy(t, &Proxy{Service: single(upstream(t, strategy, b.addr()))})
+			c := dial(t, addr)
+			_, err := c.Write([]byte("request"))
+			require.NoError(t, err)
+			require.NoError(t, c.CloseWrite())
+			assert.Equal(t, "request", <-got)
+			resp, err := io.ReadAll(c)
+			require.NoError(t, err)
+			assert.Equal(t, "response after EOF", string(resp))
+		})
+		t.Run(strategy+"/backend first", func(t *testing.T) {
+			got := make(chan string, 1)
+			b := startBackend(t, func(c *net.TCPConn) {
+				_, _ = c.Write([]byte("hello"))
+				_ = c.CloseWrite()
+				data, _ := io.ReadAll(c)
+				got <- string(data)
+			})
+			addr := startProxy(t, &Proxy{Service: single(upstream(t, strategy, b.addr()))})
+			c := dial(t, addr)
+			hello, err := io.ReadAll(c)
+			require.NoError(t, err)
+			assert.Equal(t, "hello", string(hello))
+			time.Sleep(100 * time.Millisecond)
+			_, err = c.Write([]byte("data"))
+			require.NoError(t, err)
+			require.NoError(t, c.CloseWrite())
+			assert.Equal(t, "data", <-got)
+		})
+	}
+}
+
+func TestResetPropagates(t *testing.T) {
+	for _, strategy := range strategies {
+		t.Run(strategy+"/backend resets", func(t *testing.T) {
+			b := startBackend(t, func(c *net.TCPConn) {
+				_, _ = c.Write(make([]byte, 1000))
+				time.Sleep(50 * time.Millisecond)
+				_ = c.SetLinger(0)
+			})
+			addr := startProxy(t, &Proxy{Service: single(upstream(t, strategy, b.addr()))})
+			c := dial(t, addr)
+			start := time.Now()
+			err := readEnd(c, 2*time.Second)
+			assert.Less(t, time.Since(start), time.Second)
+			assert.True(t, errors.Is(err, syscall.ECONNRESET), "client should see the reset, got %v", err)
+		})
+		t.Run(strategy+"/client resets", func(t *testing.T) {
+			ended := make(chan error, 1)
+			b := startBackend(t, func(c *net.TCPConn) {
+				ended <- readEnd(c, 2*time.Second)
+			})
+			addr := startProxy(t, &Proxy{Service: single(upstream(t, strategy, b.addr()))})
+			c := dial(t, addr)
+			_, err := c.Write([]byte("x"))
+			require.NoError(t, err)
+			time.Sleep(50 * time.Millisecond)
+			require.NoError(t, c.SetLinger(0))
+			require.NoError(t, c.Close())
+			select {
+			case err := <-ended:
+				assert.True(t, errors.Is(err, syscall.ECONNRESET), "backend should see the reset, got %v", err)
+			case <-time.After(time.Second):
+				t.Fatal("backend connection still open 1s after the client's reset")
+			}
+		})
+		t.Run(strategy+"/reset after FIN keeps data", func(t *testing.T) {
+			// The backend sends 64 KiB and FIN, then resets: the client must
+			// still read every byte, then EOF.
+			b := startBackend(t, func(c *net.TCPConn) {
+				_, _ = c.Write(make([]byte, 64<<10))
+				_ = c.CloseWrite()
+				time.Sleep(200 * time.Millisecond)
+				_ = c.SetLinger(0)
+			})
+			u := upstream(t, strategy, b.addr())
+			u.TerminationDelay = 2 * time.Second
+			addr := startProxy(t, &Proxy{Service: single(u)})
+			c := dial(t, addr)
+			time.Sleep(400 * time.Millisecond) // read only after the reset
+			n, err := io.Copy(io.Discard, c)
+			require.NoError(t, err)
+			assert.Equal(t, int64(64<<10), n)
+		})
+	}
+}
+
+func TestBackendRefused(t *testing.T) {
+	// A port with nothing listening: bind, note the address, close.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	ok := startBackend(t, func(c *net.TCPConn) { _, _ = c.Write([]byte("ok")) })
+
+	t.Run("client closed promptly, proxy keeps serving", func(t *testing.T) {
+		p := &Proxy{Service: single(upstream(t, "splice", dead))}
+		addr := startProxy(t, p)
+		for range 3 {
+			c := dial(t, addr)
+			start := time.Now()
+			err := readEnd(c, 2*time.Second)
+			assert.Less(t, time.Since(start), time.Second)
+			assert.False(t, errors.Is(err, os.ErrDeadlineExceeded), "client left hanging: %v", err)
+		}
+	})
+	t.Run("try next server", func(t *testing.T) {
+		a, b := upstream(t, "splice", dead), upstream(t, "splice", ok.addr())
+		a.TryNextServer, b.TryNextServer = true, true
+		svc := lb.New([]lb.Weighted[*Upstream]{{Item: a, Weight: 1}, {Item: b, Weight: 1}}, false)
+		addr := startProxy(t, &Proxy{Service: svc})
+		for range 4 { // every other pick is the dead server
+			c := dial(t, addr)
+			data, err := io.ReadAll(c)
+			require.NoError(t, err)
+			assert.Equal(t, "ok", string(data))
+		}
+	})
+}
+
+func TestTerminationDelayCountsIdleTime(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	for _, strategy := range strategies {
+		t.Run(strategy+"/idle backend is cut", func(t *testing.T) {
+			ctx := t.Context()
+			b := startBackend(t, func(c *net.TCPConn) {
+				_, _ = io.Copy(io.Discard, c) // the client's FIN
+				<-ctx.Done()                  // then stay silent, never closing
+			})
+			u := upstream(t, strategy, b.addr())
+			u.TerminationDelay = delay
+			addr := startProxy(t, &Proxy{Service: single(u)})
+			c := dial(t, addr)
+			require.NoError(t, c.CloseWrite())
+			start := time.Now()
+			err := readEnd(c, 5*time.Second)
+			took := time.Since(start)
+			assert.ErrorIs(t, err, io.EOF)
+			assert.GreaterOrEqual(t, took, delay)
+			assert.Less(t, took, delay+time.Second)
+		})
+		t.Run(strategy+"/active backend is not cut", func(t *testing.T) {
+			// The backend keeps writing every delay/3 for 4 delays after the
+			// client's FIN: traefik's fixed deadline would cut it.
+			b := startBackend(t, func(c *net.TCPConn) {
+				for range 12 {
+					time.Sleep(delay / 3)
+					if _, err := c.Write([]byte("tick")); err != nil {
+						return
+					}
+				}
+			})
+			u := upstream(t, strategy, b.addr())
+			u.TerminationDelay = delay
+			addr := startProxy(t, &Proxy{Service: single(u)})
+			c := dial(t, addr)
+			require.NoError(t, c.CloseWrite())
+			data, err := io.ReadAll(c)
+			require.NoError(t, err)
+			assert.Equal(t, 12*4, len(data))
+		})
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	for _, strategy := range strategies {
+		t.Run(strategy+"/no traffic", func(t *testing.T) {
+			b := startBackend(t, func(c *net.TCPConn) { _ = readEnd(c, 5*time.Second) })
+			addr := startProxy(t, &Proxy{Service: single(upstream(t, strategy, b.addr())), IdleTimeout: idle})
+			c := dial(t, addr)
+			start := time.Now()
+			err := readEnd(c, 5*time.Second)
+			took := time.Since(start)
+			assert.ErrorIs(t, err, io.EOF)
+			assert.GreaterOrEqual(t, took, idle)
+			assert.Less(t, took, idle+time.Second)
+		})
+		t.Run(strategy+"/traffic keeps it open", func(t *testing.T) {
+			b := startBackend(t, func(c *net.TCPConn) { _, _ = io.Copy(c, c) })
+			addr := startProxy(t, &Proxy{Service: single(upstream(t, strategy, b.addr())), IdleTimeout: idle})
+			c := dial(t, addr)
+			buf := make([]byte, 4)
+			for range 9 { // 3 timeouts' worth
+				time.Sleep(idle / 3)
+				_, err := c.Write([]byte("ping"))
+				require.NoError(t, err)
+				_, err = io.ReadFull(c, buf)
+				require.NoError(t, err)
+			}
+		})
+	}
+}
+
+func TestManyConcurrentNoCrossTalk(t *testing.T) {
+	const conns = 500
+	for _, strategy := range strategies {
+		t.Run(strategy, func(t *testing.T) {
+			b := startBackend(t, func(c *net.TCPConn) {
+				_, _ = io.Copy(c, c)
+				_ = c.CloseWrite()
+			})
+			addr := startProxy(t, &Proxy{Service: single(upstream(t, strategy, b.addr()))})
+			var wg sync.WaitGroup
+			errs := make(chan error, conns)
+			for i := range conns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+					if err != nil {
+						errs <- err
+						return
+					}
+					defer c.Close()
+					sentc := make(chan [32]byte, 1)
+					go func() {
+						sum, _ := pattern(c, uint64(i), 16<<10)
+						_ = c.(*net.TCPConn).CloseWrite()
+						sentc <- sum
+					}()
+					_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+					n, got, err := drain(c)
+					sent := <-sentc
+					if err == nil && (n != 16<<10 || got != sent) {
+						err = fmt.Errorf("conn %d: got %d bytes, checksum match %v", i, n, got == sent)
+					}
+					if err != nil {
+						errs <- err
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestWeightedProportions(t *testing.T) {
+	counts := make([]int, 3)
+	var mu sync.Mutex
+	var ups []lb.Weighted[*Upstream]
+	for i, w := range []int{1, 2, 5} {
+		b := startBackend(t, func(c *net.TCPConn) {
+			mu.Lock()
+			counts[i]++
+			mu.Unlock()
+		})
+		ups = append(ups, lb.Weighted[*Upstream]{Item: upstream(t, "splice", b.addr()), Weight: w})
+	}
+	addr := startProxy(t, &Proxy{Service: lb.New(ups, true)})
+	for range 80 {
+		c := dial(t, addr)
+		_ = readEnd(c, 2*time.Second)
+		_ = c.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []int{10, 20, 50}, counts)
+}
+
+func TestProxyProtocolSent(t *testing.T) {
+	for _, version := range []int{1, 2} {
+		for _, clientSends := range []bool{true, false} {
+			t.Run(fmt.Sprintf("v%d/client sends %v", version, clientSends), func(t *testing.T) {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				require.NoError(t, err)
+				pln := &proxyproto.Listener{Listener: ln}
+				type seen struct {
+					remote, local net.Addr
+					payload       string
+				}
+				got := make(chan seen, 1)
+				go func() {
+					c, err := pln.Accept()
+					if err != nil {
+						return
+					}
+					defer c.Close()
+					_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+					buf := make([]byte, 16)
+					n, _ := c.Read(buf) // parses the header first
+					got <- seen{c.RemoteAddr(), c.LocalAddr(), string(buf[:n])}
+				}()
+				defer pln.Close()
+				u := upstream(t, "splice", ln.Addr().String())
+				u.ProxyProtocol = version
+				addr := startProxy(t, &Proxy{Service: single(u)})
+				c := dial(t, addr)
+				if clientSends {
+					_, err = c.Write([]byte("payload"))
+					require.NoError(t, err)
+				}
+				s := <-got
+				assert.Equal(t, c.LocalAddr().String(), s.remote.String(), "source is the real client")
+				assert.Equal(t, addr, s.local.String(), "destination is the entrypoint")
+				if clientSends {
+					assert.Equal(t, "payload", s.payload)
+				}
+			})
+		}
+	}
+}
+
+func TestAcceptProxyHeader(t *testing.T) {
+	loop := netip.MustParsePrefix("127.0.0.0/8")
+	other := netip.MustParsePrefix("10.0.0.0/8")
+	header := func(v byte) []byte {
+		h := proxyproto.HeaderProxyFromAddrs(v,
+			&net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 123},
+			&net.TCPAddr{IP: net.ParseIP("192.0.2.2"), Port: 5678})
+		b, err := h.Format()
+		require.NoError(t, err)
+		return b
+	}
+	tests := []struct {
+		name     string
+		trusted  netip.Prefix
+		send     []byte
+		wantPass bool
+	}{
+		{"v1 trusted", loop, append(header(1), "payload"...), true},
+		{"v2 trusted", loop, append(header(2), "payload"...), true},
+		{"untrusted client refused", other, append(header(2), "payload"...), false},
+		{"missing header refused", loop, []byte("GET / HTTP/1.0\r\n\r\n"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			type seen struct {
+				remote  string
+				payload string
+			}
+			got := make(chan seen, 1)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			pln := &proxyproto.Listener{Listener: ln}
+			defer pln.Close()
+			go func() {
+				c, err := pln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				data, _ := io.ReadAll(c)
+				got <- seen{c.RemoteAddr().String(), string(data)}
+			}()
+			u := upstream(t, "splice", ln.Addr().String())
+			u.ProxyProtocol = 2
+			addr := startProxy(t, &Proxy{Service: single(u), AcceptProxy: &AcceptProxy{Trusted: []netip.Prefix{tt.trusted}, HeaderTimeout: time.Second}})
+			c := dial(t, addr)
+			_, err = c.Write(tt.send)
+			require.NoError(t, err)
+			if !tt.wantPass {
+				assert.NotErrorIs(t, readEnd(c, 2*time.Second), os.ErrDeadlineExceeded, "refused client closed")
+				select {
+				case s := <-got:
+					t.Fatalf("backend got a connection: %+v", s)
+				case <-time.After(300 * time.Millisecond):
+				}
+				return
+			}
+			require.NoError(t, c.CloseWrite())
+			s := <-got
+			assert.Equal(t, "192.0.2.1:123", s.remote, "re-sent header carries the original client")
+			assert.Equal(t, "payload", s.payload)
+		})
+	}
+	t.Run("stalled header times out", func(t *testing.T) {
+		b := startBackend(t, func(c *net.TCPConn) { t.Error("backend reached") })
+		addr := startProxy(t, &Proxy{Service: single(upstream(t, "splice", b.addr())),
+			AcceptProxy: &AcceptProxy{Trusted: []netip.Prefix{loop}, HeaderTimeout: 300 * time.Millisecond}})
+		c := dial(t, addr)
+		_, err := c.Write([]byte("PROXY TCP4 1.2."))
+		require.NoError(t, err)
+		start := time.Now()
+		assert.NotErrorIs(t, readEnd(c, 3*time.Second), os.ErrDeadlineExceeded)
+		assert.Less(t, time.Since(start), 2*time.Second)
+	})
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	b := startBackend(t, func(c *net.TCPConn) { _, _ = io.Copy(c, c) })
+	newProxy := func() (*Proxy, string, chan error) {
+		p := &Proxy{Service: single(upstream(t, "splice", b.addr())), Logger: slog.New(slog.DiscardHandler)}
+		ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() { done <- p.Serve(ln) }()
+		return p, ln.Addr().String(), done
+	}
+	echo := func(c net.Conn, s string) error {
+		if _, err := c.Write([]byte(s)); err != nil {
+			return err
+		}
+		buf := make([]byte, len(s))
+		_, err := io.ReadFull(bufio.NewReader(c), buf)
+		return err
+	}
+
+	t.Run("open connection drains", func(t *testing.T) {
+		p, addr, served := newProxy()
+		c := dial(t, addr)
+		require.NoError(t, echo(c, "before"))
+		shut := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			shut <- p.Shutdown(ctx)
+		}()
+		require.Eventually(t, func() bool { return p.isShutdown() }, time.Second, 5*time.Millisecond)
+		_, err := net.DialTimeout("tcp", addr, time.Second)
+		assert.Error(t, err, "new connections are refused")
+		require.NoError(t, echo(c, "during"), "open connection still works")
+		require.NoError(t, c.Close())
+		select {
+		case err := <-shut:
+			assert.NoError(t, err)
+		case <-time.After(3 * time.Second):
+			t.Fatal("shutdown did not finish after the last connection closed")
+		}
+		assert.NoError(t, <-served)
+	})
+	t.Run("grace runs out", func(t *testing.T) {
+		p, addr, served := newProxy()
+		c := dial(t, addr)
+		require.NoError(t, echo(c, "x"))
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		assert.ErrorIs(t, p.Shutdown(ctx), context.DeadlineExceeded)
+		assert.NotErrorIs(t, readEnd(c, 2*time.Second), os.ErrDeadlineExceeded, "connection closed after grace")
+		assert.NoError(t, <-served)
+		assert.Equal(t, 0, p.ActiveConns())
+	})
+}
