@@ -1,0 +1,133 @@
+package proxy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseFullConfig(t *testing.T) {
+	cfg, err := LoadConfig("testdata/full.yaml")
+	require.NoError(t, err)
+	assert.Len(t, cfg.EntryPoints, 3)
+	assert.Equal(t, 5*time.Second, cfg.ShutdownGrace.D(0))
+	app := cfg.TCP.Services["app"].LoadBalancer
+	assert.Equal(t, "splice", app.Strategy)
+	assert.Equal(t, 3, *app.Servers[0].Weight)
+	assert.Nil(t, app.Servers[1].Weight, "weight defaults to 1 later")
+	assert.Equal(t, -time.Second, app.TerminationDelay.D(0))
+	assert.Equal(t, 2, app.ProxyProtocol.Version)
+	assert.True(t, app.TryNextServer)
+	assert.Equal(t, []string{"127.0.0.1/32", "::1"}, cfg.EntryPoints["internal"].ProxyProtocol.TrustedIPs)
+	_, udp, err := SplitEntryPointAddress(cfg.EntryPoints["dns"].Address)
+	require.NoError(t, err)
+	assert.True(t, udp)
+
+	srv, err := New(cfg, nil)
+	require.NoError(t, err)
+	assert.Len(t, srv.eps, 3)
+}
+
+// TestConfigErrors checks that each mistake is reported on one line with
+// the file, the line of the bad value, its path and what is expected.
+func TestConfigErrors(t *testing.T) {
+	const base = `entryPoints:
+  web:
+    address: "127.0.0.1:8000"
+    service: app
+tcp:
+  services:
+    app:
+      loadBalancer:
+        servers:
+          - address: "127.0.0.1:9000"
+`
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{"unknown strategy", base + "        strategy: zerocopy\n",
+			`c.yaml:11: tcp.services.app.loadBalancer.strategy: unknown strategy "zerocopy" (choices: splice, buffered, pooled)`},
+		{"server not host:port", strings.Replace(base, `"127.0.0.1:9000"`, `"127.0.0.1"`, 1),
+			`c.yaml:10: tcp.services.app.loadBalancer.servers[0].address: "127.0.0.1" is not host:port`},
+		{"negative weight", base + "            weight: -2\n",
+			`c.yaml:11: tcp.services.app.loadBalancer.servers[0].weight: must be 0 or more, got -2`},
+		{"no backend", strings.Replace(base, "        servers:\n          - address: \"127.0.0.1:9000\"\n", "        servers: []\n", 1),
+			`c.yaml:9: tcp.services.app.loadBalancer.servers: no server`},
+		{"proxy protocol version", base + "        proxyProtocol:\n          version: 3\n",
+			`c.yaml:12: tcp.services.app.loadBalancer.proxyProtocol.version: must be 0, 1 or 2, got 3`},
+		{"bad duration", base + "        dialTimeout: 5\n",
+			`c.yaml:11: invalid duration "5"`},
+		{"unknown field", base + "        retries: 3\n",
+			`c.yaml:11: field retries not found in LoadBalancer`},
+		{"unknown service", strings.Replace(base, "service: app", "service: api", 1),
+			`c.yaml:4: entryPoints.web.service: unknown service "api" (tcp.services has: app)`},
+		{"bad listen port", strings.Replace(base, `"127.0.0.1:8000"`, `"127.0.0.1:http"`, 1),
+			`c.yaml:3: entryPoints.web.address: "127.0.0.1:http" has an invalid port "http"`},
+		{"bad protocol suffix", strings.Replace(base, `"127.0.0.1:8000"`, `"127.0.0.1:8000/sctp"`, 1),
+			`c.yaml:3: entryPoints.web.address: "127.0.0.1:8000/sctp": unknown protocol suffix "/sctp"`},
+		{"bad trusted CIDR", strings.Replace(base, "    service: app\n", "    service: app\n    proxyProtocol:\n      trustedIPs: [\"10.0.0.0/33\"]\n", 1),
+			`c.yaml:6: entryPoints.web.proxyProtocol.trustedIPs[0]: "10.0.0.0/33" is neither an IP nor a CIDR`},
+		{"weighted loop", base + "    a:\n      weighted:\n        services:\n          - name: b\n    b:\n      weighted:\n        services:\n          - name: a\n",
+			`tcp.services.a.weighted: services refer to each other in a loop: a -> b -> a`},
+		{"both kinds", base + "        \n      weighted:\n        services:\n          - name: app\n",
+			`c.yaml:8: tcp.services.app: expected exactly one of loadBalancer or weighted`},
+		{"syntax", "entryPoints: [\n", `c.yaml:1: did not find expected node content`},
+		{"empty", "", `c.yaml: empty configuration`},
+		{"strategy on udp", `entryPoints:
+  dns:
+    address: "127.0.0.1:53/udp"
+    service: r
+udp:
+  services:
+    r:
+      loadBalancer:
+        strategy: splice
+        servers:
+          - address: "127.0.0.1:5353"
+`, `c.yaml:9: udp.services.r.loadBalancer.strategy: copy strategies apply to TCP services only`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig("c.yaml", []byte(tt.yaml))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.NotContains(t, err.Error(), "\n", "one line")
+		})
+	}
+}
+
+func TestLoadConfigUnreadable(t *testing.T) {
+	_, err := LoadConfig(filepath.Join(t.TempDir(), "missing.yaml"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "missing.yaml")
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// FuzzParseConfig checks that no input crashes the parser and that every
+// error is a single line; accepted configs must build a server.
+func FuzzParseConfig(f *testing.F) {
+	full, err := os.ReadFile("testdata/full.yaml")
+	require.NoError(f, err)
+	f.Add(full)
+	f.Add([]byte("entryPoints: {a: {address: ':0', service: s}}\ntcp: {services: {s: {loadBalancer: {servers: [{address: 'h:1'}]}}}}"))
+	f.Add([]byte("entryPoints:\n  x:\n    address: 1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseConfig("f.yaml", data)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("multi-line error: %q", err)
+			}
+			return
+		}
+		if _, err := New(cfg, nil); err != nil {
+			t.Fatalf("valid config did not build: %v", err)
+		}
+	})
+}
