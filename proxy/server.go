@@ -161,6 +161,9 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("entrypoint %s: cannot listen on %s: %w", e.name, e.address, unwrapOp(err))
 		}
 	}
+	for _, e := range s.eps {
+		s.logger.Info("listening", "entrypoint", e.name, "address", s.Addrs()[e.name].String(), "udp", e.udp)
+	}
 	return nil
 }
 
@@ -203,7 +206,6 @@ func (s *Server) Serve() error {
 	for _, e := range s.eps {
 		s.wg.Add(1)
 		go s.serveEntrypoint(e)
-		s.logger.Info("listening", "entrypoint", e.name, "address", s.Addrs()[e.name].String(), "udp", e.udp)
 	}
 	s.wg.Wait()
 	select {

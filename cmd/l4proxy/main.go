@@ -100,6 +100,7 @@ func run(args []string, stderr io.Writer) int {
 		return exitBadInput
 	}
 
+	logger.Info("started", "pid", os.Getpid(), "entrypoints", len(srv.Addrs()))
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)

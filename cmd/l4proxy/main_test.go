@@ -1,0 +1,290 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/l4bench/l4bench/bench/backend"
+	"github.com/l4bench/l4bench/bench/measure"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "l4proxy-test")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "l4proxy")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building l4proxy: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func TestBadInput(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("entryPoints:\n  web:\n    address: \"127.0.0.1:0\"\n    service: nope\n"), 0o644))
+
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no flags", nil, "--listen is required"},
+		{"no backend", []string{"--listen", "127.0.0.1:0"}, "--backend is required"},
+		{"unknown strategy", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--strategy", "zerocopy"},
+			`--strategy: unknown strategy "zerocopy" (choices: splice, buffered, pooled)`},
+		{"backend not host:port", []string{"--listen=127.0.0.1:0", "--backend=127.0.0.1:1,db"}, `--backend: "db" is not host:port`},
+		{"proxy protocol range", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--proxy-protocol", "3"},
+			`--proxy-protocol: invalid value "3" (choices: 0, 1, 2)`},
+		{"proxy protocol with udp", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--udp", "--proxy-protocol=2"},
+			"--proxy-protocol 2 cannot be used with --udp"},
+		{"bad duration", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--termination-delay", "soon"},
+			`--termination-delay: invalid duration "soon"`},
+		{"port in use", []string{"--listen", busy.Addr().String(), "--backend", "127.0.0.1:1"}, "address already in use"},
+		{"unknown flag", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--turbo"}, "unknown flag --turbo"},
+		{"unreadable config", []string{"--config", "/nonexistent/l4proxy.yaml"}, "no such file or directory"},
+		{"invalid config", []string{"--config", bad}, `bad.yaml:4: entryPoints.web.service: unknown service "nope"`},
+		{"config and flags", []string{"--config", bad, "--listen", "127.0.0.1:0"}, "--listen cannot be combined with --config"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := run(tt.args, &stderr)
+			assert.Equal(t, exitBadInput, code)
+			assert.Contains(t, stderr.String(), tt.want)
+			assert.Equal(t, 1, strings.Count(stderr.String(), "\n"), "one line: %q", stderr.String())
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var stderr bytes.Buffer
+	assert.Equal(t, 0, run([]string{"--help"}, &stderr))
+	for _, flag := range []string{"--listen", "--backend", "--strategy", "--udp", "--proxy-protocol", "--termination-delay",
+		"--dial-timeout", "--idle-timeout", "--udp-timeout", "--shutdown-grace", "--config", "--try-next-server"} {
+		assert.Contains(t, stderr.String(), flag)
+	}
+}
+
+// proc is an l4proxy process started for a test, possibly under strace.
+type proc struct {
+	cmd    *exec.Cmd
+	addr   string
+	pid    int
+	stderr *bytes.Buffer
+}
+
+var (
+	listenRe = regexp.MustCompile(`msg=listening .*address=(\S+)`)
+	pidRe    = regexp.MustCompile(`msg=started pid=(\d+)`)
+)
+
+// startProxy runs l4proxy (under strace when straceOut is set) and waits
+// for its listening and started lines.
+func startProxy(t *testing.T, straceOut string, args ...string) *proc {
+	t.Helper()
+	name, argv := binary, args
+	if straceOut != "" {
+		path, err := measure.StracePath()
+		require.NoError(t, err)
+		name, argv = path, append(append(measure.StraceArgs(straceOut), binary), args...)
+	}
+	cmd := exec.Command(name, argv...)
+	pipe, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		signalled := false
+		for sc.Scan() {
+			line := sc.Text()
+			p.stderr.WriteString(line + "\n")
+			if m := listenRe.FindStringSubmatch(line); m != nil {
+				p.addr = m[1]
+			}
+			if m := pidRe.FindStringSubmatch(line); m != nil && !signalled {
+				p.pid, _ = strconv.Atoi(m[1])
+				signalled = true
+				close(ready)
+			}
+		}
+		if !signalled {
+			close(ready)
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("l4proxy did not start")
+	}
+	require.NotZero(t, p.pid, "l4proxy did not start: %s", p.stderr)
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM to l4proxy itself and returns its exit code.
+func (p *proc) stop(t *testing.T) int {
+	t.Helper()
+	require.NoError(t, syscall.Kill(p.pid, syscall.SIGTERM))
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("l4proxy did not exit after SIGTERM")
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// TestDataPathUnderStrace proves each strategy's data path from outside
+// the process: splice moves the payload with splice(2) and next to nothing
+// through user space; buffered and pooled never call splice.
+func TestDataPathUnderStrace(t *testing.T) {
+	if _, err := measure.StracePath(); err != nil {
+		t.Fatal(err)
+	}
+	const payload = 32 << 20
+	tests := []struct {
+		strategy string
+		extra    []string
+		verdict  string
+		header   bool // the client sends a PROXY v1 header first
+	}{
+		{"splice", nil, measure.VerdictSplice, false},
+		{"splice", []string{"--proxy-protocol", "2"}, measure.VerdictSplice, false},
+		{"splice", []string{"--idle-timeout", "1s", "--termination-delay", "50ms"}, measure.VerdictSplice, false},
+		{"splice", []string{"--accept-proxy-from", "127.0.0.0/8", "--proxy-protocol", "1"}, measure.VerdictSplice, true},
+		{"buffered", nil, measure.VerdictUserspace, false},
+		{"pooled", nil, measure.VerdictUserspace, false},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(append([]string{tt.strategy}, tt.extra...), " "), func(t *testing.T) {
+			sink, err := backend.Start(backend.Sink, "127.0.0.1:0", false, 0)
+			require.NoError(t, err)
+			defer sink.Close()
+			out := filepath.Join(t.TempDir(), "strace.out")
+			args := append([]string{"--listen", "127.0.0.1:0", "--backend", sink.Addr(), "--strategy", tt.strategy}, tt.extra...)
+			p := startProxy(t, out, args...)
+			c, err := net.Dial("tcp", p.addr)
+			require.NoError(t, err)
+			if tt.header {
+				_, err = c.Write([]byte("PROXY TCP4 192.0.2.1 192.0.2.2 123 5678\r\n"))
+				require.NoError(t, err)
+			}
+			_, err = io.Copy(c, io.LimitReader(zeros{}, payload))
+			require.NoError(t, err)
+			require.NoError(t, c.(*net.TCPConn).CloseWrite())
+			_, _ = io.Copy(io.Discard, c)
+			_ = c.Close()
+			// The sink also counts a PROXY header when one is sent.
+			require.Eventually(t, func() bool { return sink.Received() >= payload }, 10*time.Second, 10*time.Millisecond)
+			assert.Equal(t, 0, p.stop(t))
+
+			f, err := os.Open(out)
+			require.NoError(t, err)
+			defer f.Close()
+			prof, err := measure.ParseStrace(f)
+			require.NoError(t, err)
+			t.Log(prof)
+			assert.Equal(t, tt.verdict, prof.Verdict())
+			if tt.verdict == measure.VerdictSplice {
+				// All but what arrived in the same read as a PROXY header.
+				assert.GreaterOrEqual(t, prof.SpliceBytes(), int64(payload-512), "the payload was spliced")
+				assert.Less(t, prof.UserspaceBytes(), int64(payload/100), "under 1% through user space")
+			} else {
+				assert.Zero(t, prof.Calls["splice"], "no splice call at all")
+				assert.GreaterOrEqual(t, prof.UserspaceBytes(), int64(payload))
+			}
+		})
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+func TestSIGTERMDrainsThenExitsZero(t *testing.T) {
+	echo, err := backend.Start(backend.Echo, "127.0.0.1:0", false, 0)
+	require.NoError(t, err)
+	defer echo.Close()
+	p := startProxy(t, "", "--listen", "127.0.0.1:0", "--backend", echo.Addr(), "--shutdown-grace", "5s")
+	c, err := net.Dial("tcp", p.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("a"))
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(p.pid, syscall.SIGTERM))
+	time.Sleep(200 * time.Millisecond)
+	// The listener is closed at once, the open connection still works.
+	_, err = net.DialTimeout("tcp", p.addr, time.Second)
+	assert.Error(t, err, "new connections refused during the drain")
+	_, err = c.Write([]byte("b"))
+	require.NoError(t, err)
+	buf := make([]byte, 2)
+	_, err = io.ReadFull(c, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "ab", string(buf))
+	require.NoError(t, c.Close())
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case <-done:
+		assert.Equal(t, 0, p.cmd.ProcessState.ExitCode())
+	case <-time.After(4 * time.Second):
+		t.Fatal("l4proxy did not exit once its last connection closed")
+	}
+}
+
+func TestGraceRunsOut(t *testing.T) {
+	echo, err := backend.Start(backend.Echo, "127.0.0.1:0", false, 0)
+	require.NoError(t, err)
+	defer echo.Close()
+	p := startProxy(t, "", "--listen", "127.0.0.1:0", "--backend", echo.Addr(), "--shutdown-grace", "300ms")
+	c, err := net.Dial("tcp", p.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("a"))
+	require.NoError(t, err)
+	start := time.Now()
+	assert.Equal(t, 0, p.stop(t))
+	assert.Less(t, time.Since(start), 3*time.Second)
+	assert.Contains(t, p.stderr.String(), "grace period ended")
+}
