@@ -79,3 +79,15 @@ func TestVerdictThresholds(t *testing.T) {
 		})
 	}
 }
+
+func TestReadProcSelf(t *testing.T) {
+	s, err := ReadProc(os.Getpid())
+	require.NoError(t, err)
+	assert.Positive(t, s.RSSKiB)
+	assert.Positive(t, s.Threads)
+	assert.Positive(t, s.FDs)
+	m, err := Meminfo()
+	require.NoError(t, err)
+	assert.Positive(t, m["MemTotal"])
+	assert.Contains(t, m, "Slab")
+}

@@ -151,3 +151,10 @@ func readEnd(c net.Conn, d time.Duration) error {
 		}
 	}
 }
+
+// closedCtx is a context that is already done: Shutdown closes at once.
+func closedCtx() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
