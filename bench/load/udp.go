@@ -1,0 +1,118 @@
+package load
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// UDPOptions configure UDP. The backend must echo.
+type UDPOptions struct {
+	Addr     string
+	Clients  int     // sockets, each its own session (default 1)
+	Rate     float64 // datagrams per second offered in total
+	Size     int     // datagram size (default 64, at least 16)
+	Duration time.Duration
+}
+
+// UDPResult counts datagrams.
+type UDPResult struct {
+	Sent, Received int64
+	Elapsed        time.Duration
+	Latency        Latency
+}
+
+// Loss is the fraction of datagrams sent that did not come back.
+func (r UDPResult) Loss() float64 {
+	if r.Sent == 0 {
+		return 0
+	}
+	return float64(r.Sent-r.Received) / float64(r.Sent)
+}
+
+// PPS is echoed datagrams received per second.
+func (r UDPResult) PPS() float64 { return float64(r.Received) / r.Elapsed.Seconds() }
+
+// UDP offers datagrams at a fixed rate and counts the echoes. Each
+// datagram carries its intended send time, so latency is measured from the
+// schedule like RR's open loop. Replies still in flight 500 ms after the
+// last send count as lost.
+func UDP(ctx context.Context, o UDPOptions) (UDPResult, error) {
+	if o.Clients <= 0 {
+		o.Clients = 1
+	}
+	o.Size = max(o.Size, 16)
+	if o.Rate <= 0 {
+		return UDPResult{}, errors.New("udp load needs a positive rate")
+	}
+	raddr, err := net.ResolveUDPAddr("udp", o.Addr)
+	if err != nil {
+		return UDPResult{}, err
+	}
+	var sent, received atomic.Int64
+	hists := make([]*histT, o.Clients)
+	var wg sync.WaitGroup
+	start := time.Now()
+	end := start.Add(o.Duration)
+	interval := time.Duration(float64(time.Second) * float64(o.Clients) / o.Rate)
+	errs := make([]error, o.Clients)
+	for i := range o.Clients {
+		c, err := net.DialUDP("udp", nil, raddr)
+		if err != nil {
+			return UDPResult{}, err
+		}
+		_ = c.SetReadBuffer(4 << 20)
+		hists[i] = newHist()
+		wg.Add(2)
+		go func() { // receiver
+			defer wg.Done()
+			buf := make([]byte, 65536)
+			_ = c.SetReadDeadline(end.Add(500 * time.Millisecond))
+			for {
+				n, err := c.Read(buf)
+				if err != nil {
+					return
+				}
+				if n >= 8 {
+					at := time.Unix(0, int64(binary.BigEndian.Uint64(buf)))
+					_ = hists[i].RecordValue(max(time.Since(at).Microseconds(), 1))
+				}
+				received.Add(1)
+			}
+		}()
+		go func() { // sender on a fixed schedule, staggered per client
+			defer wg.Done()
+			msg := make([]byte, o.Size)
+			offset := time.Duration(i) * interval / time.Duration(o.Clients)
+			for k := 0; k < MaxOps && ctx.Err() == nil; k++ {
+				at := start.Add(offset + time.Duration(k)*interval)
+				if !at.Before(end) {
+					return
+				}
+				if d := time.Until(at); d > 0 {
+					time.Sleep(d)
+				}
+				binary.BigEndian.PutUint64(msg, uint64(at.UnixNano()))
+				if _, err := c.Write(msg); err != nil {
+					if !errors.Is(err, syscallECONNREFUSED) {
+						errs[i] = err
+					}
+					continue
+				}
+				sent.Add(1)
+			}
+		}()
+		defer c.Close()
+	}
+	wg.Wait()
+	elapsed := end.Sub(start)
+	total := newHist()
+	for _, h := range hists {
+		total.Merge(h)
+	}
+	return UDPResult{Sent: sent.Load(), Received: received.Load(), Elapsed: elapsed, Latency: summarize(total)}, errors.Join(errs...)
+}

@@ -1,0 +1,81 @@
+package target
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// HAProxy is haproxy in mode tcp with one of three splice settings:
+//
+//   - "splice": option splice-request and splice-response, forcing
+//     splice(2) both ways: the only way to measure haproxy splicing, as
+//     splice-auto did not splice on loopback when tried;
+//   - "splice-auto": option splice-auto, as most users configure it; the
+//     syscall profile reports what it really does;
+//   - "copy": global nosplice, a userspace copy.
+type HAProxy struct{ Mode string }
+
+func init() {
+	for _, m := range []string{"splice", "splice-auto", "copy"} {
+		Register(HAProxy{Mode: m})
+	}
+}
+
+// Name implements Target.
+func (h HAProxy) Name() string { return "haproxy-" + h.Mode }
+
+// Check implements Target.
+func (h HAProxy) Check() (string, error) {
+	bin, err := lookPath("haproxy", "haproxy")
+	if err != nil {
+		return "", err
+	}
+	return versionOf("HAProxy version ", bin, "-v"), nil
+}
+
+// Start implements Target.
+func (h HAProxy) Start(spec Spec) (*Instance, error) {
+	bin, err := lookPath("haproxy", "haproxy")
+	if err != nil {
+		return nil, err
+	}
+	inst := &Instance{Target: h.Name(), Addrs: map[string]string{}, Config: filepath.Join(spec.Dir, h.Name()+".cfg"), Skipped: map[string]string{}}
+	if _, ok := spec.Backends[UDP]; ok {
+		inst.Skipped[UDP] = "haproxy (community) does not forward UDP"
+	}
+	var b strings.Builder
+	// maxconn 7000: with splicing haproxy reserves fds for maxconn/4 pipes
+	// on top of two per connection, and must fit this machine's hard limit
+	// of 20000 fds, which it cannot raise.
+	fmt.Fprintf(&b, "# written by l4bench\nglobal\n    nbthread %d\n    maxconn 7000\n", spec.workers())
+	if h.Mode == "copy" {
+		b.WriteString("    nosplice\n")
+	}
+	b.WriteString("\ndefaults\n    mode tcp\n    maxconn 7000\n    timeout connect 5s\n    timeout client 1h\n    timeout server 1h\n")
+	switch h.Mode {
+	case "splice":
+		b.WriteString("    option splice-request\n    option splice-response\n")
+	case "splice-auto":
+		b.WriteString("    option splice-auto\n")
+	}
+	send := ""
+	switch spec.ProxyProtocol {
+	case 1:
+		send = " send-proxy"
+	case 2:
+		send = " send-proxy-v2"
+	}
+	for _, kind := range spec.kinds(false) {
+		addr, err := FreePort("tcp")
+		if err != nil {
+			return nil, err
+		}
+		inst.Addrs[kind] = addr
+		fmt.Fprintf(&b, "\nfrontend fe_%s\n    bind %s\n    default_backend be_%s\n\nbackend be_%s\n    server s1 %s%s\n", kind, addr, kind, kind, spec.Backends[kind], send)
+	}
+	if err := writeFile(inst.Config, b.String()); err != nil {
+		return nil, err
+	}
+	return inst.started(inst.launch(spec.Dir, h.Name()+".log", spec.CPUs, nil, bin, "-db", "-f", inst.Config))
+}

@@ -1,0 +1,102 @@
+package target
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
+)
+
+// L4Proxy is our proxy with one copy strategy. One target is registered
+// per strategy, so a new strategy file adds a target with no change here.
+type L4Proxy struct{ Strategy string }
+
+func init() {
+	for _, s := range copystrat.Names() {
+		Register(L4Proxy{Strategy: s})
+	}
+}
+
+// Name implements Target.
+func (l L4Proxy) Name() string { return "l4proxy-" + l.Strategy }
+
+// L4ProxyPath is where the l4proxy binary is; by default beside the
+// running executable, else on PATH. Tests set it.
+var L4ProxyPath = ""
+
+func l4proxyBinary() (string, error) {
+	if L4ProxyPath != "" {
+		return L4ProxyPath, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "l4proxy")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("l4proxy"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("l4proxy binary not found beside l4bench or on PATH; run make build")
+}
+
+// Check implements Target.
+func (l L4Proxy) Check() (string, error) {
+	if _, err := l4proxyBinary(); err != nil {
+		return "", err
+	}
+	return "dev (" + runtime.Version() + ")", nil
+}
+
+// Start implements Target: one TCP entrypoint per backend kind and a UDP
+// entrypoint, in one config, GOMAXPROCS set to the worker count.
+func (l L4Proxy) Start(spec Spec) (*Instance, error) {
+	bin, err := l4proxyBinary()
+	if err != nil {
+		return nil, err
+	}
+	inst := &Instance{Target: l.Name(), Addrs: map[string]string{}, Config: filepath.Join(spec.Dir, l.Name()+".yaml")}
+	var eps, tcp, udp strings.Builder
+	for _, kind := range spec.kinds(true) {
+		network := "tcp"
+		if kind == UDP {
+			network = "udp"
+		}
+		addr, err := FreePort(network)
+		if err != nil {
+			return nil, err
+		}
+		inst.Addrs[kind] = addr
+		suffix := ""
+		if kind == UDP {
+			suffix = "/udp"
+		}
+		fmt.Fprintf(&eps, "  %s:\n    address: %q\n    service: %s\n", kind, addr+suffix, kind)
+		if kind == UDP {
+			fmt.Fprintf(&udp, "    %s:\n      loadBalancer:\n        servers:\n          - address: %q\n", kind, spec.Backends[kind])
+			continue
+		}
+		fmt.Fprintf(&tcp, "    %s:\n      loadBalancer:\n        strategy: %s\n        servers:\n          - address: %q\n", kind, l.Strategy, spec.Backends[kind])
+		if spec.ProxyProtocol > 0 {
+			fmt.Fprintf(&tcp, "        proxyProtocol:\n          version: %d\n", spec.ProxyProtocol)
+		}
+	}
+	cfg := "# written by l4bench\nlogLevel: warn\nentryPoints:\n" + eps.String()
+	if tcp.Len() > 0 {
+		cfg += "tcp:\n  services:\n" + tcp.String()
+	}
+	if udp.Len() > 0 {
+		cfg += "udp:\n  services:\n" + udp.String()
+	}
+	if err := writeFile(inst.Config, cfg); err != nil {
+		return nil, err
+	}
+	argv := append([]string{bin, "--config", inst.Config}, spec.Extra...)
+	env := []string{"GOMAXPROCS=" + strconv.Itoa(spec.workers())}
+	return inst.started(inst.launch(spec.Dir, l.Name()+".log", spec.CPUs, env, argv...))
+}

@@ -1,0 +1,228 @@
+package target
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/l4bench/l4bench/bench/measure"
+)
+
+// Instance is a running design.
+type Instance struct {
+	// Target is the target's name.
+	Target string
+	// Addrs maps each backend kind to the address clients connect to.
+	Addrs map[string]string
+	// Command is the exact command line, for the results.
+	Command []string
+	// Config is the path of the config file written for it ("" for none).
+	Config string
+	// Skipped explains backend kinds the design cannot serve (UDP on haproxy).
+	Skipped map[string]string
+
+	procs []*exec.Cmd
+	logs  []*os.File
+}
+
+// PIDs returns the processes of the design: each started process and all
+// its descendants (nginx workers, socat's per-connection children).
+func (i *Instance) PIDs() []int {
+	var out []int
+	var walk func(int)
+	walk = func(pid int) {
+		out = append(out, pid)
+		for _, c := range measure.Children(pid) {
+			walk(c)
+		}
+	}
+	for _, p := range i.procs {
+		if p.Process != nil && p.ProcessState == nil {
+			walk(p.Process.Pid)
+		}
+	}
+	return out
+}
+
+// Stop ends the design: SIGTERM to each process group, SIGKILL after 5s.
+func (i *Instance) Stop() error {
+	var errs []error
+	for _, p := range i.procs {
+		if p.Process == nil || p.ProcessState != nil {
+			continue
+		}
+		_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- p.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+			<-done
+			errs = append(errs, fmt.Errorf("%s did not stop within 5s of SIGTERM; killed", i.Target))
+		}
+	}
+	for _, f := range i.logs {
+		_ = f.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// launch starts one process of a design in its own process group, with
+// output to a log file in dir, pinned with taskset when cpus is set.
+func (i *Instance) launch(dir, logName string, cpus string, env []string, argv ...string) error {
+	if cpus != "" {
+		argv = append([]string{"taskset", "-c", cpus}, argv...)
+	}
+	log, err := os.Create(filepath.Join(dir, logName))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = log.Close()
+		return fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	i.procs = append(i.procs, cmd)
+	i.logs = append(i.logs, log)
+	if i.Command == nil {
+		i.Command = append(append([]string{}, env...), argv...)
+	}
+	go func() { _ = cmd.Wait() }()
+	return nil
+}
+
+// waitListening waits until every address in Addrs has a listening (TCP)
+// or bound (UDP) socket, read from /proc/net without connecting, so that
+// readiness never touches the backends. If a process exits first, the
+// error carries the end of its log.
+func (i *Instance) waitListening(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		missing := ""
+		for kind, addr := range i.Addrs {
+			network := "tcp"
+			if kind == UDP {
+				network = "udp"
+			}
+			if !isListening(network, addr) {
+				missing = addr
+				break
+			}
+		}
+		if missing == "" {
+			return nil
+		}
+		for n, p := range i.procs {
+			if p.ProcessState != nil || (p.Process != nil && syscall.Kill(p.Process.Pid, 0) != nil) {
+				return fmt.Errorf("%s exited before listening on %s: %s", i.Target, missing, tail(i.logs[n].Name(), 3))
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not listening on %s after %s: %s", i.Target, missing, timeout, tail(i.logs[0].Name(), 3))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// isListening looks for a socket bound to addr in /proc/net/{tcp,udp}[6]:
+// TCP in LISTEN state (0A), UDP in any state.
+func isListening(network, addr string) bool {
+	_, portNum, err := splitHostPortNum(addr)
+	if err != nil {
+		return false
+	}
+	port := fmt.Sprintf(":%04X", portNum)
+	for _, file := range []string{"/proc/net/" + network, "/proc/net/" + network + "6"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			if len(f) < 4 || !strings.HasSuffix(f[1], port) {
+				continue
+			}
+			if network == "udp" || f[3] == "0A" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func splitHostPortNum(addr string) (string, int, error) {
+	i := strings.LastIndex(addr, ":")
+	if i < 0 {
+		return "", 0, fmt.Errorf("%q has no port", addr)
+	}
+	p, err := strconv.Atoi(addr[i+1:])
+	return addr[:i], p, err
+}
+
+// tail returns the last n lines of a file on one line.
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil || len(bytes.TrimSpace(data)) == 0 {
+		return "(no output; log " + path + ")"
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// start runs launch and waitListening, stopping the instance on failure.
+func (i *Instance) started(err error) (*Instance, error) {
+	if err == nil {
+		err = i.waitListening(10 * time.Second)
+	}
+	if err != nil {
+		_ = i.Stop()
+		return nil, err
+	}
+	return i, nil
+}
+
+// lookPath finds a peer's binary or says how to install it.
+func lookPath(bin, pkg string) (string, error) {
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		for _, dir := range []string{"/usr/sbin", "/sbin"} {
+			if _, serr := os.Stat(filepath.Join(dir, bin)); serr == nil {
+				return filepath.Join(dir, bin), nil
+			}
+		}
+		return "", fmt.Errorf("%w; run scripts/install-peers.sh (Debian package %s)", ErrNotInstalled, pkg)
+	}
+	return p, nil
+}
+
+// versionOf runs a command and returns the first match of a pattern.
+func versionOf(prefix string, argv ...string) string {
+	out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		if j := strings.Index(line, prefix); j >= 0 {
+			f := strings.Fields(line[j+len(prefix):])
+			if len(f) > 0 {
+				return strings.TrimPrefix(f[0], "/")
+			}
+		}
+	}
+	return "unknown"
+}
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o644) }

@@ -1,0 +1,49 @@
+package target
+
+import "strconv"
+
+// Socat is socat forking one process per connection, with its default
+// 8 KiB buffer: the simplest userspace relay.
+type Socat struct{}
+
+func init() { Register(Socat{}) }
+
+// Name implements Target.
+func (Socat) Name() string { return "socat" }
+
+// Check implements Target.
+func (Socat) Check() (string, error) {
+	bin, err := lookPath("socat", "socat")
+	if err != nil {
+		return "", err
+	}
+	return versionOf("socat version ", bin, "-V"), nil
+}
+
+// Start implements Target: one socat process per backend kind (TCP only:
+// socat's UDP fork mode serves one datagram per child).
+func (Socat) Start(spec Spec) (*Instance, error) {
+	bin, err := lookPath("socat", "socat")
+	if err != nil {
+		return nil, err
+	}
+	inst := &Instance{Target: "socat", Addrs: map[string]string{}, Skipped: map[string]string{}}
+	if _, ok := spec.Backends[UDP]; ok {
+		inst.Skipped[UDP] = "socat forks a process per datagram in UDP mode, not a session proxy"
+	}
+	var err2 error
+	for _, kind := range spec.kinds(false) {
+		addr, err := FreePort("tcp")
+		if err != nil {
+			return nil, err
+		}
+		inst.Addrs[kind] = addr
+		host, port, _ := splitHostPortNum(addr)
+		listen := "TCP-LISTEN:" + strconv.Itoa(port) + ",bind=" + host + ",reuseaddr,fork,backlog=4096"
+		if err2 = inst.launch(spec.Dir, "socat-"+kind+".log", spec.CPUs, nil, bin, listen, "TCP:"+spec.Backends[kind]); err2 != nil {
+			break
+		}
+	}
+	return inst.started(err2)
+}
+

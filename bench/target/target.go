@@ -1,0 +1,152 @@
+// Package target starts and stops the designs under test: no proxy
+// (direct), l4proxy with each copy strategy, and the real peers from
+// Debian's packages (haproxy in three splice modes, nginx stream, socat).
+//
+//	t, _ := target.Lookup("haproxy-splice")
+//	if _, err := t.Check(); err != nil { /* skip, with err as the reason */ }
+//	inst, err := t.Start(target.Spec{Dir: dir, Backends: backends, Workers: 1})
+//	defer inst.Stop()
+//	addr := inst.Addrs[target.Echo]
+//
+// Every design is started the same way: a config written into the run's
+// folder, loopback ports picked by the runner, the same worker count and,
+// when asked, the same CPU set through taskset.
+package target
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Backend kinds a design forwards to; each gets its own entrypoint.
+const (
+	Echo   = "echo"
+	Sink   = "sink"
+	Source = "source"
+	UDP    = "udp" // a UDP echo backend
+)
+
+// Spec is what the runner asks of a design.
+type Spec struct {
+	// Dir receives the design's config and log.
+	Dir string
+	// Backends maps a backend kind to its address. Each kind present gets
+	// an entrypoint, except UDP on designs that cannot forward UDP.
+	Backends map[string]string
+	// Workers is the number of worker processes or threads (default 1).
+	Workers int
+	// CPUs, when set, pins the design with taskset -c (for example "1").
+	CPUs string
+	// ProxyProtocol sends PROXY headers of this version to the backends,
+	// on designs that can (0: none).
+	ProxyProtocol int
+	// Extra are additional arguments for l4proxy designs (--idle-timeout ...).
+	Extra []string
+}
+
+func (s Spec) workers() int {
+	if s.Workers <= 0 {
+		return 1
+	}
+	return s.Workers
+}
+
+// Target is one design under test.
+type Target interface {
+	// Name is the target's name on the command line and in results.
+	Name() string
+	// Check returns the design's version, or why it cannot run here with
+	// what to do about it.
+	Check() (version string, err error)
+	// Start launches the design and waits until every entrypoint listens.
+	Start(spec Spec) (*Instance, error)
+}
+
+var (
+	mu       sync.Mutex
+	registry = map[string]Target{}
+	order    []string
+)
+
+// Register adds a target; the order of registration is the order of
+// listings and tables.
+func Register(t Target) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := registry[t.Name()]; dup {
+		panic("target registered twice: " + t.Name())
+	}
+	registry[t.Name()] = t
+	order = append(order, t.Name())
+}
+
+// Names lists every target: direct, our proxy's strategies, then the
+// peers, each group in registration order.
+func Names() []string {
+	mu.Lock()
+	defer mu.Unlock()
+	out := append([]string(nil), order...)
+	rank := func(n string) int {
+		for i, p := range []string{"direct", "l4proxy-", "haproxy-", "nginx", "socat"} {
+			if strings.HasPrefix(n, p) {
+				return i
+			}
+		}
+		return 5
+	}
+	sort.SliceStable(out, func(i, j int) bool { return rank(out[i]) < rank(out[j]) })
+	return out
+}
+
+// Lookup finds a target by name or says what the choices are.
+func Lookup(name string) (Target, error) {
+	mu.Lock()
+	t, ok := registry[name]
+	mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("unknown target %q (choices: %s)", name, strings.Join(Names(), ", "))
+	}
+	return t, nil
+}
+
+// FreePort returns a loopback address with a port that was free a moment
+// ago, for configs that need the port written in advance.
+func FreePort(network string) (string, error) {
+	switch network {
+	case "udp":
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		defer pc.Close()
+		return pc.LocalAddr().String(), nil
+	default:
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		defer ln.Close()
+		return ln.Addr().String(), nil
+	}
+}
+
+// kinds returns the backend kinds of a spec in a stable order, without
+// UDP unless withUDP.
+func (s Spec) kinds(withUDP bool) []string {
+	var out []string
+	for k := range s.Backends {
+		if k == UDP && !withUDP {
+			continue
+		}
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ErrNotInstalled marks a peer that is missing.
+var ErrNotInstalled = errors.New("not installed")

@@ -1,0 +1,90 @@
+package target
+
+import (
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/l4bench/l4bench/bench/backend"
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "target-test")
+	if err != nil {
+		panic(err)
+	}
+	L4ProxyPath = filepath.Join(dir, "l4proxy")
+	if out, err := exec.Command("go", "build", "-o", L4ProxyPath, "../../cmd/l4proxy").CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// TestEveryTargetForwards starts each target that can run here against
+// echo backends and checks TCP (and UDP where served) round trips. A peer
+// that is not installed is skipped with the reason Check gives.
+func TestEveryTargetForwards(t *testing.T) {
+	echo, err := backend.Start(backend.Echo, "127.0.0.1:0", false, 0)
+	require.NoError(t, err)
+	defer echo.Close()
+	uecho, err := backend.Start(backend.Echo, "127.0.0.1:0", true, 0)
+	require.NoError(t, err)
+	defer uecho.Close()
+
+	for _, name := range Names() {
+		t.Run(name, func(t *testing.T) {
+			tg, err := Lookup(name)
+			require.NoError(t, err)
+			if _, err := tg.Check(); err != nil {
+				t.Skipf("%s: %v", name, err)
+			}
+			inst, err := tg.Start(Spec{Dir: t.TempDir(), Backends: map[string]string{Echo: echo.Addr(), UDP: uecho.Addr()}})
+			require.NoError(t, err)
+			defer func() { assert.NoError(t, inst.Stop()) }()
+			if name != "direct" {
+				assert.NotEmpty(t, inst.PIDs())
+			}
+
+			c, err := net.DialTimeout("tcp", inst.Addrs[Echo], 2*time.Second)
+			require.NoError(t, err)
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, err = c.Write([]byte("hello"))
+			require.NoError(t, err)
+			buf := make([]byte, 5)
+			_, err = io.ReadFull(c, buf)
+			require.NoError(t, err)
+			assert.Equal(t, "hello", string(buf))
+
+			uaddr, ok := inst.Addrs[UDP]
+			if !ok {
+				assert.NotEmpty(t, inst.Skipped[UDP], "a design without UDP says why")
+				return
+			}
+			u, err := net.Dial("udp", uaddr)
+			require.NoError(t, err)
+			defer u.Close()
+			_ = u.SetDeadline(time.Now().Add(3 * time.Second))
+			_, err = u.Write([]byte("dgram"))
+			require.NoError(t, err)
+			n, err := u.Read(buf)
+			require.NoError(t, err)
+			assert.Equal(t, "dgram", string(buf[:n]))
+		})
+	}
+}
+
+func TestLookupUnknown(t *testing.T) {
+	_, err := Lookup("envoy")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `unknown target "envoy" (choices: direct, l4proxy-splice`)
+}
