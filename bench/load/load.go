@@ -157,7 +157,7 @@ func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(1, 60_000_000, 
 
 // Latency summarises a histogram in microseconds.
 type Latency struct {
-	Count                    int64
+	Count                      int64
 	P50, P99, P999, P9999, Max float64
 }
 

@@ -14,11 +14,12 @@ const ticksPerSecond = 100
 
 // ProcStats is one sample of a process from /proc.
 type ProcStats struct {
-	CPUSeconds float64 // utime + stime
-	RSSKiB     int64   // VmRSS
-	PSSKiB     int64   // Pss from smaps_rollup (0 when unreadable)
-	Threads    int
-	FDs        int
+	CPUSeconds      float64 // utime + stime
+	ChildCPUSeconds float64 // cutime + cstime: children already reaped
+	RSSKiB          int64   // VmRSS
+	PSSKiB          int64   // Pss from smaps_rollup (0 when unreadable)
+	Threads         int
+	FDs             int
 }
 
 // ReadProc samples one process. It reads only /proc, so it does not
@@ -38,9 +39,12 @@ func ReadProc(pid int) (ProcStats, error) {
 	if len(f) < 20 {
 		return s, fmt.Errorf("/proc/%d/stat: too few fields", pid)
 	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14
-	stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
+	utime, _ := strconv.ParseInt(f[11], 10, 64)  // field 14
+	stime, _ := strconv.ParseInt(f[12], 10, 64)  // field 15
+	cutime, _ := strconv.ParseInt(f[13], 10, 64) // field 16
+	cstime, _ := strconv.ParseInt(f[14], 10, 64) // field 17
 	s.CPUSeconds = float64(utime+stime) / ticksPerSecond
+	s.ChildCPUSeconds = float64(cutime+cstime) / ticksPerSecond
 	s.Threads, _ = strconv.Atoi(f[17]) // field 20
 	if status, err := readKeyed(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 		s.RSSKiB = status["VmRSS"]
@@ -63,6 +67,7 @@ func ReadProcs(pids []int) (ProcStats, error) {
 			return sum, err
 		}
 		sum.CPUSeconds += s.CPUSeconds
+		sum.ChildCPUSeconds += s.ChildCPUSeconds
 		sum.RSSKiB += s.RSSKiB
 		sum.PSSKiB += s.PSSKiB
 		sum.Threads += s.Threads

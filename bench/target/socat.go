@@ -46,4 +46,3 @@ func (Socat) Start(spec Spec) (*Instance, error) {
 	}
 	return inst.started(err2)
 }
-

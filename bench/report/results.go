@@ -1,0 +1,153 @@
+// Package report holds the results schema (l4bench/results/v1), reads and
+// writes results.json, and renders summaries of it.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/l4bench/l4bench/bench/stats"
+)
+
+// Schema is the version string every results.json carries.
+const Schema = "l4bench/results/v1"
+
+// Results is one run: its host, its designs and every measured record.
+type Results struct {
+	Schema   string    `json:"schema"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitempty"`
+	Profile  string    `json:"profile"`
+	Command  []string  `json:"command,omitempty"`
+	Host     Host      `json:"host"`
+	Settings Settings  `json:"settings"`
+	Records  []Record  `json:"records"`
+	Targets  []Target  `json:"targets,omitempty"`
+	Notes    []string  `json:"notes,omitempty"`
+}
+
+// Host describes the machine.
+type Host struct {
+	Kernel   string            `json:"kernel"`
+	CPUs     int               `json:"cpus"`
+	CPUModel string            `json:"cpu_model,omitempty"`
+	Go       string            `json:"go"`
+	Peers    map[string]string `json:"peers,omitempty"`
+	FDLimit  uint64            `json:"fd_limit,omitempty"`
+}
+
+// Settings are the fairness settings every design ran with.
+type Settings struct {
+	Workers    int    `json:"workers"`
+	ProxyCPUs  string `json:"proxy_cpus,omitempty"`
+	ClientCPUs string `json:"client_cpus,omitempty"`
+	Count      int    `json:"count"`
+}
+
+// Record is one metric of one design in one scenario.
+type Record struct {
+	Scenario string    `json:"scenario"`
+	Target   string    `json:"target"`
+	Metric   string    `json:"metric"`
+	Unit     string    `json:"unit"`
+	Better   string    `json:"better"` // "higher" or "lower"
+	Samples  []float64 `json:"samples"`
+	Median   float64   `json:"median"`
+}
+
+// Target is how one design ran, or why it did not.
+type Target struct {
+	Name    string   `json:"name"`
+	Version string   `json:"version,omitempty"`
+	Command []string `json:"command,omitempty"`
+	Config  string   `json:"config,omitempty"`
+	Skipped string   `json:"skipped,omitempty"`
+}
+
+// Metric describes a metric name: its unit and which way is better.
+type Metric struct{ Unit, Better string }
+
+// Metrics are the metric names in use.
+var Metrics = map[string]Metric{
+	"throughput":       {"bytes/s", "higher"},
+	"cpu_per_gib":      {"s/GiB", "lower"},
+	"latency_p50":      {"us", "lower"},
+	"latency_p99":      {"us", "lower"},
+	"latency_p999":     {"us", "lower"},
+	"latency_p9999":    {"us", "lower"},
+	"rps":              {"req/s", "higher"},
+	"conn_rate":        {"conn/s", "higher"},
+	"rss_per_conn":     {"KiB", "lower"},
+	"fds_per_conn":     {"fds", "lower"},
+	"slab_per_conn":    {"KiB", "lower"},
+	"udp_pps":          {"datagrams/s", "higher"},
+	"udp_loss":         {"fraction", "lower"},
+	"syscalls_per_mib": {"calls/MiB", "lower"},
+}
+
+// Add appends a sample to the record of (scenario, target, metric),
+// creating it with the metric's unit and direction.
+func (r *Results) Add(scenario, target, metric string, v float64) {
+	for i := range r.Records {
+		rec := &r.Records[i]
+		if rec.Scenario == scenario && rec.Target == target && rec.Metric == metric {
+			rec.Samples = append(rec.Samples, v)
+			rec.Median = stats.Median(rec.Samples)
+			return
+		}
+	}
+	m, ok := Metrics[metric]
+	if !ok {
+		panic("report: unknown metric " + metric)
+	}
+	r.Records = append(r.Records, Record{Scenario: scenario, Target: target, Metric: metric, Unit: m.Unit, Better: m.Better, Samples: []float64{v}, Median: v})
+}
+
+// Find returns the record of (scenario, target, metric), or nil.
+func (r *Results) Find(scenario, target, metric string) *Record {
+	for i := range r.Records {
+		rec := &r.Records[i]
+		if rec.Scenario == scenario && rec.Target == target && rec.Metric == metric {
+			return rec
+		}
+	}
+	return nil
+}
+
+// Save writes results.json, indented, sorted for stable diffs.
+func (r *Results) Save(path string) error {
+	sort.SliceStable(r.Records, func(i, j int) bool {
+		a, b := r.Records[i], r.Records[j]
+		if a.Scenario != b.Scenario {
+			return a.Scenario < b.Scenario
+		}
+		if a.Metric != b.Metric {
+			return a.Metric < b.Metric
+		}
+		return a.Target < b.Target
+	})
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+// Load reads a results.json and checks its schema.
+func Load(path string) (*Results, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Results
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("%s: not a results file: %w", path, err)
+	}
+	if r.Schema != Schema {
+		return nil, fmt.Errorf("%s: schema %q, expected %q", path, r.Schema, Schema)
+	}
+	return &r, nil
+}

@@ -1,0 +1,112 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/l4bench/l4bench/bench/stats"
+)
+
+// Summary writes one table per scenario and metric: each design's median,
+// spread and ratio to direct, the best median marked (bold with ANSI when
+// ansi, else with a trailing *).
+func (r *Results) Summary(w io.Writer, targetOrder []string, ansi bool) {
+	type key struct{ scenario, metric string }
+	var keys []key
+	seen := map[key]bool{}
+	for _, rec := range r.Records {
+		k := key{rec.Scenario, rec.Metric}
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	rank := func(t string) int {
+		if i := slices.Index(targetOrder, t); i >= 0 {
+			return i
+		}
+		return len(targetOrder)
+	}
+	for _, k := range keys {
+		var recs []Record
+		for _, rec := range r.Records {
+			if rec.Scenario == k.scenario && rec.Metric == k.metric {
+				recs = append(recs, rec)
+			}
+		}
+		slices.SortStableFunc(recs, func(a, b Record) int { return rank(a.Target) - rank(b.Target) })
+		best := -1
+		for i, rec := range recs {
+			if best < 0 || better(rec, recs[best]) {
+				best = i
+			}
+		}
+		direct := r.Find(k.scenario, "direct", k.metric)
+		fmt.Fprintf(w, "\n%s · %s (%s, %s is better)\n", k.scenario, k.metric, recs[0].Unit, recs[0].Better)
+		fmt.Fprintf(w, "  %-22s %14s %9s %10s\n", "design", "median", "spread", "vs direct")
+		for i, rec := range recs {
+			ratio := "-"
+			if direct != nil && direct.Median != 0 && rec.Target != "direct" {
+				ratio = fmt.Sprintf("%.2fx", rec.Median/direct.Median)
+			}
+			val := FormatValue(rec.Median, rec.Unit)
+			mark := " "
+			if i == best && len(recs) > 1 {
+				if ansi {
+					val = "\x1b[1m" + val + "\x1b[0m"
+					// keep the column aligned despite the escape codes
+					val = strings.Repeat(" ", max(0, 14-len(FormatValue(rec.Median, rec.Unit)))) + val
+				} else {
+					mark = "*"
+				}
+			}
+			fmt.Fprintf(w, "  %-22s %14s%s %8s %10s\n", rec.Target, val, mark, fmt.Sprintf("±%.0f%%", stats.SpreadPct(rec.Samples)), ratio)
+		}
+	}
+}
+
+func better(a, b Record) bool {
+	if a.Better == "lower" {
+		return a.Median < b.Median
+	}
+	return a.Median > b.Median
+}
+
+// FormatValue prints a value with a readable unit.
+func FormatValue(v float64, unit string) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	switch unit {
+	case "bytes/s":
+		return humanBytes(v) + "/s"
+	case "fraction":
+		return fmt.Sprintf("%.2f%%", v*100)
+	case "us":
+		return fmt.Sprintf("%.0f µs", v)
+	case "s/GiB":
+		return fmt.Sprintf("%.3f s/GiB", v)
+	case "KiB":
+		return fmt.Sprintf("%.1f KiB", v)
+	case "fds":
+		return fmt.Sprintf("%.2f", v)
+	default:
+		if v >= 10000 {
+			return fmt.Sprintf("%.0f %s", v, unit)
+		}
+		return fmt.Sprintf("%.1f %s", v, unit)
+	}
+}
+
+func humanBytes(v float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.2f %s", v, units[i])
+}

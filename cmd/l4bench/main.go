@@ -1,0 +1,194 @@
+// Command l4bench benchmarks L4 proxy designs side by side: our l4proxy
+// per copy strategy and real peers (haproxy, nginx stream, socat), always
+// against a no-proxy baseline measured in the same run.
+//
+//	l4bench run --profile quick            # results/<UTC time>/results.json and a summary
+//	l4bench targets                        # what can run here, and why not
+//	l4bench backend echo --listen 127.0.0.1:9000
+//
+// Exit codes: 0 success; 1 a gate or an l4proxy conformance case failed;
+// 2 bad input (flag, file, schema), with a one-line reason.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/l4bench/l4bench/bench/backend"
+	"github.com/l4bench/l4bench/bench/target"
+	"github.com/l4bench/l4bench/scenarios"
+)
+
+// Exit codes of the contract.
+const (
+	exitOK       = 0
+	exitFailed   = 1
+	exitBadInput = 2
+)
+
+// exitError carries an exit code up to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func badInput(err error) error { return &exitError{exitBadInput, err} }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		fmt.Fprintf(stderr, "l4bench: %v\n", ee.err)
+		return ee.code
+	}
+	// cobra's own errors: unknown command or flag, bad flag value.
+	fmt.Fprintf(stderr, "l4bench: %v\n", oneLine(err))
+	return exitBadInput
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ") }
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "l4bench",
+		Short:         "Benchmark and conformance harness for L4 (TCP/UDP) proxy designs",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return badInput(fmt.Errorf("%s: %v (see l4bench %s --help)", c.Name(), err, c.Name()))
+	})
+	root.AddCommand(newRunCmd(stdout, stderr), newTargetsCmd(stdout), newBackendCmd(stderr))
+	return root
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
+	var opts scenarios.Options
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "Run scenarios against designs and write results/<UTC time>/results.json",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if isTerminal(stderr) {
+				opts.Progress = stderr
+			}
+			opts.Command = append([]string{"l4bench"}, os.Args[1:]...)
+			res, dir, err := scenarios.Run(cmd.Context(), opts)
+			var bad *scenarios.BadInputError
+			if errors.As(err, &bad) {
+				return badInput(bad.Err)
+			}
+			if err != nil {
+				return &exitError{exitFailed, err}
+			}
+			res.Summary(stdout, target.Names(), isTerminal(stdout))
+			fmt.Fprintln(stdout)
+			for _, n := range res.Notes {
+				fmt.Fprintln(stdout, "note: "+n)
+			}
+			for _, t := range res.Targets {
+				if t.Skipped != "" {
+					fmt.Fprintf(stdout, "skipped: %s: %s\n", t.Name, t.Skipped)
+				}
+			}
+			fmt.Fprintf(stdout, "results: %s/results.json (%s)\n", dir, res.Finished.Sub(res.Started).Round(1e9))
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&opts.Profile, "profile", "quick", "scenario set: quick, standard or full")
+	f.StringArrayVar(&opts.Scenarios, "scenario", nil, "run only this scenario (repeatable)")
+	f.StringArrayVar(&opts.Targets, "target", nil, "run only this design (repeatable; direct is always measured)")
+	f.StringVar(&opts.Out, "out", "results", "folder under which the run's folder is made")
+	f.IntVar(&opts.Count, "count", 0, "repetitions of each scenario (default: the profile's)")
+	f.StringVar(&opts.ProxyCPUs, "proxy-cpus", "", "pin every design to these CPUs (taskset list, e.g. 1) and the load to the others")
+	f.IntVar(&opts.Workers, "workers", 1, "worker processes/threads per design")
+	f.BoolVar(&opts.AllowRemote, "allow-remote", false, "allow targets outside loopback (never needed for local designs)")
+	return c
+}
+
+func newTargetsCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "targets",
+		Short: "List each design, whether it can run here, its version, and why not",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			for _, n := range target.Names() {
+				t, _ := target.Lookup(n)
+				v, err := t.Check()
+				if err != nil {
+					fmt.Fprintf(stdout, "%-22s no   %s\n", n, err)
+					continue
+				}
+				fmt.Fprintf(stdout, "%-22s yes  %s\n", n, v)
+			}
+			return nil
+		},
+	}
+}
+
+func newBackendCmd(stderr io.Writer) *cobra.Command {
+	var listen string
+	var udp bool
+	var size int64
+	c := &cobra.Command{
+		Use:   "backend echo|sink|source",
+		Short: "Run one backend server by hand until interrupted",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return badInput(fmt.Errorf("backend: expected one kind (choices: %s)", strings.Join(backend.Kinds, ", ")))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if listen == "" {
+				return badInput(errors.New("backend: --listen is required (e.g. --listen 127.0.0.1:9000)"))
+			}
+			b, err := backend.Start(args[0], listen, udp, size)
+			if err != nil {
+				return badInput(fmt.Errorf("backend: %w", err))
+			}
+			defer b.Close()
+			fmt.Fprintf(stderr, "l4bench backend %s listening on %s\n", args[0], b.Addr())
+			<-cmd.Context().Done()
+			return nil
+		},
+	}
+	c.Flags().StringVar(&listen, "listen", "", "address to listen on")
+	c.Flags().BoolVar(&udp, "udp", false, "serve UDP instead of TCP (echo, sink)")
+	c.Flags().Int64Var(&size, "size", 0, "bytes a source sends per connection (0: until the client closes)")
+	return c
+}

@@ -1,0 +1,140 @@
+// Package scenarios holds the scenario catalogue (embedded YAML) and the
+// runner that measures every design against it.
+//
+//	cat, _ := scenarios.Load()
+//	res, dir, err := scenarios.Run(ctx, scenarios.Options{Profile: "quick"})
+package scenarios
+
+import (
+	_ "embed"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed catalogue.yaml
+var catalogueYAML []byte
+
+// Kinds of scenario, one per load client.
+const (
+	KindStream = "stream"
+	KindRR     = "rr"
+	KindCRR    = "crr"
+	KindIdle   = "idle"
+	KindUDP    = "udp"
+)
+
+// Catalogue is the embedded scenario list and its profiles.
+type Catalogue struct {
+	Profiles  map[string]Profile `yaml:"profiles"`
+	Scenarios []Scenario         `yaml:"scenarios"`
+}
+
+// Profile sets repetitions and durations for a set of scenarios.
+type Profile struct {
+	Description string   `yaml:"description"`
+	Count       int      `yaml:"count"`
+	Duration    Duration `yaml:"duration"`
+	IdleConns   int      `yaml:"idle_conns"`
+}
+
+// Scenario is one measured situation.
+type Scenario struct {
+	Name        string   `yaml:"name"`
+	Kind        string   `yaml:"kind"`
+	Answers     string   `yaml:"answers"`
+	Profiles    []string `yaml:"profiles"`
+	Streams     int      `yaml:"streams"`
+	Direction   string   `yaml:"direction"`
+	Conns       int      `yaml:"conns"`
+	Rate        float64  `yaml:"rate"`
+	MessageSize int      `yaml:"message_size"`
+	Workers     int      `yaml:"workers"`
+	Warmup      int      `yaml:"warmup"`
+	Clients     int      `yaml:"clients"`
+	Size        int      `yaml:"size"`
+}
+
+// Duration is a time.Duration in Go syntax.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Load parses the embedded catalogue.
+func Load() (*Catalogue, error) { return parseCatalogue(catalogueYAML) }
+
+func parseCatalogue(data []byte) (*Catalogue, error) {
+	var c Catalogue
+	if err := yaml.Unmarshal(data, &c); err != nil {
+		return nil, fmt.Errorf("scenario catalogue: %w", err)
+	}
+	names := map[string]bool{}
+	for _, s := range c.Scenarios {
+		if names[s.Name] {
+			return nil, fmt.Errorf("scenario catalogue: %s listed twice", s.Name)
+		}
+		names[s.Name] = true
+		switch s.Kind {
+		case KindStream, KindRR, KindCRR, KindIdle, KindUDP:
+		default:
+			return nil, fmt.Errorf("scenario catalogue: %s: unknown kind %q", s.Name, s.Kind)
+		}
+		for _, p := range s.Profiles {
+			if _, ok := c.Profiles[p]; !ok {
+				return nil, fmt.Errorf("scenario catalogue: %s: unknown profile %q", s.Name, p)
+			}
+		}
+	}
+	return &c, nil
+}
+
+// ProfileNames lists the profiles, shortest first.
+func (c *Catalogue) ProfileNames() []string {
+	names := make([]string, 0, len(c.Profiles))
+	for n := range c.Profiles {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return c.Profiles[names[i]].Count < c.Profiles[names[j]].Count })
+	return names
+}
+
+// ScenarioNames lists every scenario in catalogue order.
+func (c *Catalogue) ScenarioNames() []string {
+	var out []string
+	for _, s := range c.Scenarios {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+// Select returns the scenarios of a profile, or the named ones (in
+// catalogue order), or an error naming the unknown name and the choices.
+func (c *Catalogue) Select(profile string, names []string) ([]Scenario, error) {
+	if _, ok := c.Profiles[profile]; !ok {
+		return nil, fmt.Errorf("--profile: unknown profile %q (choices: %s)", profile, strings.Join(c.ProfileNames(), ", "))
+	}
+	for _, n := range names {
+		if !slices.Contains(c.ScenarioNames(), n) {
+			return nil, fmt.Errorf("--scenario: unknown scenario %q (choices: %s)", n, strings.Join(c.ScenarioNames(), ", "))
+		}
+	}
+	var out []Scenario
+	for _, s := range c.Scenarios {
+		if (len(names) == 0 && slices.Contains(s.Profiles, profile)) || slices.Contains(names, s.Name) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,412 @@
+package scenarios
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/l4bench/l4bench/bench/load"
+	"github.com/l4bench/l4bench/bench/measure"
+	"github.com/l4bench/l4bench/bench/report"
+	"github.com/l4bench/l4bench/bench/target"
+)
+
+// IperfTarget is the record name of iperf3's figure for direct.
+const IperfTarget = "direct-iperf3"
+
+// running is a started design.
+type running struct {
+	t      target.Target
+	spec   target.Spec
+	inst   *target.Instance
+	failed string // set when the design broke during the run
+}
+
+// restart gives the design a fresh process, so that memory and fds kept
+// from earlier samples (Go's pool of splice pipes, heaps that do not
+// shrink at once) do not hide the cost of new connections.
+func (d *running) restart() error {
+	if d.t.Name() == "direct" {
+		return nil
+	}
+	_ = d.inst.Stop()
+	inst, err := d.t.Start(d.spec)
+	if err != nil {
+		d.failed = "failed to restart: " + err.Error()
+		return err
+	}
+	d.inst = inst
+	return nil
+}
+
+// Run measures every selected design on every selected scenario and writes
+// results.json and the designs' configs into a new folder under Out. It
+// returns the results and that folder.
+func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
+	p, err := prepare(opts)
+	if err != nil {
+		return nil, "", err
+	}
+	res := &report.Results{
+		Schema: report.Schema, Started: time.Now().UTC(), Profile: p.opts.Profile, Command: opts.Command,
+		Host:     hostInfo(),
+		Settings: report.Settings{Workers: max(opts.Workers, 1), ProxyCPUs: opts.ProxyCPUs, ClientCPUs: p.clientCPU, Count: p.profile.Count},
+	}
+	if p.clientCPU != "" {
+		if err := pinSelf(p.clientCPU); err != nil {
+			return nil, p.dir, fmt.Errorf("pin the load client to CPUs %s: %w", p.clientCPU, err)
+		}
+	}
+	needUDP := slices.ContainsFunc(p.scenarios, func(s Scenario) bool { return s.Kind == KindUDP })
+	bes, err := startBackends(needUDP)
+	if err != nil {
+		return nil, p.dir, err
+	}
+	defer bes.close()
+
+	var designs []*running
+	defer func() {
+		for _, d := range designs {
+			_ = d.inst.Stop()
+		}
+	}()
+	res.Host.Peers = map[string]string{}
+	for _, t := range p.targets {
+		info := report.Target{Name: t.Name()}
+		version, err := t.Check()
+		if err != nil {
+			info.Skipped = err.Error()
+			res.Targets = append(res.Targets, info)
+			p.say("skipping %s: %v", t.Name(), err)
+			continue
+		}
+		info.Version = version
+		if t.Name() != "direct" && !strings.HasPrefix(t.Name(), "l4proxy-") {
+			res.Host.Peers[strings.SplitN(t.Name(), "-", 2)[0]] = version
+		}
+		spec := target.Spec{Dir: p.dir, Backends: bes.addr, Workers: opts.Workers, CPUs: opts.ProxyCPUs}
+		inst, err := t.Start(spec)
+		if err != nil {
+			info.Skipped = "failed to start: " + err.Error()
+			res.Targets = append(res.Targets, info)
+			p.say("skipping %s: %v", t.Name(), err)
+			continue
+		}
+		for _, a := range inst.Addrs {
+			if err := checkLoopback(a, opts.AllowRemote); err != nil {
+				_ = inst.Stop()
+				return nil, p.dir, &BadInputError{err}
+			}
+		}
+		info.Command, info.Config = inst.Command, inst.Config
+		res.Targets = append(res.Targets, info)
+		designs = append(designs, &running{t: t, spec: spec, inst: inst})
+	}
+	if len(designs) == 0 {
+		return nil, p.dir, errors.New("no design could start")
+	}
+
+	idleConns := p.profile.IdleConns
+	// Six fds per connection is the most a design here needs (splice: two
+	// sockets and two pipes); the hard limit cannot be raised by a process
+	// without CAP_SYS_RESOURCE.
+	if limit := int((fdLimit() - 200) / 6); idleConns > limit {
+		res.Notes = append(res.Notes, fmt.Sprintf("tcp-idle: %d idle connections instead of %d: the hard fd limit here is %d and a splicing design holds 6 fds per connection", limit, idleConns, fdLimit()))
+		idleConns = limit
+	}
+	_, iperfErr := exec.LookPath("iperf3")
+
+	total := p.profile.Count * len(designs) * len(p.scenarios)
+	prog := newProgress(p.opts.Progress, total)
+	for si, s := range p.scenarios {
+		for round := 0; round < p.profile.Count; round++ {
+			// Rotate the order every round so drift hits all designs alike.
+			order := append(append([]*running{}, designs[round%len(designs):]...), designs[:round%len(designs)]...)
+			for _, d := range order {
+				if err := ctx.Err(); err != nil {
+					return nil, p.dir, err
+				}
+				prog.step(fmt.Sprintf("[%d/%d] %s, round %d/%d, %s", si+1, len(p.scenarios), s.Name, round+1, p.profile.Count, d.t.Name()))
+				if d.failed != "" {
+					continue
+				}
+				if s.Kind == KindIdle {
+					if err := d.restart(); err != nil {
+						res.Notes = append(res.Notes, fmt.Sprintf("%s round %d: %s: %v", s.Name, round+1, d.t.Name(), err))
+						continue
+					}
+				}
+				addr, note := d.addressFor(s)
+				if note != "" {
+					if round == 0 {
+						res.Notes = append(res.Notes, fmt.Sprintf("%s: %s skipped: %s", s.Name, d.t.Name(), note))
+					}
+					continue
+				}
+				err := p.sample(ctx, res, s, d, addr, idleConns)
+				if err != nil {
+					res.Notes = append(res.Notes, fmt.Sprintf("%s round %d: %s: sample failed: %v", s.Name, round+1, d.t.Name(), err))
+					p.say("%s round %d: %s: %v", s.Name, round+1, d.t.Name(), err)
+					if len(d.inst.PIDs()) == 0 && d.t.Name() != "direct" {
+						d.failed = "process exited"
+					}
+				}
+				if s.Name == "tcp-stream-1" && d.t.Name() == "direct" {
+					if iperfErr != nil {
+						if round == 0 {
+							res.Notes = append(res.Notes, "iperf3 not installed: no cross-check of the direct throughput (run scripts/install-peers.sh)")
+						}
+					} else if bps, err := iperf3(ctx, time.Duration(p.profile.Duration)); err != nil {
+						res.Notes = append(res.Notes, fmt.Sprintf("iperf3 round %d failed: %v", round+1, err))
+					} else {
+						res.Add(s.Name, IperfTarget, "throughput", bps)
+					}
+				}
+			}
+		}
+	}
+	prog.done()
+	res.Finished = time.Now().UTC()
+	res.Notes = append(res.Notes, harnessCheck(res)...)
+	if err := res.Save(filepath.Join(p.dir, "results.json")); err != nil {
+		return res, p.dir, err
+	}
+	return res, p.dir, nil
+}
+
+func (p *plan) say(format string, args ...any) {
+	if p.opts.Progress != nil {
+		fmt.Fprintf(p.opts.Progress, "\r\033[K"+format+"\n", args...)
+	}
+}
+
+// addressFor returns the address to load for a scenario, or why the design
+// cannot serve it.
+func (d *running) addressFor(s Scenario) (string, string) {
+	kind := target.Echo
+	switch {
+	case s.Kind == KindUDP:
+		kind = target.UDP
+	case s.Kind == KindStream && s.Direction == load.Up:
+		kind = target.Sink
+	case s.Kind == KindStream && s.Direction == load.Down:
+		kind = target.Source
+	}
+	if s.Kind == KindIdle && d.t.Name() == "direct" {
+		return "", "no proxy process to measure"
+	}
+	if a, ok := d.inst.Addrs[kind]; ok {
+		return a, ""
+	}
+	if why := d.inst.Skipped[kind]; why != "" {
+		return "", why
+	}
+	return "", "no " + kind + " entrypoint"
+}
+
+// cpu is the CPU time of a design's processes, including reaped children
+// (socat's per-connection processes).
+func (d *running) cpu() float64 {
+	s, err := measure.ReadProcs(d.inst.PIDs())
+	if err != nil {
+		return 0
+	}
+	return s.CPUSeconds + s.ChildCPUSeconds
+}
+
+// sample runs one scenario once against one design and adds its records.
+func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *running, addr string, idleConns int) error {
+	dur := time.Duration(p.profile.Duration)
+	name := d.t.Name()
+	switch s.Kind {
+	case KindStream:
+		cpu0 := d.cpu()
+		r, err := load.Stream(ctx, load.StreamOptions{Addr: addr, Streams: s.Streams, Direction: s.Direction, Duration: dur})
+		if err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond) // let the design finish its last writes
+		cpu := d.cpu() - cpu0
+		res.Add(s.Name, name, "throughput", r.Throughput())
+		if len(d.inst.PIDs()) > 0 && r.Bytes > 0 {
+			res.Add(s.Name, name, "cpu_per_gib", cpu/(float64(r.Bytes)/(1<<30)))
+		}
+	case KindRR:
+		r, err := load.RR(ctx, load.RROptions{Addr: addr, Conns: s.Conns, MessageSize: s.MessageSize, Duration: dur, Rate: s.Rate})
+		if err != nil {
+			return err
+		}
+		if s.Rate == 0 {
+			res.Add(s.Name, name, "rps", r.RPS())
+		}
+		res.Add(s.Name, name, "latency_p50", r.Latency.P50)
+		res.Add(s.Name, name, "latency_p99", r.Latency.P99)
+		res.Add(s.Name, name, "latency_p999", r.Latency.P999)
+		if s.Rate > 0 {
+			res.Add(s.Name, name, "latency_p9999", r.Latency.P9999)
+		}
+	case KindCRR:
+		r, err := load.CRR(ctx, load.CRROptions{Addr: addr, Workers: s.Workers, MessageSize: s.MessageSize, Duration: dur})
+		if err != nil {
+			return err
+		}
+		res.Add(s.Name, name, "conn_rate", r.Rate())
+		res.Add(s.Name, name, "latency_p50", r.Connect.P50)
+		res.Add(s.Name, name, "latency_p99", r.Connect.P99)
+	case KindIdle:
+		return p.sampleIdle(ctx, res, s, d, addr, idleConns)
+	case KindUDP:
+		r, err := load.UDP(ctx, load.UDPOptions{Addr: addr, Clients: s.Clients, Rate: s.Rate, Size: s.Size, Duration: dur})
+		if err != nil {
+			return err
+		}
+		res.Add(s.Name, name, "udp_pps", r.PPS())
+		res.Add(s.Name, name, "udp_loss", r.Loss())
+		if r.Received > 0 {
+			res.Add(s.Name, name, "latency_p50", r.Latency.P50)
+			res.Add(s.Name, name, "latency_p99", r.Latency.P99)
+		}
+	}
+	return nil
+}
+
+func (p *plan) sampleIdle(ctx context.Context, res *report.Results, s Scenario, d *running, addr string, n int) error {
+	pids := d.inst.PIDs()
+	mem := func(st measure.ProcStats) float64 {
+		if len(pids) > 1 && st.PSSKiB > 0 {
+			return float64(st.PSSKiB) // several processes share pages: PSS
+		}
+		return float64(st.RSSKiB)
+	}
+	time.Sleep(200 * time.Millisecond)
+	before, err := measure.ReadProcs(pids)
+	if err != nil {
+		return err
+	}
+	slab0, _ := measure.Meminfo()
+	conns, err := load.OpenIdle(ctx, addr, n, s.Warmup)
+	if err != nil {
+		return err
+	}
+	time.Sleep(300 * time.Millisecond)
+	after, err := measure.ReadProcs(d.inst.PIDs()) // socat has forked by now
+	slab1, _ := measure.Meminfo()
+	conns.Close()
+	time.Sleep(300 * time.Millisecond) // let the design release them
+	if err != nil {
+		return err
+	}
+	if len(d.inst.PIDs()) > 1 && len(pids) == 1 {
+		pids = d.inst.PIDs() // count PSS for forking designs
+	}
+	res.Add(s.Name, d.t.Name(), "rss_per_conn", (mem(after)-mem(before))/float64(n))
+	res.Add(s.Name, d.t.Name(), "fds_per_conn", float64(after.FDs-before.FDs)/float64(n))
+	res.Add(s.Name, d.t.Name(), "slab_per_conn", float64(slab1["Slab"]-slab0["Slab"])/float64(n))
+	return nil
+}
+
+// iperf3 measures direct loopback throughput with iperf3 itself, as the
+// cross-check that l4bench's own client is not the bottleneck.
+func iperf3(ctx context.Context, dur time.Duration) (float64, error) {
+	addr, err := target.FreePort("tcp")
+	if err != nil {
+		return 0, err
+	}
+	_, port, _ := strings.Cut(addr, ":")
+	srv := exec.CommandContext(ctx, "iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", port)
+	if err := srv.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	secs := max(1, int(dur.Round(time.Second)/time.Second))
+	var out []byte
+	for try := 0; try < 50; try++ { // until the server listens
+		out, err = exec.CommandContext(ctx, "iperf3", "-c", "127.0.0.1", "-p", port, "-t", strconv.Itoa(secs), "-J").Output()
+		if err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("iperf3 client: %w", err)
+	}
+	var r struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return 0, fmt.Errorf("iperf3 output: %w", err)
+	}
+	return r.End.SumReceived.BitsPerSecond / 8, nil
+}
+
+// harnessCheck compares l4bench's direct throughput with iperf3's.
+func harnessCheck(res *report.Results) []string {
+	own := res.Find("tcp-stream-1", "direct", "throughput")
+	ip := res.Find("tcp-stream-1", IperfTarget, "throughput")
+	if own == nil || ip == nil || ip.Median == 0 {
+		return nil
+	}
+	ratio := own.Median / ip.Median
+	if ratio < 0.9 {
+		return []string{fmt.Sprintf("**l4bench's own client reached only %.0f%% of iperf3 on direct (%s vs %s): the harness may be the bottleneck**",
+			ratio*100, report.FormatValue(own.Median, own.Unit), report.FormatValue(ip.Median, ip.Unit))}
+	}
+	return []string{fmt.Sprintf("l4bench's client reached %.0f%% of iperf3 on direct (%s vs %s)", ratio*100,
+		report.FormatValue(own.Median, own.Unit), report.FormatValue(ip.Median, ip.Unit))}
+}
+
+func hostInfo() report.Host {
+	h := report.Host{CPUs: runtime.NumCPU(), Go: runtime.Version(), FDLimit: fdLimit()}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		h.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				h.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return h
+}
+
+// pinSelf pins every thread of this process to the CPU list; threads
+// created later inherit it.
+func pinSelf(list string) error {
+	cpus, err := parseCPUList(list)
+	if err != nil {
+		return err
+	}
+	var set unix.CPUSet
+	for _, c := range cpus {
+		set.Set(c)
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, _ := strconv.Atoi(t.Name())
+		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+			return err
+		}
+	}
+	return nil
+}

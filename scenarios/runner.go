@@ -1,0 +1,224 @@
+package scenarios
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/l4bench/l4bench/bench/backend"
+	"github.com/l4bench/l4bench/bench/target"
+)
+
+// Options configure a run. The zero value runs the quick profile against
+// every target that can run here.
+type Options struct {
+	Profile   string   // default quick
+	Scenarios []string // default: the profile's
+	Targets   []string // default: all
+	// Out is the folder under which results/<UTC timestamp>/ is made
+	// (default "results").
+	Out string
+	// Count overrides the profile's repetitions.
+	Count int
+	// ProxyCPUs pins every design to these CPUs (taskset list) and the
+	// load clients and backends to the others.
+	ProxyCPUs string
+	// Workers per design (default 1).
+	Workers int
+	// AllowRemote permits non-loopback target addresses.
+	AllowRemote bool
+	// Progress receives progress lines (nil: quiet).
+	Progress io.Writer
+	// Command is recorded in the results.
+	Command []string
+}
+
+// BadInputError marks errors in the options (exit status 2).
+type BadInputError struct{ Err error }
+
+func (e *BadInputError) Error() string { return e.Err.Error() }
+func (e *BadInputError) Unwrap() error { return e.Err }
+
+func badInput(format string, args ...any) error {
+	return &BadInputError{fmt.Errorf(format, args...)}
+}
+
+// plan is a validated run.
+type plan struct {
+	opts      Options
+	profile   Profile
+	scenarios []Scenario
+	targets   []target.Target
+	dir       string
+	clientCPU string
+}
+
+// Prepare validates options and creates the output folder, before
+// anything is started.
+func prepare(opts Options) (*plan, error) {
+	if opts.Profile == "" {
+		opts.Profile = "quick"
+	}
+	if opts.Out == "" {
+		opts.Out = "results"
+	}
+	cat, err := Load()
+	if err != nil {
+		return nil, err
+	}
+	scs, err := cat.Select(opts.Profile, opts.Scenarios)
+	if err != nil {
+		return nil, &BadInputError{err}
+	}
+	p := &plan{opts: opts, profile: cat.Profiles[opts.Profile], scenarios: scs}
+	if opts.Count < 0 {
+		return nil, badInput("--count: must be 1 or more, got %d", opts.Count)
+	}
+	if opts.Count > 0 {
+		p.profile.Count = opts.Count
+	}
+	names := opts.Targets
+	if len(names) == 0 {
+		names = target.Names()
+	}
+	if !slices.Contains(names, "direct") {
+		names = append([]string{"direct"}, names...) // every run measures the baseline
+	}
+	for _, n := range names {
+		t, err := target.Lookup(n)
+		if err != nil {
+			return nil, badInput("--target: %v", err)
+		}
+		if !slices.ContainsFunc(p.targets, func(x target.Target) bool { return x.Name() == n }) {
+			p.targets = append(p.targets, t)
+		}
+	}
+	if opts.ProxyCPUs != "" {
+		proxy, err := parseCPUList(opts.ProxyCPUs)
+		if err != nil {
+			return nil, badInput("--proxy-cpus: %v", err)
+		}
+		var rest []string
+		for c := 0; c < runtime.NumCPU(); c++ {
+			if !slices.Contains(proxy, c) {
+				rest = append(rest, fmt.Sprint(c))
+			}
+		}
+		if len(rest) == 0 {
+			return nil, badInput("--proxy-cpus %q leaves no CPU for the load client and backends (this machine has %d)", opts.ProxyCPUs, runtime.NumCPU())
+		}
+		p.clientCPU = strings.Join(rest, ",")
+	}
+	p.dir = filepath.Join(opts.Out, time.Now().UTC().Format("20060102T150405Z"))
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return nil, badInput("--out: cannot create %s: %v", p.dir, unwrapPath(err))
+	}
+	probe := filepath.Join(p.dir, ".write-test")
+	if err := os.WriteFile(probe, nil, 0o644); err != nil {
+		return nil, badInput("--out: %s is not writable: %v", p.dir, unwrapPath(err))
+	}
+	_ = os.Remove(probe)
+	return p, nil
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// parseCPUList parses taskset's list syntax: "1", "0,2", "0-3".
+func parseCPUList(s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		var a, b int
+		if _, err := fmt.Sscanf(lo, "%d", &a); err != nil {
+			return nil, fmt.Errorf("%q is not a CPU list (e.g. 1 or 0-1)", s)
+		}
+		b = a
+		if isRange {
+			if _, err := fmt.Sscanf(hi, "%d", &b); err != nil || b < a {
+				return nil, fmt.Errorf("%q is not a CPU list (e.g. 1 or 0-1)", s)
+			}
+		}
+		for c := a; c <= b; c++ {
+			if c >= runtime.NumCPU() {
+				return nil, fmt.Errorf("CPU %d does not exist (this machine has CPUs 0-%d)", c, runtime.NumCPU()-1)
+			}
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// fdLimit is the hard limit on open files, which bounds idle connections.
+func fdLimit() uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 1024
+	}
+	return lim.Max
+}
+
+// checkLoopback refuses addresses outside 127.0.0.0/8 and ::1.
+func checkLoopback(addr string, allow bool) error {
+	if allow {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("refusing to send load to %s: not a loopback address (pass --allow-remote to permit it)", addr)
+	}
+	return nil
+}
+
+// backends are the servers behind every design, in this process.
+type backends struct {
+	list []*backend.Backend
+	addr map[string]string
+}
+
+func startBackends(udp bool) (*backends, error) {
+	b := &backends{addr: map[string]string{}}
+	kinds := []struct {
+		kind, name string
+		udp        bool
+	}{{target.Echo, backend.Echo, false}, {target.Sink, backend.Sink, false}, {target.Source, backend.Source, false}}
+	if udp {
+		kinds = append(kinds, struct {
+			kind, name string
+			udp        bool
+		}{target.UDP, backend.Echo, true})
+	}
+	for _, k := range kinds {
+		be, err := backend.Start(k.name, "127.0.0.1:0", k.udp, 0)
+		if err != nil {
+			b.close()
+			return nil, fmt.Errorf("start %s backend: %w", k.kind, err)
+		}
+		b.list = append(b.list, be)
+		b.addr[k.kind] = be.Addr()
+	}
+	return b, nil
+}
+
+func (b *backends) close() {
+	for _, be := range b.list {
+		_ = be.Close()
+	}
+}
