@@ -37,9 +37,8 @@ func BenchmarkIdleConn(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer echo.Close()
-			t := &testing.T{}
-			p := startProxy(t, "", "--listen", "127.0.0.1:0", "--backend", echo.Addr(), "--strategy", strategy)
-			defer func() { _ = syscall.Kill(p.pid, syscall.SIGKILL); _ = p.cmd.Wait() }()
+			p := startProxy(b, "", "--listen", "127.0.0.1:0", "--backend", echo.Addr(), "--strategy", strategy)
+			defer func() { _ = p.stop(b) }()
 			time.Sleep(200 * time.Millisecond)
 			before, err := measure.ReadProc(p.pid)
 			if err != nil {

@@ -100,10 +100,12 @@ func run(args []string, stderr io.Writer) int {
 		return exitBadInput
 	}
 
-	logger.Info("started", "pid", os.Getpid(), "entrypoints", len(srv.Addrs()))
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	// "started" comes after the signal handler: a supervisor may send
+	// SIGTERM as soon as it reads this line.
+	logger.Info("started", "pid", os.Getpid(), "entrypoints", len(srv.Addrs()))
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
 

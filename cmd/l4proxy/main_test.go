@@ -101,7 +101,8 @@ type proc struct {
 	cmd    *exec.Cmd
 	addr   string
 	pid    int
-	stderr *bytes.Buffer
+	stderr *bytes.Buffer // complete once logDone is closed
+	logged chan struct{}
 }
 
 var (
@@ -111,7 +112,7 @@ var (
 
 // startProxy runs l4proxy (under strace when straceOut is set) and waits
 // for its listening and started lines.
-func startProxy(t *testing.T, straceOut string, args ...string) *proc {
+func startProxy(t testing.TB, straceOut string, args ...string) *proc {
 	t.Helper()
 	name, argv := binary, args
 	if straceOut != "" {
@@ -123,9 +124,10 @@ func startProxy(t *testing.T, straceOut string, args ...string) *proc {
 	pipe, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}}
+	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, logged: make(chan struct{})}
 	ready := make(chan struct{})
 	go func() {
+		defer close(p.logged)
 		sc := bufio.NewScanner(pipe)
 		signalled := false
 		for sc.Scan() {
@@ -154,6 +156,7 @@ func startProxy(t *testing.T, straceOut string, args ...string) *proc {
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			<-p.logged
 			_ = cmd.Wait()
 		}
 	})
@@ -161,11 +164,11 @@ func startProxy(t *testing.T, straceOut string, args ...string) *proc {
 }
 
 // stop sends SIGTERM to l4proxy itself and returns its exit code.
-func (p *proc) stop(t *testing.T) int {
+func (p *proc) stop(t testing.TB) int {
 	t.Helper()
 	require.NoError(t, syscall.Kill(p.pid, syscall.SIGTERM))
 	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
+	go func() { <-p.logged; done <- p.cmd.Wait() }()
 	select {
 	case <-done:
 	case <-time.After(15 * time.Second):
@@ -264,7 +267,7 @@ func TestSIGTERMDrainsThenExitsZero(t *testing.T) {
 	assert.Equal(t, "ab", string(buf))
 	require.NoError(t, c.Close())
 	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
+	go func() { <-p.logged; done <- p.cmd.Wait() }()
 	select {
 	case <-done:
 		assert.Equal(t, 0, p.cmd.ProcessState.ExitCode())

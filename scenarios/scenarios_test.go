@@ -1,0 +1,156 @@
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/l4bench/l4bench/bench/report"
+	"github.com/l4bench/l4bench/bench/target"
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "scenarios-test")
+	if err != nil {
+		panic(err)
+	}
+	target.L4ProxyPath = filepath.Join(dir, "l4proxy")
+	if out, err := exec.Command("go", "build", "-o", target.L4ProxyPath, "../cmd/l4proxy").CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			panic(err)
+		}
+	}
+	os.Exit(code)
+}
+
+func TestCatalogue(t *testing.T) {
+	c, err := Load()
+	require.NoError(t, err)
+	for _, p := range []string{"quick", "standard", "full"} {
+		scs, err := c.Select(p, nil)
+		require.NoError(t, err)
+		assert.NotEmpty(t, scs, p)
+		for _, s := range scs {
+			assert.NotEmpty(t, s.Answers, "%s says what it answers", s.Name)
+		}
+	}
+	_, err = c.Select("quick", []string{"tcp-stream-9"})
+	assert.ErrorContains(t, err, `--scenario: unknown scenario "tcp-stream-9" (choices: tcp-stream-1,`)
+	_, err = c.Select("fast", nil)
+	assert.ErrorContains(t, err, `--profile: unknown profile "fast" (choices: quick, standard, full)`)
+}
+
+func TestCatalogueRejectsMistakes(t *testing.T) {
+	tests := []struct{ name, yaml, want string }{
+		{"unknown kind", "profiles: {q: {count: 1}}\nscenarios: [{name: a, kind: ping, profiles: [q]}]", `a: unknown kind "ping"`},
+		{"unknown profile", "profiles: {q: {count: 1}}\nscenarios: [{name: a, kind: rr, profiles: [z]}]", `a: unknown profile "z"`},
+		{"duplicate", "profiles: {q: {count: 1}}\nscenarios: [{name: a, kind: rr}, {name: a, kind: rr}]", "a listed twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseCatalogue([]byte(tt.yaml))
+			assert.ErrorContains(t, err, tt.want)
+		})
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	got, err := parseCPUList("0-1")
+	require.NoError(t, err)
+	assert.Equal(t, []int{0, 1}, got)
+	_, err = parseCPUList("x")
+	assert.ErrorContains(t, err, "not a CPU list")
+	_, err = parseCPUList("99")
+	assert.ErrorContains(t, err, "CPU 99 does not exist")
+}
+
+func TestCheckLoopback(t *testing.T) {
+	assert.NoError(t, checkLoopback("127.0.0.2:80", false))
+	assert.NoError(t, checkLoopback("[::1]:80", false))
+	assert.ErrorContains(t, checkLoopback("192.0.2.1:80", false), "--allow-remote")
+	assert.NoError(t, checkLoopback("192.0.2.1:80", true))
+}
+
+func TestBadInputBeforeAnythingStarts(t *testing.T) {
+	tests := []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"unknown target", Options{Targets: []string{"envoy"}}, `--target: unknown target "envoy"`},
+		{"unknown scenario", Options{Scenarios: []string{"x"}}, `unknown scenario "x"`},
+		{"unwritable out", Options{Out: "/proc/l4bench"}, "--out: cannot create"},
+		{"no CPU left", Options{ProxyCPUs: "0-1"}, "leaves no CPU"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.opts.Out == "" {
+				tt.opts.Out = t.TempDir()
+			}
+			_, _, err := Run(context.Background(), tt.opts)
+			var bad *BadInputError
+			require.True(t, errors.As(err, &bad), "bad input error, got %v", err)
+			assert.ErrorContains(t, err, tt.want)
+		})
+	}
+}
+
+// TestTinyRun runs a tiny profile against direct and l4proxy-splice and
+// checks the file it wrote: records present, samples per repetition,
+// ratios sane. Speed is not asserted.
+func TestTinyRun(t *testing.T) {
+	out := t.TempDir()
+	res, dir, err := Run(context.Background(), Options{
+		Profile: "quick", Count: 2, Out: out, Targets: []string{"l4proxy-splice"},
+		Scenarios: []string{"tcp-stream-1", "tcp-rr", "tcp-crr", "tcp-idle", "udp-echo"},
+	})
+	require.NoError(t, err)
+	back, err := report.Load(filepath.Join(dir, "results.json"))
+	require.NoError(t, err)
+	assert.Equal(t, len(res.Records), len(back.Records))
+	assert.FileExists(t, filepath.Join(dir, "l4proxy-splice.yaml"), "the design's config is saved with the results")
+
+	want := map[string][]string{
+		"tcp-stream-1": {"throughput"},
+		"tcp-rr":       {"rps", "latency_p50", "latency_p99"},
+		"tcp-crr":      {"conn_rate", "latency_p50"},
+		"udp-echo":     {"udp_pps", "udp_loss"},
+	}
+	for scenario, metrics := range want {
+		for _, m := range metrics {
+			for _, tg := range []string{"direct", "l4proxy-splice"} {
+				rec := back.Find(scenario, tg, m)
+				if assert.NotNil(t, rec, "%s %s %s", scenario, tg, m) {
+					assert.Len(t, rec.Samples, 2, "one sample per repetition")
+				}
+			}
+		}
+	}
+	cpu := back.Find("tcp-stream-1", "l4proxy-splice", "cpu_per_gib")
+	require.NotNil(t, cpu)
+	assert.Positive(t, cpu.Median)
+	idle := back.Find("tcp-idle", "l4proxy-splice", "fds_per_conn")
+	require.NotNil(t, idle)
+	assert.InDelta(t, 6, idle.Median, 0.5, "splice holds two sockets and two pipes per idle connection")
+
+	d := back.Find("tcp-stream-1", "direct", "throughput")
+	p := back.Find("tcp-stream-1", "l4proxy-splice", "throughput")
+	ratio := p.Median / d.Median
+	assert.Greater(t, ratio, 0.02, "a proxy is not 50x slower than direct")
+	assert.Less(t, ratio, 3.0, "a proxy is not 3x faster than direct")
+	loss := back.Find("udp-echo", "l4proxy-splice", "udp_loss")
+	assert.GreaterOrEqual(t, loss.Median, 0.0)
+	assert.LessOrEqual(t, loss.Median, 1.0)
+}
