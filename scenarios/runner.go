@@ -117,7 +117,13 @@ func prepare(opts Options) (*plan, error) {
 		}
 		p.clientCPU = strings.Join(rest, ",")
 	}
-	p.dir = filepath.Join(opts.Out, time.Now().UTC().Format("20060102T150405Z"))
+	out, err := filepath.Abs(opts.Out)
+	if err != nil {
+		return nil, badInput("--out: %v", err)
+	}
+	// Absolute, because peers resolve relative paths against their own
+	// prefix (nginx -p).
+	p.dir = filepath.Join(out, time.Now().UTC().Format("20060102T150405Z"))
 	if err := os.MkdirAll(p.dir, 0o755); err != nil {
 		return nil, badInput("--out: cannot create %s: %v", p.dir, unwrapPath(err))
 	}
