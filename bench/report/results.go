@@ -27,6 +27,8 @@ type Results struct {
 	Records  []Record  `json:"records"`
 	Targets  []Target  `json:"targets,omitempty"`
 	Notes    []string  `json:"notes,omitempty"`
+	// Syscalls is the optional syscall section (l4bench run --scenario syscalls).
+	Syscalls []SyscallProfile `json:"syscalls,omitempty"`
 }
 
 // Host describes the machine.
@@ -150,4 +152,19 @@ func Load(path string) (*Results, error) {
 		return nil, fmt.Errorf("%s: schema %q, expected %q", path, r.Schema, Schema)
 	}
 	return &r, nil
+}
+
+// SyscallProfile is one design's syscall mix while a fixed payload
+// crossed it under strace -f (separate from every timed run).
+type SyscallProfile struct {
+	Scenario string             `json:"scenario"`
+	Target   string             `json:"target"`
+	MiB      float64            `json:"mib"`     // payload forwarded while traced
+	Calls    map[string]int     `json:"calls"`   // counts by syscall
+	PerMiB   map[string]float64 `json:"per_mib"` // counts by syscall per MiB
+	Total    float64            `json:"total_per_mib"`
+	Spliced  int64              `json:"spliced_bytes"`
+	User     int64              `json:"userspace_bytes"`
+	Verdict  string             `json:"verdict"` // splice, userspace, mixed
+	Expected string             `json:"expected,omitempty"`
 }

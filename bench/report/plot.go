@@ -1,0 +1,285 @@
+package report
+
+import (
+	"fmt"
+	"image/color"
+	"math"
+	"path/filepath"
+	"slices"
+	"sort"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/l4bench/l4bench/bench/stats"
+)
+
+// palette gives each design the same colour in every plot, by its place
+// in the target order (Okabe-Ito colours, readable for colour-blind eyes).
+var palette = []color.RGBA{
+	{0x55, 0x55, 0x55, 0xff}, // direct: grey
+	{0x00, 0x72, 0xb2, 0xff},
+	{0x56, 0xb4, 0xe9, 0xff},
+	{0x00, 0x9e, 0x73, 0xff},
+	{0xd5, 0x5e, 0x00, 0xff},
+	{0xe6, 0x9f, 0x00, 0xff},
+	{0xf0, 0xe4, 0x42, 0xff},
+	{0xcc, 0x79, 0xa7, 0xff},
+	{0x88, 0x22, 0x55, 0xff},
+	{0x33, 0x22, 0x88, 0xff},
+	{0x99, 0x99, 0x33, 0xff},
+}
+
+// Plot is one rendered figure.
+type Plot struct {
+	Name  string // file name without extension
+	Title string
+}
+
+// colorOf is a design's colour.
+func colorOf(order []string, name string) color.Color {
+	i := slices.Index(order, name)
+	if i < 0 {
+		i = len(order)
+	}
+	return palette[i%len(palette)]
+}
+
+// designOrder lists the designs present in records, in target order.
+func designOrder(recs []Record, order []string) []string {
+	var names []string
+	for _, r := range recs {
+		if !slices.Contains(names, r.Target) {
+			names = append(names, r.Target)
+		}
+	}
+	rank := func(n string) int {
+		if i := slices.Index(order, n); i >= 0 {
+			return i
+		}
+		return len(order)
+	}
+	sort.SliceStable(names, func(i, j int) bool { return rank(names[i]) < rank(names[j]) })
+	return names
+}
+
+type errPoints struct {
+	plotter.XYs
+	plotter.YErrors
+}
+
+// barPlot draws one bar per design with min-max error bars, and a dashed
+// reference line at direct's median when direct is in the records.
+func barPlot(title, ylabel string, recs []Record, order []string, scale float64) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = ylabel
+	p.Add(plotter.NewGrid())
+	names := designOrder(recs, order)
+	var direct *Record
+	for i, n := range names {
+		var rec Record
+		for _, r := range recs {
+			if r.Target == n {
+				rec = r
+			}
+		}
+		if n == "direct" {
+			r := rec
+			direct = &r
+		}
+		med := rec.Median * scale
+		b, err := plotter.NewBarChart(plotter.Values{med}, vg.Points(18))
+		if err != nil {
+			return nil, err
+		}
+		b.XMin = float64(i)
+		b.Color = colorOf(order, n)
+		b.LineStyle.Width = 0
+		p.Add(b)
+		lo, hi := stats.MinMax(rec.Samples)
+		eb, err := plotter.NewYErrorBars(errPoints{plotter.XYs{{X: float64(i), Y: med}}, plotter.YErrors{{Low: med - lo*scale, High: hi*scale - med}}})
+		if err != nil {
+			return nil, err
+		}
+		p.Add(eb)
+	}
+	if direct != nil && len(names) > 1 {
+		l, err := plotter.NewLine(plotter.XYs{{X: -0.5, Y: direct.Median * scale}, {X: float64(len(names)) - 0.5, Y: direct.Median * scale}})
+		if err != nil {
+			return nil, err
+		}
+		l.LineStyle.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		l.LineStyle.Color = palette[0]
+		p.Add(l)
+		p.Legend.Add("direct (no proxy)", l)
+		p.Legend.Top = true
+	}
+	p.NominalX(names...)
+	p.X.Tick.Label.Rotation = math.Pi / 6
+	p.X.Tick.Label.XAlign = -0.9
+	p.X.Tick.Label.YAlign = -0.5
+	p.Y.Min = 0
+	return p, nil
+}
+
+// percentilePlot draws latency by percentile on log-log axes, one line per
+// design, the way HDR histograms are plotted.
+func percentilePlot(title string, r *Results, scenario string, order []string) (*plot.Plot, error) {
+	metrics := []struct {
+		name  string
+		q     float64
+		label string
+	}{{"latency_p50", 0.5, "50%"}, {"latency_p99", 0.99, "99%"}, {"latency_p999", 0.999, "99.9%"}, {"latency_p9999", 0.9999, "99.99%"}}
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "percentile"
+	p.Y.Label.Text = "latency (µs, log scale)"
+	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	var ticks []plot.Tick
+	for _, m := range metrics {
+		ticks = append(ticks, plot.Tick{Value: 1 / (1 - m.q), Label: m.label})
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	p.Add(plotter.NewGrid())
+	var recs []Record
+	for _, rec := range r.Records {
+		if rec.Scenario == scenario && rec.Metric == "latency_p50" {
+			recs = append(recs, rec)
+		}
+	}
+	for _, n := range designOrder(recs, order) {
+		var xys plotter.XYs
+		for _, m := range metrics {
+			if rec := r.Find(scenario, n, m.name); rec != nil && rec.Median > 0 {
+				xys = append(xys, plotter.XY{X: 1 / (1 - m.q), Y: rec.Median})
+			}
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		l, pts, err := plotter.NewLinePoints(xys)
+		if err != nil {
+			return nil, err
+		}
+		l.Color, pts.Color = colorOf(order, n), colorOf(order, n)
+		l.Width = vg.Points(1.5)
+		p.Add(l, pts)
+		p.Legend.Add(n, l)
+	}
+	p.Legend.Top, p.Legend.Left = true, true
+	return p, nil
+}
+
+// stackedSyscalls draws syscalls per MiB by design, stacked by syscall.
+func stackedSyscalls(title string, profiles []SyscallProfile, order []string) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = "syscalls per MiB forwarded"
+	p.Add(plotter.NewGrid())
+	var names []string
+	for _, sp := range profiles {
+		names = append(names, sp.Target)
+	}
+	calls := map[string]bool{}
+	for _, sp := range profiles {
+		for c := range sp.PerMiB {
+			calls[c] = true
+		}
+	}
+	var callNames []string
+	for c := range calls {
+		callNames = append(callNames, c)
+	}
+	sort.Strings(callNames)
+	var prev *plotter.BarChart
+	for i, c := range callNames {
+		vals := make(plotter.Values, len(profiles))
+		for j, sp := range profiles {
+			vals[j] = sp.PerMiB[c]
+		}
+		b, err := plotter.NewBarChart(vals, vg.Points(18))
+		if err != nil {
+			return nil, err
+		}
+		b.Color = palette[(i+1)%len(palette)]
+		b.LineStyle.Width = 0
+		if prev != nil {
+			b.StackOn(prev)
+		}
+		p.Add(b)
+		p.Legend.Add(c, b)
+		prev = b
+	}
+	p.Legend.Top = true
+	p.NominalX(names...)
+	p.X.Tick.Label.Rotation = math.Pi / 6
+	p.X.Tick.Label.XAlign = -0.9
+	p.X.Tick.Label.YAlign = -0.5
+	return p, nil
+}
+
+// RenderPlots writes every plot the results support as PNG and SVG into
+// dir and returns them in report order.
+func (r *Results) RenderPlots(dir string, order []string) ([]Plot, error) {
+	type spec struct {
+		name, title, ylabel, scenario, metric string
+		scale                                 float64
+	}
+	specs := []spec{
+		{"throughput-1", "Throughput, 1 stream (client to server)", "GiB/s", "tcp-stream-1", "throughput", 1.0 / (1 << 30)},
+		{"throughput-8", "Throughput, 8 streams", "GiB/s", "tcp-stream-8", "throughput", 1.0 / (1 << 30)},
+		{"cpu-per-gib", "CPU seconds per GiB forwarded (1 stream)", "CPU s/GiB", "tcp-stream-1", "cpu_per_gib", 1},
+		{"conn-rate", "New connections per second", "connections/s", "tcp-crr", "conn_rate", 1},
+		{"rss-per-conn", "Memory per idle connection", "KiB (RSS; PSS for multi-process designs)", "tcp-idle", "rss_per_conn", 1},
+	}
+	var out []Plot
+	save := func(p *plot.Plot, name, title string) error {
+		for _, ext := range []string{"png", "svg"} {
+			if err := p.Save(16*vg.Centimeter, 10*vg.Centimeter, filepath.Join(dir, name+"."+ext)); err != nil {
+				return fmt.Errorf("plot %s: %w", name, err)
+			}
+		}
+		out = append(out, Plot{Name: name, Title: title})
+		return nil
+	}
+	for _, s := range specs {
+		var recs []Record
+		for _, rec := range r.Records {
+			if rec.Scenario == s.scenario && rec.Metric == s.metric && rec.Target != "direct-iperf3" {
+				recs = append(recs, rec)
+			}
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		p, err := barPlot(s.title, s.ylabel, recs, order, s.scale)
+		if err != nil {
+			return nil, err
+		}
+		if err := save(p, s.name, s.title); err != nil {
+			return nil, err
+		}
+	}
+	if r.Find("tcp-rr-open", "direct", "latency_p50") != nil {
+		p, err := percentilePlot("Latency by percentile at a fixed 2000 req/s (open loop)", r, "tcp-rr-open", order)
+		if err != nil {
+			return nil, err
+		}
+		if err := save(p, "latency-percentiles", p.Title.Text); err != nil {
+			return nil, err
+		}
+	}
+	if len(r.Syscalls) > 0 {
+		p, err := stackedSyscalls("Syscalls per MiB forwarded, by syscall", r.Syscalls, order)
+		if err != nil {
+			return nil, err
+		}
+		if err := save(p, "syscalls-per-mib", p.Title.Text); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
