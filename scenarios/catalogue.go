@@ -26,6 +26,9 @@ const (
 	KindCRR    = "crr"
 	KindIdle   = "idle"
 	KindUDP    = "udp"
+	// KindSyscalls traces each design with strace -f while a fixed payload
+	// crosses it; it adds to the results' syscalls section, not records.
+	KindSyscalls = "syscalls"
 )
 
 // Catalogue is the embedded scenario list and its profiles.
@@ -57,6 +60,7 @@ type Scenario struct {
 	Warmup      int      `yaml:"warmup"`
 	Clients     int      `yaml:"clients"`
 	Size        int      `yaml:"size"`
+	Payload     int64    `yaml:"payload"`
 }
 
 // Duration is a time.Duration in Go syntax.
@@ -87,7 +91,7 @@ func parseCatalogue(data []byte) (*Catalogue, error) {
 		}
 		names[s.Name] = true
 		switch s.Kind {
-		case KindStream, KindRR, KindCRR, KindIdle, KindUDP:
+		case KindStream, KindRR, KindCRR, KindIdle, KindUDP, KindSyscalls:
 		default:
 			return nil, fmt.Errorf("scenario catalogue: %s: unknown kind %q", s.Name, s.Kind)
 		}

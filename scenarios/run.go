@@ -127,9 +127,17 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 	}
 	_, iperfErr := exec.LookPath("iperf3")
 
-	total := p.profile.Count * len(designs) * len(p.scenarios)
+	var timed, traced []Scenario
+	for _, s := range p.scenarios {
+		if s.Kind == KindSyscalls {
+			traced = append(traced, s)
+		} else {
+			timed = append(timed, s)
+		}
+	}
+	total := p.profile.Count * len(designs) * len(timed)
 	prog := newProgress(p.opts.Progress, total)
-	for si, s := range p.scenarios {
+	for si, s := range timed {
 		for round := 0; round < p.profile.Count; round++ {
 			// Rotate the order every round so drift hits all designs alike.
 			order := append(append([]*running{}, designs[round%len(designs):]...), designs[:round%len(designs)]...)
@@ -137,7 +145,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 				if err := ctx.Err(); err != nil {
 					return nil, p.dir, err
 				}
-				prog.step(fmt.Sprintf("[%d/%d] %s, round %d/%d, %s", si+1, len(p.scenarios), s.Name, round+1, p.profile.Count, d.t.Name()))
+				prog.step(fmt.Sprintf("[%d/%d] %s, round %d/%d, %s", si+1, len(timed), s.Name, round+1, p.profile.Count, d.t.Name()))
 				if d.failed != "" {
 					continue
 				}
@@ -177,10 +185,21 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		}
 	}
 	prog.done()
+	// Traced runs come after every timed run and use their own processes:
+	// strace slows a design and must never touch a timed figure.
+	for _, s := range traced {
+		if err := p.runSyscalls(ctx, res, s, designs, bes); err != nil {
+			return nil, p.dir, err
+		}
+	}
 	res.Finished = time.Now().UTC()
 	res.Notes = append(res.Notes, harnessCheck(res)...)
+	res.Notes = append(res.Notes, verdictChanges(filepath.Dir(p.dir), p.dir, res)...)
 	if err := res.Save(filepath.Join(p.dir, "results.json")); err != nil {
 		return res, p.dir, err
+	}
+	if err := res.WriteReport(p.dir, target.Names()); err != nil {
+		return res, p.dir, fmt.Errorf("report: %w", err)
 	}
 	return res, p.dir, nil
 }

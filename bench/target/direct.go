@@ -14,7 +14,7 @@ func (Direct) Check() (string, error) { return "-", nil }
 
 // Start implements Target.
 func (Direct) Start(spec Spec) (*Instance, error) {
-	inst := &Instance{Target: "direct", Addrs: map[string]string{}, Command: []string{"(none: clients connect to the backends)"}}
+	inst := &Instance{Target: "direct", wrap: spec.Wrap, Addrs: map[string]string{}, Command: []string{"(none: clients connect to the backends)"}}
 	for k, a := range spec.Backends {
 		inst.Addrs[k] = a
 	}

@@ -11,7 +11,9 @@ import (
 const streamModule = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 // Nginx is nginx's stream module: a userspace copy through
-// proxy_buffer_size (16k) buffers, one worker process by default.
+// proxy_buffer_size (16k) buffers, one worker process by default, with
+// proxy_half_close on so that a client's FIN is passed on like the other
+// designs do (off by default: nginx then drops replies still in flight).
 type Nginx struct{}
 
 func init() { Register(Nginx{}) }
@@ -37,7 +39,7 @@ func (n Nginx) Start(spec Spec) (*Instance, error) {
 		return nil, err
 	}
 	bin, _ := lookPath("nginx", "nginx")
-	inst := &Instance{Target: "nginx", Addrs: map[string]string{}, Config: filepath.Join(spec.Dir, "nginx.conf")}
+	inst := &Instance{Target: "nginx", wrap: spec.Wrap, Addrs: map[string]string{}, Config: filepath.Join(spec.Dir, "nginx.conf")}
 	var b strings.Builder
 	fmt.Fprintf(&b, `# written by l4bench
 load_module %s;
@@ -68,7 +70,7 @@ stream {
 		if spec.ProxyProtocol == 1 {
 			pp = " proxy_protocol on;"
 		}
-		fmt.Fprintf(&b, "    server { listen %s; proxy_pass %s; proxy_buffer_size 16k;%s }\n", addr, spec.Backends[kind], pp)
+		fmt.Fprintf(&b, "    server { listen %s; proxy_pass %s; proxy_buffer_size 16k; proxy_half_close on;%s }\n", addr, spec.Backends[kind], pp)
 	}
 	b.WriteString("}\n")
 	if err := writeFile(inst.Config, b.String()); err != nil {

@@ -31,6 +31,7 @@ type Instance struct {
 
 	procs []*exec.Cmd
 	logs  []*os.File
+	wrap  []string
 }
 
 // PIDs returns the processes of the design: each started process and all
@@ -79,6 +80,9 @@ func (i *Instance) Stop() error {
 // launch starts one process of a design in its own process group, with
 // output to a log file in dir, pinned with taskset when cpus is set.
 func (i *Instance) launch(dir, logName string, cpus string, env []string, argv ...string) error {
+	if len(i.wrap) > 0 {
+		argv = append(append([]string{}, i.wrap...), argv...)
+	}
 	if cpus != "" {
 		argv = append([]string{"taskset", "-c", cpus}, argv...)
 	}

@@ -44,8 +44,11 @@ type Spec struct {
 	// ProxyProtocol sends PROXY headers of this version to the backends,
 	// on designs that can (0: none).
 	ProxyProtocol int
-	// Extra are additional arguments for l4proxy designs (--idle-timeout ...).
+	// Extra are additional arguments for l4proxy designs (--log-level ...).
 	Extra []string
+	// Wrap runs the design under another command, e.g. strace arguments
+	// ending before the design's own command line.
+	Wrap []string
 }
 
 func (s Spec) workers() int {

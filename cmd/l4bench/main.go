@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -24,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/l4bench/l4bench/bench/backend"
+	"github.com/l4bench/l4bench/bench/report"
 	"github.com/l4bench/l4bench/bench/target"
 	"github.com/l4bench/l4bench/scenarios"
 )
@@ -82,7 +84,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return badInput(fmt.Errorf("%s: %v (see l4bench %s --help)", c.Name(), err, c.Name()))
 	})
-	root.AddCommand(newRunCmd(stdout, stderr), newTargetsCmd(stdout), newBackendCmd(stderr))
+	root.AddCommand(newRunCmd(stdout, stderr), newTargetsCmd(stdout), newBackendCmd(stderr), newPlotCmd(stdout))
 	return root
 }
 
@@ -124,7 +126,8 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 					fmt.Fprintf(stdout, "skipped: %s: %s\n", t.Name, t.Skipped)
 				}
 			}
-			fmt.Fprintf(stdout, "results: %s/results.json (%s)\n", dir, res.Finished.Sub(res.Started).Round(1e9))
+			fmt.Fprintf(stdout, "results: %s (%s)\n", filepath.Join(dir, "results.json"), res.Finished.Sub(res.Started).Round(1e9))
+			fmt.Fprintf(stdout, "report:  %s\n", filepath.Join(dir, "report.md"))
 			return nil
 		},
 	}
@@ -138,6 +141,30 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.IntVar(&opts.Workers, "workers", 1, "worker processes/threads per design")
 	f.BoolVar(&opts.AllowRemote, "allow-remote", false, "allow targets outside loopback (never needed for local designs)")
 	return c
+}
+
+func newPlotCmd(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "plot DIR",
+		Short: "Render the plots and report.md of a run folder from its results.json",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return badInput(errors.New("plot: expected one run folder (e.g. results/20261126T095523Z)"))
+			}
+			return nil
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			res, err := report.Load(filepath.Join(args[0], "results.json"))
+			if err != nil {
+				return badInput(fmt.Errorf("plot: %w", err))
+			}
+			if err := res.WriteReport(args[0], target.Names()); err != nil {
+				return &exitError{exitFailed, fmt.Errorf("plot: %w", err)}
+			}
+			fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(args[0], "report.md"))
+			return nil
+		},
+	}
 }
 
 func newTargetsCmd(stdout io.Writer) *cobra.Command {

@@ -1,0 +1,185 @@
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/l4bench/l4bench/bench/load"
+	"github.com/l4bench/l4bench/bench/measure"
+	"github.com/l4bench/l4bench/bench/report"
+	"github.com/l4bench/l4bench/bench/target"
+)
+
+// expectedVerdict is what each design's data path must be; designs not
+// listed (haproxy-splice-auto) are reported as they are.
+var expectedVerdict = map[string]string{
+	"l4proxy-splice":          measure.VerdictSplice,
+	"l4proxy-splice+proxy-v2": measure.VerdictSplice,
+	"haproxy-splice":          measure.VerdictSplice,
+	"l4proxy-buffered":        measure.VerdictUserspace,
+	"l4proxy-pooled":          measure.VerdictUserspace,
+	"haproxy-copy":            measure.VerdictUserspace,
+	"nginx":                   measure.VerdictUserspace,
+	"socat":                   measure.VerdictUserspace,
+}
+
+// waitSyscalls are traced beside the data syscalls: the cost of waiting.
+var waitSyscalls = []string{"epoll_wait", "epoll_pwait", "futex", "poll", "ppoll"}
+
+// runSyscalls traces every design (and variants of l4proxy-splice) once
+// while the scenario's payload crosses it.
+func (p *plan) runSyscalls(ctx context.Context, res *report.Results, s Scenario, designs []*running, bes *backends) error {
+	if _, err := measure.StracePath(); err != nil {
+		res.Notes = append(res.Notes, s.Name+": skipped: "+err.Error())
+		return nil
+	}
+	type variant struct {
+		name string
+		d    *running
+		pp   int
+	}
+	var vs []variant
+	for _, d := range designs {
+		if d.t.Name() == "direct" {
+			continue
+		}
+		vs = append(vs, variant{d.t.Name(), d, 0})
+		if d.t.Name() == "l4proxy-splice" && s.Direction == load.Up {
+			vs = append(vs, variant{"l4proxy-splice+proxy-v2", d, 2})
+		}
+	}
+	for _, v := range vs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p.say("%s: tracing %s", s.Name, v.name)
+		prof, mib, err := p.traceOne(ctx, s, v.d, v.name, v.pp, bes)
+		if err != nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s: %s: %v", s.Name, v.name, err))
+			continue
+		}
+		sp := report.SyscallProfile{Scenario: s.Name, Target: v.name, MiB: mib, Calls: prof.Calls, PerMiB: map[string]float64{},
+			Spliced: prof.SpliceBytes(), User: prof.UserspaceBytes(), Verdict: prof.Verdict(), Expected: expectedVerdict[v.name]}
+		for c, n := range prof.Calls {
+			sp.PerMiB[c] = float64(n) / mib
+			sp.Total += float64(n) / mib
+		}
+		res.Syscalls = append(res.Syscalls, sp)
+	}
+	return nil
+}
+
+func (p *plan) traceOne(ctx context.Context, s Scenario, d *running, name string, pp int, bes *backends) (*measure.Profile, float64, error) {
+	dir := filepath.Join(p.dir, "syscalls", s.Name, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, 0, err
+	}
+	out := filepath.Join(dir, "strace.out")
+	strace, _ := measure.StracePath()
+	spec := d.spec
+	spec.Dir, spec.ProxyProtocol = dir, pp
+	spec.Wrap = append([]string{strace}, measure.StraceArgs(out, waitSyscalls...)...)
+	inst, err := d.t.Start(spec)
+	if err != nil {
+		return nil, 0, err
+	}
+	kind := target.Sink
+	if s.Direction == load.Both {
+		kind = target.Echo
+	}
+	moved, err := pushPayload(ctx, inst.Addrs[kind], s.Direction, s.Payload)
+	time.Sleep(200 * time.Millisecond)
+	_ = inst.Stop()
+	if err != nil {
+		return nil, 0, err
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	prof, err := measure.ParseStrace(f)
+	if err != nil {
+		return nil, 0, err
+	}
+	return prof, float64(moved) / (1 << 20), nil
+}
+
+// pushPayload sends n bytes through addr (up: to a sink; both: to an echo,
+// reading n back at the same time) and returns the bytes that crossed.
+func pushPayload(ctx context.Context, addr, direction string, n int64) (int64, error) {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
+	readDone := make(chan error, 1)
+	var read int64
+	go func() {
+		var err error
+		read, err = io.Copy(io.Discard, c)
+		readDone <- err
+	}()
+	if _, err := io.Copy(c, io.LimitReader(zeroes{}, n)); err != nil {
+		return 0, fmt.Errorf("send payload: %w", err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		return 0, err
+	}
+	if err := <-readDone; err != nil {
+		return 0, fmt.Errorf("read back: %w", err)
+	}
+	if direction == load.Both {
+		if read != n {
+			return 0, errors.New("echo returned " + fmt.Sprint(read) + " of " + fmt.Sprint(n) + " bytes")
+		}
+		return 2 * n, nil
+	}
+	return n, nil
+}
+
+type zeroes struct{}
+
+func (zeroes) Read(b []byte) (int, error) { clear(b); return len(b), nil }
+
+// verdictChanges compares this run's verdicts with the latest earlier run
+// under the same output folder that has a syscalls section.
+func verdictChanges(outRoot, thisDir string, res *report.Results) []string {
+	entries, err := os.ReadDir(outRoot)
+	if err != nil {
+		return nil
+	}
+	var prev *report.Results
+	prevName := ""
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		if !e.IsDir() || filepath.Join(outRoot, e.Name()) == thisDir {
+			continue
+		}
+		r, err := report.Load(filepath.Join(outRoot, e.Name(), "results.json"))
+		if err == nil && len(r.Syscalls) > 0 {
+			prev, prevName = r, e.Name()
+			break
+		}
+	}
+	if prev == nil {
+		return nil
+	}
+	var out []string
+	for _, now := range res.Syscalls {
+		for _, old := range prev.Syscalls {
+			if old.Scenario == now.Scenario && old.Target == now.Target && old.Verdict != now.Verdict {
+				out = append(out, fmt.Sprintf("**%s in %s changed its data path verdict from `%s` (run %s) to `%s`**", now.Target, now.Scenario, old.Verdict, prevName, now.Verdict))
+			}
+		}
+	}
+	return out
+}
