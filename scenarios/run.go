@@ -109,7 +109,10 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 				return nil, p.dir, &BadInputError{err}
 			}
 		}
-		info.Command, info.Config = inst.Command, inst.Config
+		info.Command = inst.Command
+		if inst.Config != "" {
+			info.Config, _ = filepath.Rel(p.dir, inst.Config) // beside results.json
+		}
 		res.Targets = append(res.Targets, info)
 		designs = append(designs, &running{t: t, spec: spec, inst: inst})
 	}
