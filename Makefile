@@ -5,7 +5,12 @@ PROFILE ?= standard
 # Extra flags for `l4bench run`, e.g. make bench BENCH_FLAGS="--proxy-cpus 1"
 BENCH_FLAGS ?=
 
-.PHONY: all build test bench peers fuzz clean
+# The CI gate: our designs (and direct, always) on the quick profile with
+# 5 rounds, compared with results/baseline.json.
+GATE_RUN := --profile quick --count 5 --target l4proxy-splice --target l4proxy-buffered --target l4proxy-pooled
+GATE_FLAGS ?=
+
+.PHONY: all build test bench peers fuzz clean gate baseline
 
 all: build
 
@@ -30,6 +35,18 @@ test:
 # The main job: install what is missing, build, run the standard profile.
 bench: peers build
 	$(BIN)/l4bench run --profile $(PROFILE) $(BENCH_FLAGS)
+
+# Run the gate's profile and compare it with the committed baseline.
+gate: build
+	$(BIN)/l4bench run $(GATE_RUN) $(GATE_FLAGS) --out results/gate
+	$(BIN)/l4bench gate --baseline results/baseline.json --current "$$(ls -d results/gate/*/ | tail -n 1)results.json"
+
+# Refresh results/baseline.json on this machine (see README: when to).
+# 15 rounds instead of the gate's 5: one run spans minutes of the
+# machine's drift, so the baseline is not one lucky or unlucky moment.
+baseline: build
+	$(BIN)/l4bench run $(GATE_RUN) --count 15 --out results/baseline-run
+	cp "$$(ls -d results/baseline-run/*/ | tail -n 1)results.json" results/baseline.json
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime 5m ./proxy

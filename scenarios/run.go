@@ -95,7 +95,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		if t.Name() != "direct" && !strings.HasPrefix(t.Name(), "l4proxy-") {
 			res.Host.Peers[strings.SplitN(t.Name(), "-", 2)[0]] = version
 		}
-		spec := target.Spec{Dir: p.dir, Backends: bes.addr, Workers: opts.Workers, CPUs: opts.ProxyCPUs}
+		spec := target.Spec{Dir: p.dir, Backends: bes.addr, Workers: opts.Workers, CPUs: opts.ProxyCPUs, BufferSize: opts.L4ProxyBufferSize}
 		inst, err := t.Start(spec)
 		if err != nil {
 			info.Skipped = "failed to start: " + err.Error()

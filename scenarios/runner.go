@@ -39,6 +39,9 @@ type Options struct {
 	Progress io.Writer
 	// Command is recorded in the results.
 	Command []string
+	// L4ProxyBufferSize sets the buffer of l4proxy's buffered and pooled
+	// strategies (0: their default).
+	L4ProxyBufferSize int
 }
 
 // BadInputError marks errors in the options (exit status 2).
@@ -79,6 +82,9 @@ func prepare(opts Options) (*plan, error) {
 		return nil, &BadInputError{err}
 	}
 	p := &plan{opts: opts, profile: cat.Profiles[opts.Profile], scenarios: scs}
+	if opts.L4ProxyBufferSize < 0 {
+		return nil, badInput("--l4proxy-buffer-size: must be positive, got %d", opts.L4ProxyBufferSize)
+	}
 	if opts.Count < 0 {
 		return nil, badInput("--count: must be 1 or more, got %d", opts.Count)
 	}

@@ -117,6 +117,7 @@ func barPlot(title, ylabel string, recs []Record, order []string, scale float64)
 		p.Legend.Top = true
 	}
 	p.NominalX(names...)
+	p.X.Label.Text = "design"
 	p.X.Tick.Label.Rotation = math.Pi / 6
 	p.X.Tick.Label.XAlign = -0.9
 	p.X.Tick.Label.YAlign = -0.5
@@ -215,6 +216,7 @@ func stackedSyscalls(title string, profiles []SyscallProfile, order []string) (*
 	}
 	p.Legend.Top = true
 	p.NominalX(names...)
+	p.X.Label.Text = "design"
 	p.X.Tick.Label.Rotation = math.Pi / 6
 	p.X.Tick.Label.XAlign = -0.9
 	p.X.Tick.Label.YAlign = -0.5

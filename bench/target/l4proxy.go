@@ -82,6 +82,9 @@ func (l L4Proxy) Start(spec Spec) (*Instance, error) {
 			continue
 		}
 		fmt.Fprintf(&tcp, "    %s:\n      loadBalancer:\n        strategy: %s\n        servers:\n          - address: %q\n", kind, l.Strategy, spec.Backends[kind])
+		if spec.BufferSize > 0 && l.Strategy != "splice" {
+			fmt.Fprintf(&tcp, "        bufferSize: %d\n", spec.BufferSize)
+		}
 		if spec.ProxyProtocol > 0 {
 			fmt.Fprintf(&tcp, "        proxyProtocol:\n          version: %d\n", spec.ProxyProtocol)
 		}

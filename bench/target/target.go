@@ -44,6 +44,8 @@ type Spec struct {
 	// ProxyProtocol sends PROXY headers of this version to the backends,
 	// on designs that can (0: none).
 	ProxyProtocol int
+	// BufferSize sets l4proxy's buffer for buffered and pooled (0: default).
+	BufferSize int
 	// Extra are additional arguments for l4proxy designs (--log-level ...).
 	Extra []string
 	// Wrap runs the design under another command, e.g. strace arguments

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/l4bench/l4bench/bench/backend"
+	"github.com/l4bench/l4bench/bench/gate"
 	"github.com/l4bench/l4bench/bench/report"
 	"github.com/l4bench/l4bench/bench/target"
 	"github.com/l4bench/l4bench/scenarios"
@@ -84,7 +85,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return badInput(fmt.Errorf("%s: %v (see l4bench %s --help)", c.Name(), err, c.Name()))
 	})
-	root.AddCommand(newRunCmd(stdout, stderr), newTargetsCmd(stdout), newBackendCmd(stderr), newPlotCmd(stdout))
+	root.AddCommand(newRunCmd(stdout, stderr), newTargetsCmd(stdout), newBackendCmd(stderr), newPlotCmd(stdout), newGateCmd(stdout, stderr))
 	return root
 }
 
@@ -140,6 +141,71 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&opts.ProxyCPUs, "proxy-cpus", "", "pin every design to these CPUs (taskset list, e.g. 1) and the load to the others")
 	f.IntVar(&opts.Workers, "workers", 1, "worker processes/threads per design")
 	f.BoolVar(&opts.AllowRemote, "allow-remote", false, "allow targets outside loopback (never needed for local designs)")
+	f.IntVar(&opts.L4ProxyBufferSize, "l4proxy-buffer-size", 0, "buffer of the l4proxy buffered and pooled strategies in bytes (default 16384; e.g. 512 to check that the gate catches a slowdown)")
+	return c
+}
+
+func newGateCmd(stdout, stderr io.Writer) *cobra.Command {
+	var baseline, current, format, better string
+	var opts gate.Options
+	c := &cobra.Command{
+		Use:   "gate --baseline FILE --current FILE",
+		Short: "Fail (exit 1) when current regressed against baseline, significantly and beyond --max-regression",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if baseline == "" || current == "" {
+				return badInput(errors.New("gate: --baseline and --current are both required (results.json files)"))
+			}
+			switch format {
+			case "text", "benchstat", "github-action-benchmark":
+			default:
+				return badInput(fmt.Errorf("gate: --format: unknown format %q (choices: text, benchstat, github-action-benchmark)", format))
+			}
+			if better != "higher" && better != "lower" {
+				return badInput(fmt.Errorf("gate: --better: %q (choices: higher, lower)", better))
+			}
+			if opts.MaxRegression < 0 || opts.Alpha < 0 || opts.Alpha >= 1 {
+				return badInput(fmt.Errorf("gate: --max-regression must be positive and --alpha between 0 and 1"))
+			}
+			old, err := report.Load(baseline)
+			if err != nil {
+				return badInput(fmt.Errorf("gate: --baseline: %w", err))
+			}
+			cur, err := report.Load(current)
+			if err != nil {
+				return badInput(fmt.Errorf("gate: --current: %w", err))
+			}
+			for _, d := range gate.HostDifferences(old, cur) {
+				fmt.Fprintf(stderr, "l4bench gate: warning: hosts differ: %s\n", d)
+			}
+			rows, err := gate.Compare(old, cur, opts)
+			if err != nil {
+				return badInput(fmt.Errorf("gate: %s vs %s: %w", baseline, current, err))
+			}
+			switch format {
+			case "benchstat":
+				gate.WriteBenchstat(stdout, old, cur)
+			case "github-action-benchmark":
+				if err := gate.WriteGitHubActionBenchmark(stdout, cur, better); err != nil {
+					return err
+				}
+			default:
+				gate.WriteText(stdout, rows, opts)
+			}
+			if bad := gate.RegressedRows(rows); len(bad) > 0 {
+				return &exitError{exitFailed, fmt.Errorf("gate: %d regression(s), first: %s / %s / %s %+.1f%% (p=%.3f)", len(bad), bad[0].Scenario, bad[0].Target, bad[0].Metric, bad[0].Delta, bad[0].P)}
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&baseline, "baseline", "", "results.json of the baseline run")
+	f.StringVar(&current, "current", "", "results.json of the run to check")
+	f.Float64Var(&opts.MaxRegression, "max-regression", gate.DefaultMaxRegression, "largest tolerated change in the worse direction, in percent (twice this for rows without a direct figure)")
+	f.BoolVar(&opts.GateTails, "gate-tails", false, "also gate p99 and higher latency percentiles (noisy in short runs)")
+	f.Float64Var(&opts.Alpha, "alpha", 0.05, "significance level of the Mann-Whitney U test")
+	f.StringVar(&format, "format", "text", "output: text, benchstat (Go benchmark lines for benchstat -col run) or github-action-benchmark")
+	f.StringVar(&better, "better", "higher", "with --format github-action-benchmark: the metrics to write, higher (customBiggerIsBetter) or lower (customSmallerIsBetter)")
 	return c
 }
 

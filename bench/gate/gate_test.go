@@ -1,0 +1,167 @@
+package gate
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/l4bench/l4bench/bench/report"
+)
+
+// baseline.json is a real quick-profile run of this machine (5 rounds).
+func load(t *testing.T) *report.Results {
+	t.Helper()
+	r, err := report.Load("../../results/baseline.json")
+	require.NoError(t, err)
+	return r
+}
+
+func scaled(r *report.Results, scenario, target, metric string, factor float64) *report.Results {
+	c := *r
+	c.Records = nil
+	for _, rec := range r.Records {
+		rec.Samples = append([]float64(nil), rec.Samples...)
+		if rec.Scenario == scenario && rec.Target == target && rec.Metric == metric {
+			for i := range rec.Samples {
+				rec.Samples[i] *= factor
+			}
+		}
+		c.Records = append(c.Records, rec)
+	}
+	return &c
+}
+
+func TestSameRunPasses(t *testing.T) {
+	r := load(t)
+	rows, err := Compare(r, r, Options{})
+	require.NoError(t, err)
+	assert.Empty(t, RegressedRows(rows))
+	for _, row := range rows {
+		assert.Equal(t, Same, row.Verdict, "%s/%s/%s", row.Scenario, row.Target, row.Metric)
+	}
+}
+
+// TestPlantedRegressionIsCaught scales one design's throughput samples by
+// 0.7: the gate must fail on exactly that row.
+func TestPlantedRegressionIsCaught(t *testing.T) {
+	base := load(t)
+	cur := scaled(base, "tcp-stream-1", "l4proxy-buffered", "throughput", 0.7)
+	rows, err := Compare(base, cur, Options{})
+	require.NoError(t, err)
+	bad := RegressedRows(rows)
+	require.Len(t, bad, 1)
+	assert.Equal(t, "tcp-stream-1", bad[0].Scenario)
+	assert.Equal(t, "l4proxy-buffered", bad[0].Target)
+	assert.Equal(t, "throughput", bad[0].Metric)
+	assert.True(t, bad[0].Relative, "compared as a ratio to direct")
+	assert.InDelta(t, -30, bad[0].Delta, 0.5)
+	assert.Less(t, bad[0].P, 0.05)
+}
+
+func TestDirectionAndThreshold(t *testing.T) {
+	base := load(t)
+	tests := []struct {
+		name           string
+		metric         string
+		factor         float64
+		want           string
+		maxRegressionP float64
+	}{
+		{"throughput up is an improvement", "throughput", 1.3, Improved, 15},
+		{"throughput down within the allowance", "throughput", 0.8, Within, 0},
+		{"cpu per GiB far up is a regression", "cpu_per_gib", 1.8, Regressed, 0},
+		{"cpu per GiB has twice the allowance (absolute row)", "cpu_per_gib", 1.4, Within, 0},
+		{"cpu per GiB down is an improvement", "cpu_per_gib", 0.6, Improved, 0},
+		{"a larger allowance tolerates it", "cpu_per_gib", 1.8, Within, 45},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cur := scaled(base, "tcp-stream-1", "l4proxy-splice", tt.metric, tt.factor)
+			rows, err := Compare(base, cur, Options{MaxRegression: tt.maxRegressionP})
+			require.NoError(t, err)
+			for _, r := range rows {
+				if r.Scenario == "tcp-stream-1" && r.Target == "l4proxy-splice" && r.Metric == tt.metric {
+					assert.Equal(t, tt.want, r.Verdict)
+					return
+				}
+			}
+			t.Fatal("row not compared")
+		})
+	}
+}
+
+func TestTailsAreShownNotGated(t *testing.T) {
+	base := load(t)
+	cur := scaled(base, "tcp-rr", "l4proxy-splice", "latency_p99", 3)
+	rows, err := Compare(base, cur, Options{})
+	require.NoError(t, err)
+	assert.Empty(t, RegressedRows(rows), "p99 is not gated by default")
+	rows, err = Compare(base, cur, Options{GateTails: true})
+	require.NoError(t, err)
+	require.Len(t, RegressedRows(rows), 1)
+	assert.Equal(t, "latency_p99", RegressedRows(rows)[0].Metric)
+}
+
+func TestSlowerMachineDoesNotFail(t *testing.T) {
+	// Everything, direct included, 40% slower: ratios are unchanged.
+	base := load(t)
+	cur := *base
+	cur.Records = nil
+	for _, rec := range base.Records {
+		rec.Samples = append([]float64(nil), rec.Samples...)
+		if rec.Metric == "throughput" {
+			for i := range rec.Samples {
+				rec.Samples[i] *= 0.6
+			}
+		}
+		cur.Records = append(cur.Records, rec)
+	}
+	rows, err := Compare(base, &cur, Options{})
+	require.NoError(t, err)
+	assert.Empty(t, RegressedRows(rows))
+}
+
+func TestNothingInCommon(t *testing.T) {
+	base := load(t)
+	other := &report.Results{Schema: report.Schema, Records: []report.Record{{Scenario: "x", Target: "y", Metric: "throughput", Samples: []float64{1}}}}
+	_, err := Compare(base, other, Options{})
+	assert.ErrorIs(t, err, ErrNoCommonRows)
+	other.Schema = "l4bench/results/v0"
+	_, err = Compare(base, other, Options{})
+	assert.ErrorContains(t, err, "schemas differ")
+}
+
+func TestFormats(t *testing.T) {
+	base := load(t)
+	var buf bytes.Buffer
+	WriteBenchstat(&buf, base, base)
+	out := buf.String()
+	assert.Contains(t, out, "run: baseline\n")
+	assert.Contains(t, out, "run: current\n")
+	assert.Contains(t, out, "BenchmarkTcpStream1/target=l4proxy-splice/metric=throughput 1 ")
+	assert.Equal(t, 2*countSamples(base), strings.Count(out, "\nBenchmark"))
+
+	buf.Reset()
+	require.NoError(t, WriteGitHubActionBenchmark(&buf, base, "higher"))
+	assert.Contains(t, buf.String(), `"name": "tcp-stream-1 l4proxy-splice throughput"`)
+	assert.NotContains(t, buf.String(), "cpu_per_gib")
+
+	buf.Reset()
+	rows, err := Compare(base, scaled(base, "tcp-stream-1", "l4proxy-pooled", "throughput", 0.5), Options{})
+	require.NoError(t, err)
+	WriteText(&buf, rows, Options{})
+	assert.Contains(t, buf.String(), "tcp-stream-1 / l4proxy-pooled / throughput")
+	assert.Contains(t, buf.String(), "REGRESSION")
+	assert.Contains(t, buf.String(), "1 regression(s)")
+}
+
+func countSamples(r *report.Results) int {
+	n := 0
+	for _, rec := range r.Records {
+		n += len(rec.Samples)
+	}
+	return n
+}
