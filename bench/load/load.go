@@ -60,19 +60,11 @@ func Stream(ctx context.Context, o StreamOptions) (StreamResult, error) {
 	if o.BufferSize <= 0 {
 		o.BufferSize = 256 << 10
 	}
-	conns := make([]*net.TCPConn, 0, o.Streams)
-	defer func() {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	}()
-	for range o.Streams {
-		c, err := dialTCP(ctx, o.Addr)
-		if err != nil {
-			return StreamResult{}, err
-		}
-		conns = append(conns, c)
+	conns, err := dialAll(ctx, o.Addr, o.Streams)
+	if err != nil {
+		return StreamResult{}, err
 	}
+	defer closeAll(conns)
 	var total atomic.Int64
 	var wg sync.WaitGroup
 	var firstErr error
@@ -140,6 +132,26 @@ func Stream(ctx context.Context, o StreamOptions) (StreamResult, error) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// dialAll opens n connections, or none: on error it closes what it opened.
+func dialAll(ctx context.Context, addr string, n int) ([]*net.TCPConn, error) {
+	conns := make([]*net.TCPConn, 0, n)
+	for range n {
+		c, err := dialTCP(ctx, addr)
+		if err != nil {
+			closeAll(conns)
+			return nil, err
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+func closeAll(conns []*net.TCPConn) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
 }
 
 func dialTCP(ctx context.Context, addr string) (*net.TCPConn, error) {

@@ -47,19 +47,11 @@ func RR(ctx context.Context, o RROptions) (RRResult, error) {
 	if o.MessageSize <= 0 {
 		o.MessageSize = 64
 	}
-	conns := make([]*net.TCPConn, 0, o.Conns)
-	defer func() {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	}()
-	for range o.Conns {
-		c, err := dialTCP(ctx, o.Addr)
-		if err != nil {
-			return RRResult{}, err
-		}
-		conns = append(conns, c)
+	conns, err := dialAll(ctx, o.Addr, o.Conns)
+	if err != nil {
+		return RRResult{}, err
 	}
+	defer closeAll(conns)
 	hists := make([]*hdrhistogram.Histogram, len(conns))
 	errs := make([]error, len(conns))
 	var wg sync.WaitGroup

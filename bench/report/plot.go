@@ -116,13 +116,18 @@ func barPlot(title, ylabel string, recs []Record, order []string, scale float64)
 		p.Legend.Add("direct (no proxy)", l)
 		p.Legend.Top = true
 	}
+	designAxis(p, names)
+	p.Y.Min = 0
+	return p, nil
+}
+
+// designAxis labels the x axis with design names, slanted to fit.
+func designAxis(p *plot.Plot, names []string) {
 	p.NominalX(names...)
 	p.X.Label.Text = "design"
 	p.X.Tick.Label.Rotation = math.Pi / 6
 	p.X.Tick.Label.XAlign = -0.9
 	p.X.Tick.Label.YAlign = -0.5
-	p.Y.Min = 0
-	return p, nil
 }
 
 // percentilePlot draws latency by percentile on log-log axes, one line per
@@ -215,11 +220,7 @@ func stackedSyscalls(title string, profiles []SyscallProfile, order []string) (*
 		prev = b
 	}
 	p.Legend.Top = true
-	p.NominalX(names...)
-	p.X.Label.Text = "design"
-	p.X.Tick.Label.Rotation = math.Pi / 6
-	p.X.Tick.Label.XAlign = -0.9
-	p.X.Tick.Label.YAlign = -0.5
+	designAxis(p, names)
 	return p, nil
 }
 

@@ -67,11 +67,10 @@ func (h HAProxy) Start(spec Spec) (*Instance, error) {
 		send = " send-proxy-v2"
 	}
 	for _, kind := range spec.kinds(false) {
-		addr, err := FreePort("tcp")
+		addr, err := inst.pickAddr(kind)
 		if err != nil {
 			return nil, err
 		}
-		inst.Addrs[kind] = addr
 		fmt.Fprintf(&b, "\nfrontend fe_%s\n    bind %s\n    default_backend be_%s\n\nbackend be_%s\n    server s1 %s%s\n", kind, addr, kind, kind, spec.Backends[kind], send)
 	}
 	if err := writeFile(inst.Config, b.String()); err != nil {

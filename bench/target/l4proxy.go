@@ -63,15 +63,10 @@ func (l L4Proxy) Start(spec Spec) (*Instance, error) {
 	inst := &Instance{Target: l.Name(), wrap: spec.Wrap, Addrs: map[string]string{}, Config: filepath.Join(spec.Dir, l.Name()+".yaml")}
 	var eps, tcp, udp strings.Builder
 	for _, kind := range spec.kinds(true) {
-		network := "tcp"
-		if kind == UDP {
-			network = "udp"
-		}
-		addr, err := FreePort(network)
+		addr, err := inst.pickAddr(kind)
 		if err != nil {
 			return nil, err
 		}
-		inst.Addrs[kind] = addr
 		suffix := ""
 		if kind == UDP {
 			suffix = "/udp"

@@ -53,15 +53,10 @@ events { worker_connections 9000; }
 stream {
 `, streamModule, spec.workers(), filepath.Join(spec.Dir, "nginx.pid"), filepath.Join(spec.Dir, "nginx-error.log"))
 	for _, kind := range spec.kinds(true) {
-		network := "tcp"
-		if kind == UDP {
-			network = "udp"
-		}
-		addr, err := FreePort(network)
+		addr, err := inst.pickAddr(kind)
 		if err != nil {
 			return nil, err
 		}
-		inst.Addrs[kind] = addr
 		if kind == UDP {
 			fmt.Fprintf(&b, "    server { listen %s udp; proxy_pass %s; proxy_timeout 3s; }\n", addr, spec.Backends[kind])
 			continue

@@ -33,11 +33,10 @@ func (Socat) Start(spec Spec) (*Instance, error) {
 	}
 	var err2 error
 	for _, kind := range spec.kinds(false) {
-		addr, err := FreePort("tcp")
+		addr, err := inst.pickAddr(kind)
 		if err != nil {
 			return nil, err
 		}
-		inst.Addrs[kind] = addr
 		host, port, _ := splitHostPortNum(addr)
 		listen := "TCP-LISTEN:" + strconv.Itoa(port) + ",bind=" + host + ",reuseaddr,fork,backlog=4096"
 		if err2 = inst.launch(spec.Dir, "socat-"+kind+".log", spec.CPUs, nil, bin, listen, "TCP:"+spec.Backends[kind]); err2 != nil {

@@ -139,6 +139,21 @@ func FreePort(network string) (string, error) {
 	}
 }
 
+// pickAddr picks a free loopback address for a backend kind's entrypoint
+// and records it in the instance.
+func (i *Instance) pickAddr(kind string) (string, error) {
+	network := "tcp"
+	if kind == UDP {
+		network = "udp"
+	}
+	addr, err := FreePort(network)
+	if err != nil {
+		return "", err
+	}
+	i.Addrs[kind] = addr
+	return addr, nil
+}
+
 // kinds returns the backend kinds of a spec in a stable order, without
 // UDP unless withUDP.
 func (s Spec) kinds(withUDP bool) []string {
