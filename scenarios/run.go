@@ -247,6 +247,39 @@ func (d *running) cpu() float64 {
 	return s.CPUSeconds + s.ChildCPUSeconds
 }
 
+// sampleMemory reads the design's RSS and threads from /proc every 50 ms
+// (reading /proc does not disturb the process) until the returned
+// function is called, which returns the peaks.
+func (d *running) sampleMemory() func() measure.ProcStats {
+	var peak measure.ProcStats
+	if len(d.inst.PIDs()) == 0 {
+		return func() measure.ProcStats { return peak }
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if s, err := measure.ReadProcs(d.inst.PIDs()); err == nil {
+				peak.RSSKiB = max(peak.RSSKiB, s.RSSKiB)
+				peak.Threads = max(peak.Threads, s.Threads)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() measure.ProcStats {
+		close(stop)
+		<-done
+		return peak
+	}
+}
+
 // sample runs one scenario once against one design and adds its records.
 func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *running, addr string, idleConns int) error {
 	dur := time.Duration(p.profile.Duration)
@@ -254,7 +287,9 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 	switch s.Kind {
 	case KindStream:
 		cpu0 := d.cpu()
+		stopSampling := d.sampleMemory()
 		r, err := load.Stream(ctx, load.StreamOptions{Addr: addr, Streams: s.Streams, Direction: s.Direction, Duration: dur})
+		peak := stopSampling()
 		if err != nil {
 			return err
 		}
@@ -263,6 +298,11 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 		res.Add(s.Name, name, "throughput", r.Throughput())
 		if len(d.inst.PIDs()) > 0 && r.Bytes > 0 {
 			res.Add(s.Name, name, "cpu_per_gib", cpu/(float64(r.Bytes)/(1<<30)))
+			res.Add(s.Name, name, "rss_peak", float64(peak.RSSKiB))
+			res.Add(s.Name, name, "threads", float64(peak.Threads))
+			if steady, err := measure.ReadProcs(d.inst.PIDs()); err == nil {
+				res.Add(s.Name, name, "rss_steady", float64(steady.RSSKiB))
+			}
 		}
 	case KindRR:
 		r, err := load.RR(ctx, load.RROptions{Addr: addr, Conns: s.Conns, MessageSize: s.MessageSize, Duration: dur, Rate: s.Rate})

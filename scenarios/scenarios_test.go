@@ -141,6 +141,13 @@ func TestTinyRun(t *testing.T) {
 	cpu := back.Find("tcp-stream-1", "l4proxy-splice", "cpu_per_gib")
 	require.NotNil(t, cpu)
 	assert.Positive(t, cpu.Median)
+	for _, m := range []string{"rss_peak", "rss_steady", "threads"} {
+		rec := back.Find("tcp-stream-1", "l4proxy-splice", m)
+		if assert.NotNil(t, rec, m) {
+			assert.Positive(t, rec.Median, m)
+		}
+	}
+	assert.Nil(t, back.Find("tcp-stream-1", "direct", "rss_peak"), "direct has no process of its own")
 	idle := back.Find("tcp-idle", "l4proxy-splice", "fds_per_conn")
 	require.NotNil(t, idle)
 	assert.InDelta(t, 6, idle.Median, 0.5, "splice holds two sockets and two pipes per idle connection")

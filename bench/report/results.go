@@ -88,6 +88,9 @@ var Metrics = map[string]Metric{
 	"udp_pps":          {"datagrams/s", "higher"},
 	"udp_loss":         {"fraction", "lower"},
 	"syscalls_per_mib": {"calls/MiB", "lower"},
+	"rss_peak":         {"KiB", "lower"},
+	"rss_steady":       {"KiB", "lower"},
+	"threads":          {"threads", "lower"},
 }
 
 // Add appends a sample to the record of (scenario, target, metric),

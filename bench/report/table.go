@@ -93,6 +93,8 @@ func FormatValue(v float64, unit string) string {
 		return fmt.Sprintf("%.1f KiB", v)
 	case "fds":
 		return fmt.Sprintf("%.2f", v)
+	case "threads":
+		return fmt.Sprintf("%.0f", v)
 	default:
 		if v >= 10000 {
 			return fmt.Sprintf("%.0f %s", v, unit)
