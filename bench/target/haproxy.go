@@ -53,6 +53,9 @@ func (h HAProxy) Start(spec Spec) (*Instance, error) {
 		b.WriteString("    nosplice\n")
 	}
 	b.WriteString("\ndefaults\n    mode tcp\n    maxconn 7000\n    timeout connect 5s\n    timeout client 1h\n    timeout server 1h\n")
+	if spec.HalfClose > 0 {
+		fmt.Fprintf(&b, "    timeout client-fin %dms\n    timeout server-fin %dms\n", spec.HalfClose.Milliseconds(), spec.HalfClose.Milliseconds())
+	}
 	switch h.Mode {
 	case "splice":
 		b.WriteString("    option splice-request\n    option splice-response\n")

@@ -77,6 +77,9 @@ func (l L4Proxy) Start(spec Spec) (*Instance, error) {
 			continue
 		}
 		fmt.Fprintf(&tcp, "    %s:\n      loadBalancer:\n        strategy: %s\n        servers:\n          - address: %q\n", kind, l.Strategy, spec.Backends[kind])
+		if spec.HalfClose > 0 {
+			fmt.Fprintf(&tcp, "        terminationDelay: %s\n", spec.HalfClose)
+		}
 		if spec.BufferSize > 0 && l.Strategy != "splice" {
 			fmt.Fprintf(&tcp, "        bufferSize: %d\n", spec.BufferSize)
 		}

@@ -1,6 +1,9 @@
 package target
 
-import "strconv"
+import (
+	"fmt"
+	"strconv"
+)
 
 // Socat is socat forking one process per connection, with its default
 // 8 KiB buffer: the simplest userspace relay.
@@ -39,7 +42,12 @@ func (Socat) Start(spec Spec) (*Instance, error) {
 		}
 		host, port, _ := splitHostPortNum(addr)
 		listen := "TCP-LISTEN:" + strconv.Itoa(port) + ",bind=" + host + ",reuseaddr,fork,backlog=4096"
-		if err2 = inst.launch(spec.Dir, "socat-"+kind+".log", spec.CPUs, nil, bin, listen, "TCP:"+spec.Backends[kind]); err2 != nil {
+		argv := []string{bin}
+		if spec.HalfClose > 0 { // socat closes 0.5 s after the first EOF by default
+			argv = append(argv, "-t", fmt.Sprintf("%.3f", spec.HalfClose.Seconds()))
+		}
+		argv = append(argv, listen, "TCP:"+spec.Backends[kind])
+		if err2 = inst.launch(spec.Dir, "socat-"+kind+".log", spec.CPUs, nil, argv...); err2 != nil {
 			break
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Backend kinds a design forwards to; each gets its own entrypoint.
@@ -44,6 +45,11 @@ type Spec struct {
 	// ProxyProtocol sends PROXY headers of this version to the backends,
 	// on designs that can (0: none).
 	ProxyProtocol int
+	// HalfClose is how long a design keeps the other direction open after
+	// one side sent FIN (l4proxy terminationDelay, haproxy client-fin and
+	// server-fin, socat -t); 0 keeps each design's default. Conformance
+	// sets it alike for every design.
+	HalfClose time.Duration
 	// BufferSize sets l4proxy's buffer for buffered and pooled (0: default).
 	BufferSize int
 	// Extra are additional arguments for l4proxy designs (--log-level ...).

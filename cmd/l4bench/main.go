@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -29,6 +30,7 @@ import (
 	"github.com/l4bench/l4bench/bench/report"
 	"github.com/l4bench/l4bench/bench/target"
 	"github.com/l4bench/l4bench/scenarios"
+	"github.com/l4bench/l4bench/scenarios/conform"
 )
 
 // Exit codes of the contract.
@@ -85,7 +87,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return badInput(fmt.Errorf("%s: %v (see l4bench %s --help)", c.Name(), err, c.Name()))
 	})
-	root.AddCommand(newRunCmd(stdout, stderr), newTargetsCmd(stdout), newBackendCmd(stderr), newPlotCmd(stdout), newGateCmd(stdout, stderr))
+	root.AddCommand(newRunCmd(stdout, stderr), newTargetsCmd(stdout), newBackendCmd(stderr), newPlotCmd(stdout), newGateCmd(stdout, stderr), newConformCmd(stdout, stderr))
 	return root
 }
 
@@ -206,6 +208,42 @@ func newGateCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.Float64Var(&opts.Alpha, "alpha", 0.05, "significance level of the Mann-Whitney U test")
 	f.StringVar(&format, "format", "text", "output: text, benchstat (Go benchmark lines for benchstat -col run) or github-action-benchmark")
 	f.StringVar(&better, "better", "higher", "with --format github-action-benchmark: the metrics to write, higher (customBiggerIsBetter) or lower (customSmallerIsBetter)")
+	return c
+}
+
+func newConformCmd(stdout, stderr io.Writer) *cobra.Command {
+	var opts conform.Options
+	c := &cobra.Command{
+		Use:   "conform",
+		Short: "Run the conformance cases against designs and print the case x design matrix",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.Out == "" {
+				opts.Out = filepath.Join("results", "conform", time.Now().UTC().Format("20060102T150405Z"))
+			}
+			if isTerminal(stderr) {
+				opts.Progress = stderr
+			}
+			m, err := conform.Run(cmd.Context(), opts)
+			var bad *conform.BadInput
+			if errors.As(err, &bad) {
+				return badInput(bad.Err)
+			}
+			if err != nil {
+				return &exitError{exitFailed, err}
+			}
+			m.Print(stdout)
+			fmt.Fprintf(stdout, "conformance: %s\n", filepath.Join(opts.Out, "conformance.json"))
+			if own := m.OwnFailures(); len(own) > 0 {
+				return &exitError{exitFailed, fmt.Errorf("conform: %d case(s) failed on l4proxy, first: %s on %s: %s", len(own), own[0].Case, own[0].Target, own[0].Observed)}
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringArrayVar(&opts.Targets, "target", nil, "run on this design only (repeatable; default: every design that can run here)")
+	f.StringArrayVar(&opts.Cases, "case", nil, "run this case only (repeatable)")
+	f.StringVar(&opts.Out, "out", "", "folder for conformance.json and the designs' configs (default results/conform/<UTC time>)")
 	return c
 }
 

@@ -1,0 +1,279 @@
+// Package conform runs black-box conformance cases from
+// ../shared/conformance-catalogue.md against any design and builds a
+// pass/fail matrix:
+//
+//	m, err := conform.Run(ctx, conform.Options{Targets: []string{"l4proxy-splice", "nginx"}})
+//	m.Print(os.Stdout)
+//
+// Each case starts its own loopback backend with the behaviour it needs and
+// a fresh instance of the design, acts as the client, and returns pass,
+// lenient (an allowed divergence, with what was seen), fail (with the
+// observation) or n/a (the design lacks the feature). Every case is bounded
+// in time.
+package conform
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/l4bench/l4bench/bench/target"
+)
+
+// Statuses of a result.
+const (
+	Pass    = "pass"
+	Lenient = "lenient"
+	Fail    = "fail"
+	NA      = "n/a"
+)
+
+// HalfClose is the half-close timeout every design gets, above the
+// longest wait after a FIN in any case (2 s).
+const HalfClose = 5 * time.Second
+
+// Result is one case on one design.
+type Result struct {
+	Case     string `json:"case"`
+	Target   string `json:"target"`
+	Status   string `json:"status"`
+	Observed string `json:"observed,omitempty"`
+}
+
+// Case is one catalogue row.
+type Case struct {
+	Name  string
+	Group string
+	// Run acts as client against addr, where the design forwards to the
+	// backend handler that Backend returned. It returns the status and
+	// what was seen.
+	Run func(ctx context.Context, h *Harness) (string, string)
+}
+
+// Harness gives a case its design and backend.
+type Harness struct {
+	target target.Target
+	dir    string
+	inst   *target.Instance
+	ln     net.Listener
+	wg     sync.WaitGroup
+}
+
+// Start runs handle for every connection the backend accepts and starts
+// the design in front of it; it returns the design's address.
+func (h *Harness) Start(handle func(c *net.TCPConn)) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	h.ln = ln
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			h.wg.Add(1)
+			go func() {
+				defer h.wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				handle(c.(*net.TCPConn))
+			}()
+		}
+	}()
+	return h.startDesign(ln.Addr().String())
+}
+
+// StartTo starts the design in front of a given backend address (for a
+// backend that refuses).
+func (h *Harness) StartTo(addr string) (string, error) { return h.startDesign(addr) }
+
+func (h *Harness) startDesign(backend string) (string, error) {
+	inst, err := h.target.Start(target.Spec{Dir: h.dir, Backends: map[string]string{target.Echo: backend}, HalfClose: HalfClose})
+	if err != nil {
+		return "", err
+	}
+	h.inst = inst
+	return inst.Addrs[target.Echo], nil
+}
+
+func (h *Harness) close() {
+	if h.inst != nil {
+		_ = h.inst.Stop()
+	}
+	if h.ln != nil {
+		_ = h.ln.Close()
+	}
+	h.wg.Wait()
+}
+
+// Options select cases and designs.
+type Options struct {
+	Targets []string // default: every design that can run here, but direct
+	Cases   []string // default: all
+	Out     string   // folder for conformance.json and configs (default: a temp folder)
+	// Progress receives one line per case and design (nil: quiet).
+	Progress io.Writer
+}
+
+// Matrix is the outcome of a run.
+type Matrix struct {
+	Cases   []string `json:"cases"`
+	Targets []string `json:"targets"`
+	Results []Result `json:"results"`
+	Skipped []string `json:"skipped,omitempty"` // designs that cannot run here, with why
+}
+
+// Names lists the implemented cases in catalogue order.
+func Names() []string {
+	var out []string
+	for _, c := range Cases {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+// Run executes the selected cases on the selected designs.
+func Run(ctx context.Context, opts Options) (*Matrix, error) {
+	var cases []Case
+	for _, n := range opts.Cases {
+		if !slices.Contains(Names(), n) {
+			return nil, &BadInput{fmt.Errorf("--case: unknown case %q (implemented: %s)", n, strings.Join(Names(), ", "))}
+		}
+	}
+	for _, c := range Cases {
+		if len(opts.Cases) == 0 || slices.Contains(opts.Cases, c.Name) {
+			cases = append(cases, c)
+		}
+	}
+	names := opts.Targets
+	if len(names) == 0 {
+		for _, n := range target.Names() {
+			if n != "direct" {
+				names = append(names, n)
+			}
+		}
+	}
+	m := &Matrix{}
+	var targets []target.Target
+	for _, n := range names {
+		t, err := target.Lookup(n)
+		if err != nil {
+			return nil, &BadInput{fmt.Errorf("--target: %w", err)}
+		}
+		if _, err := t.Check(); err != nil {
+			m.Skipped = append(m.Skipped, fmt.Sprintf("%s: %v", n, err))
+			continue
+		}
+		targets = append(targets, t)
+		m.Targets = append(m.Targets, n)
+	}
+	out := opts.Out
+	if out == "" {
+		d, err := os.MkdirTemp("", "l4bench-conform")
+		if err != nil {
+			return nil, err
+		}
+		out = d
+	} else if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, &BadInput{fmt.Errorf("--out: %w", err)}
+	}
+	for _, c := range cases {
+		m.Cases = append(m.Cases, c.Name)
+		for _, t := range targets {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			dir := filepath.Join(out, "configs", c.Name, t.Name())
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, err
+			}
+			h := &Harness{target: t, dir: dir}
+			cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			status, observed := c.Run(cctx, h)
+			cancel()
+			h.close()
+			m.Results = append(m.Results, Result{Case: c.Name, Target: t.Name(), Status: status, Observed: observed})
+			if opts.Progress != nil {
+				fmt.Fprintf(opts.Progress, "%-28s %-20s %-8s %s\n", c.Name, t.Name(), status, observed)
+			}
+		}
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(out, "conformance.json"), append(data, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// BadInput marks errors in the options.
+type BadInput struct{ Err error }
+
+func (e *BadInput) Error() string { return e.Err.Error() }
+
+// Get returns the result of a case on a design.
+func (m *Matrix) Get(c, t string) *Result {
+	for i := range m.Results {
+		if m.Results[i].Case == c && m.Results[i].Target == t {
+			return &m.Results[i]
+		}
+	}
+	return nil
+}
+
+// OwnFailures are the failed cases on l4proxy designs (they fail the run).
+func (m *Matrix) OwnFailures() []Result {
+	var out []Result
+	for _, r := range m.Results {
+		if r.Status == Fail && strings.HasPrefix(r.Target, "l4proxy-") {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Print writes the matrix (case × design) and then every observation of
+// a result other than pass.
+func (m *Matrix) Print(w io.Writer) {
+	short := func(t string) string {
+		return strings.NewReplacer("l4proxy-", "l4p-", "haproxy-", "hap-", "splice-auto", "auto").Replace(t)
+	}
+	fmt.Fprintf(w, "%-28s", "case")
+	for _, t := range m.Targets {
+		fmt.Fprintf(w, " %-10s", short(t))
+	}
+	fmt.Fprintln(w)
+	for _, c := range m.Cases {
+		fmt.Fprintf(w, "%-28s", c)
+		for _, t := range m.Targets {
+			s := "-"
+			if r := m.Get(c, t); r != nil {
+				s = r.Status
+			}
+			fmt.Fprintf(w, " %-10s", s)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, r := range m.Results {
+		if r.Status != Pass {
+			fmt.Fprintf(w, "%s on %s: %s: %s\n", r.Case, r.Target, r.Status, r.Observed)
+		}
+	}
+	for _, s := range m.Skipped {
+		fmt.Fprintf(w, "skipped: %s\n", s)
+	}
+}

@@ -1,0 +1,81 @@
+package conform
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/l4bench/l4bench/bench/target"
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "conform-test")
+	if err != nil {
+		panic(err)
+	}
+	target.L4ProxyPath = filepath.Join(dir, "l4proxy")
+	if out, err := exec.Command("go", "build", "-o", target.L4ProxyPath, "../../cmd/l4proxy").CombinedOutput(); err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			panic(err)
+		}
+	}
+	os.Exit(code)
+}
+
+// TestL4ProxyPassesEveryStrictCase: every implemented case, every
+// strategy, strict pass (no lenient, no n/a).
+func TestL4ProxyPassesEveryStrictCase(t *testing.T) {
+	out := t.TempDir()
+	m, err := Run(context.Background(), Options{Targets: []string{"l4proxy-splice", "l4proxy-buffered", "l4proxy-pooled"}, Out: out})
+	require.NoError(t, err)
+	assert.Equal(t, Names(), m.Cases)
+	for _, r := range m.Results {
+		assert.Equal(t, Pass, r.Status, "%s on %s: %s", r.Case, r.Target, r.Observed)
+	}
+	assert.Empty(t, m.OwnFailures())
+
+	data, err := os.ReadFile(filepath.Join(out, "conformance.json"))
+	require.NoError(t, err)
+	var back Matrix
+	require.NoError(t, json.Unmarshal(data, &back))
+	assert.Len(t, back.Results, len(Cases)*3)
+
+	var buf bytes.Buffer
+	m.Print(&buf)
+	assert.Contains(t, buf.String(), "tcp-basic-bidir")
+	assert.Contains(t, buf.String(), "l4p-splice")
+}
+
+func TestBadInput(t *testing.T) {
+	_, err := Run(context.Background(), Options{Cases: []string{"tcp-telepathy"}})
+	var bad *BadInput
+	require.True(t, errors.As(err, &bad))
+	assert.ErrorContains(t, err, `--case: unknown case "tcp-telepathy"`)
+	_, err = Run(context.Background(), Options{Targets: []string{"envoy"}})
+	require.True(t, errors.As(err, &bad))
+}
+
+func TestOwnFailuresOnlyCountL4Proxy(t *testing.T) {
+	m := &Matrix{Results: []Result{
+		{Case: "a", Target: "nginx", Status: Fail},
+		{Case: "a", Target: "l4proxy-splice", Status: Lenient},
+		{Case: "b", Target: "l4proxy-pooled", Status: Fail, Observed: "x"},
+	}}
+	own := m.OwnFailures()
+	require.Len(t, own, 1)
+	assert.Equal(t, "l4proxy-pooled", own[0].Target)
+}
