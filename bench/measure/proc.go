@@ -58,6 +58,22 @@ func ReadProc(pid int) (ProcStats, error) {
 	return s, nil
 }
 
+// SocketFDs counts the open socket fds of processes (pipes and files
+// left out), the measure of a connection leak in designs that pool pipes.
+func SocketFDs(pids []int) int {
+	n := 0
+	for _, pid := range pids {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		fds, _ := os.ReadDir(dir)
+		for _, fd := range fds {
+			if link, err := os.Readlink(dir + "/" + fd.Name()); err == nil && strings.HasPrefix(link, "socket:") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // ReadProcs sums the samples of several processes (a design that forks).
 func ReadProcs(pids []int) (ProcStats, error) {
 	var sum ProcStats

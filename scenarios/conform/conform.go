@@ -15,6 +15,7 @@ package conform
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/l4bench/l4bench/bench/measure"
 	"github.com/l4bench/l4bench/bench/target"
 )
 
@@ -64,7 +66,10 @@ type Harness struct {
 	dir    string
 	inst   *target.Instance
 	ln     net.Listener
+	pc     net.PacketConn
 	wg     sync.WaitGroup
+	// AcceptDelay makes the backend wait before each accept().
+	AcceptDelay time.Duration
 }
 
 // Start runs handle for every connection the backend accepts and starts
@@ -79,6 +84,7 @@ func (h *Harness) Start(handle func(c *net.TCPConn)) (string, error) {
 	go func() {
 		defer h.wg.Done()
 		for {
+			time.Sleep(h.AcceptDelay)
 			c, err := ln.Accept()
 			if err != nil {
 				return
@@ -93,6 +99,53 @@ func (h *Harness) Start(handle func(c *net.TCPConn)) (string, error) {
 		}
 	}()
 	return h.startDesign(ln.Addr().String())
+}
+
+// StartUDP runs handle for every datagram the UDP backend receives and
+// starts the design in front of it; it returns the design's UDP address,
+// or "" with the reason when the design does not forward UDP.
+func (h *Harness) StartUDP(handle func(pc net.PacketConn, data []byte, from net.Addr)) (string, string, error) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return "", "", err
+	}
+	h.pc = pc
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			handle(pc, append([]byte(nil), buf[:n]...), from)
+		}
+	}()
+	inst, err := h.target.Start(target.Spec{Dir: h.dir, Backends: map[string]string{target.UDP: pc.LocalAddr().String()}, HalfClose: HalfClose})
+	if err != nil {
+		return "", "", err
+	}
+	h.inst = inst
+	if a, ok := inst.Addrs[target.UDP]; ok {
+		return a, "", nil
+	}
+	return "", inst.Skipped[target.UDP], nil
+}
+
+// FDs counts the open socket fds of the design's processes (-1 when
+// unknown). Only sockets: Go's runtime and haproxy keep splice pipes in a
+// pool sized by past concurrency and freed later (Go: at garbage
+// collection), which is not a connection leak; the catalogue's teardown
+// and leak rules are about sockets left open.
+func (h *Harness) FDs() int {
+	if h.inst == nil || len(h.inst.PIDs()) == 0 {
+		return -1
+	}
+	return measure.SocketFDs(h.inst.PIDs())
 }
 
 // StartTo starts the design in front of a given backend address (for a
@@ -114,6 +167,9 @@ func (h *Harness) close() {
 	}
 	if h.ln != nil {
 		_ = h.ln.Close()
+	}
+	if h.pc != nil {
+		_ = h.pc.Close()
 	}
 	h.wg.Wait()
 }
@@ -252,13 +308,17 @@ func (m *Matrix) Print(w io.Writer) {
 	short := func(t string) string {
 		return strings.NewReplacer("l4proxy-", "l4p-", "haproxy-", "hap-", "splice-auto", "auto").Replace(t)
 	}
-	fmt.Fprintf(w, "%-28s", "case")
+	width := 4
+	for _, c := range m.Cases {
+		width = max(width, len(c))
+	}
+	fmt.Fprintf(w, "%-*s", width, "case")
 	for _, t := range m.Targets {
 		fmt.Fprintf(w, " %-10s", short(t))
 	}
 	fmt.Fprintln(w)
 	for _, c := range m.Cases {
-		fmt.Fprintf(w, "%-28s", c)
+		fmt.Fprintf(w, "%-*s", width, c)
 		for _, t := range m.Targets {
 			s := "-"
 			if r := m.Get(c, t); r != nil {

@@ -23,10 +23,22 @@ var Cases = []Case{
 	{"tcp-small-writes-order", "A", smallWritesOrder},
 	{"tcp-client-halfclose", "B", clientHalfClose},
 	{"tcp-backend-halfclose", "B", backendHalfClose},
+	{"tcp-full-close-teardown", "B", fullCloseTeardown},
 	{"tcp-backend-close-flushes", "B", backendCloseFlushes},
+	{"tcp-client-close-flushes", "B", clientCloseFlushes},
 	{"tcp-backend-rst", "B", backendRST},
 	{"tcp-client-rst", "B", clientRST},
+	{"tcp-fin-then-rst-no-loss", "B", finThenRSTNoLoss},
 	{"tcp-backend-refused", "C", backendRefused},
+	{"tcp-send-before-backend-accepts", "C", sendBeforeAccept},
+	{"tcp-client-abort-before-connect", "C", abortBeforeConnect},
+	{"tcp-many-concurrent-isolation", "C", manyConcurrent},
+	{"tcp-churn-no-leak", "C", churnNoLeak},
+	{"udp-basic-roundtrip", "G", udpBasic},
+	{"udp-datagram-boundaries", "G", udpBoundaries},
+	{"udp-zero-length", "G", udpZeroLength},
+	{"udp-max-datagram", "G", udpMaxDatagram},
+	{"udp-session-per-client", "G", udpSessionPerClient},
 }
 
 func dial(ctx context.Context, addr string) (*net.TCPConn, error) {
