@@ -6,35 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
-	"github.com/l4bench/l4bench/bench/target"
+	"github.com/l4bench/l4bench/internal/testbin"
 )
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "conform-test")
-	if err != nil {
-		panic(err)
-	}
-	target.L4ProxyPath = filepath.Join(dir, "l4proxy")
-	if out, err := exec.Command("go", "build", "-o", target.L4ProxyPath, "../../cmd/l4proxy").CombinedOutput(); err != nil {
-		panic(string(out))
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			panic(err)
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.WithL4Proxy(m)) }
 
 // TestL4ProxyPassesEveryStrictCase: every implemented case, every
 // strategy, strict pass (no lenient, no n/a).
