@@ -39,7 +39,10 @@ func (n Nginx) Start(spec Spec) (*Instance, error) {
 		return nil, err
 	}
 	bin, _ := lookPath("nginx", "nginx")
-	inst := &Instance{Target: "nginx", wrap: spec.Wrap, Addrs: map[string]string{}, Config: filepath.Join(spec.Dir, "nginx.conf")}
+	inst := &Instance{Target: "nginx", wrap: spec.Wrap, Addrs: map[string]string{}, Config: filepath.Join(spec.Dir, "nginx.conf"), Skipped: map[string]string{}}
+	if spec.ProxyProtocol == 2 {
+		inst.Skipped[ProxyProtocolFeature] = "nginx stream sends PROXY protocol v1 only (proxy_protocol on)"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `# written by l4bench
 load_module %s;

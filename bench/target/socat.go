@@ -34,6 +34,9 @@ func (Socat) Start(spec Spec) (*Instance, error) {
 	if _, ok := spec.Backends[UDP]; ok {
 		inst.Skipped[UDP] = "socat forks a process per datagram in UDP mode, not a session proxy"
 	}
+	if spec.ProxyProtocol > 0 {
+		inst.Skipped[ProxyProtocolFeature] = "socat cannot send PROXY protocol headers"
+	}
 	var err2 error
 	for _, kind := range spec.kinds(false) {
 		addr, err := inst.pickAddr(kind)

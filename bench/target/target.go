@@ -174,5 +174,9 @@ func (s Spec) kinds(withUDP bool) []string {
 	return out
 }
 
+// ProxyProtocolFeature is the Instance.Skipped key saying why a design
+// cannot send the PROXY protocol version asked in Spec.ProxyProtocol.
+const ProxyProtocolFeature = "proxy-protocol"
+
 // ErrNotInstalled marks a peer that is missing.
 var ErrNotInstalled = errors.New("not installed")

@@ -70,6 +70,8 @@ type Harness struct {
 	wg     sync.WaitGroup
 	// AcceptDelay makes the backend wait before each accept().
 	AcceptDelay time.Duration
+	// ProxyProtocol asks the design to send PROXY headers of this version.
+	ProxyProtocol int
 }
 
 // Start runs handle for every connection the backend accepts and starts
@@ -153,11 +155,14 @@ func (h *Harness) FDs() int {
 func (h *Harness) StartTo(addr string) (string, error) { return h.startDesign(addr) }
 
 func (h *Harness) startDesign(backend string) (string, error) {
-	inst, err := h.target.Start(target.Spec{Dir: h.dir, Backends: map[string]string{target.Echo: backend}, HalfClose: HalfClose})
+	inst, err := h.target.Start(target.Spec{Dir: h.dir, Backends: map[string]string{target.Echo: backend}, HalfClose: HalfClose, ProxyProtocol: h.ProxyProtocol})
 	if err != nil {
 		return "", err
 	}
 	h.inst = inst
+	if why := inst.Skipped[target.ProxyProtocolFeature]; why != "" {
+		return "", &notApplicable{why}
+	}
 	return inst.Addrs[target.Echo], nil
 }
 
@@ -172,6 +177,20 @@ func (h *Harness) close() {
 		_ = h.pc.Close()
 	}
 	h.wg.Wait()
+}
+
+// notApplicable is a design that lacks a feature a case needs.
+type notApplicable struct{ why string }
+
+func (n *notApplicable) Error() string { return n.why }
+
+// startStatus turns a failed start into n/a with the reason.
+func startStatus(err error) (string, string) {
+	var na *notApplicable
+	if errors.As(err, &na) {
+		return NA, na.why
+	}
+	return NA, "design did not start: " + err.Error()
 }
 
 // Options select cases and designs.

@@ -34,6 +34,8 @@ var Cases = []Case{
 	{"tcp-client-abort-before-connect", "C", abortBeforeConnect},
 	{"tcp-many-concurrent-isolation", "C", manyConcurrent},
 	{"tcp-churn-no-leak", "C", churnNoLeak},
+	{"pp-send-v1", "E", ppSendV1},
+	{"pp-send-v2", "E", ppSendV2},
 	{"udp-basic-roundtrip", "G", udpBasic},
 	{"udp-datagram-boundaries", "G", udpBoundaries},
 	{"udp-zero-length", "G", udpZeroLength},
@@ -55,7 +57,8 @@ func dial(ctx context.Context, addr string) (*net.TCPConn, error) {
 func setup(ctx context.Context, h *Harness, handle func(*net.TCPConn)) (*net.TCPConn, string, string) {
 	addr, err := h.Start(handle)
 	if err != nil {
-		return nil, NA, "design did not start: " + err.Error()
+		st, obs := startStatus(err)
+		return nil, st, obs
 	}
 	c, err := dial(ctx, addr)
 	if err != nil {
