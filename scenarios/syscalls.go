@@ -14,6 +14,7 @@ import (
 	"github.com/l4bench/l4bench/bench/measure"
 	"github.com/l4bench/l4bench/bench/report"
 	"github.com/l4bench/l4bench/bench/target"
+	"github.com/l4bench/l4bench/internal/payload"
 )
 
 // expectedVerdict is what each design's data path must be; designs not
@@ -128,7 +129,7 @@ func pushPayload(ctx context.Context, addr, direction string, n int64) (int64, e
 		read, err = io.Copy(io.Discard, c)
 		readDone <- err
 	}()
-	if _, err := io.Copy(c, io.LimitReader(zeroes{}, n)); err != nil {
+	if _, err := io.Copy(c, io.LimitReader(payload.Zeros{}, n)); err != nil {
 		return 0, fmt.Errorf("send payload: %w", err)
 	}
 	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
@@ -145,10 +146,6 @@ func pushPayload(ctx context.Context, addr, direction string, n int64) (int64, e
 	}
 	return n, nil
 }
-
-type zeroes struct{}
-
-func (zeroes) Read(b []byte) (int, error) { clear(b); return len(b), nil }
 
 // verdictChanges compares this run's verdicts with the latest earlier run
 // under the same output folder that has a syscalls section.

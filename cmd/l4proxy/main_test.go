@@ -22,6 +22,7 @@ import (
 
 	"github.com/l4bench/l4bench/bench/backend"
 	"github.com/l4bench/l4bench/bench/measure"
+	zeroStream "github.com/l4bench/l4bench/internal/payload"
 )
 
 var binary string
@@ -212,7 +213,7 @@ func TestDataPathUnderStrace(t *testing.T) {
 				_, err = c.Write([]byte("PROXY TCP4 192.0.2.1 192.0.2.2 123 5678\r\n"))
 				require.NoError(t, err)
 			}
-			_, err = io.Copy(c, io.LimitReader(zeros{}, payload))
+			_, err = io.Copy(c, io.LimitReader(zeroStream.Zeros{}, payload))
 			require.NoError(t, err)
 			require.NoError(t, c.(*net.TCPConn).CloseWrite())
 			_, _ = io.Copy(io.Discard, c)
@@ -239,10 +240,6 @@ func TestDataPathUnderStrace(t *testing.T) {
 		})
 	}
 }
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
 func TestSIGTERMDrainsThenExitsZero(t *testing.T) {
 	echo, err := backend.Start(backend.Echo, "127.0.0.1:0", false, 0)

@@ -2,10 +2,7 @@ package tcp
 
 import (
 	"context"
-	"crypto/sha256"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"testing"
@@ -14,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/l4bench/l4bench/internal/payload"
 	copystrat "github.com/l4bench/l4bench/proxy/copy"
 	"github.com/l4bench/l4bench/proxy/lb"
 )
@@ -109,36 +107,10 @@ func dial(t *testing.T, addr string) *net.TCPConn {
 	return c.(*net.TCPConn)
 }
 
-// pattern writes n seeded pseudo-random bytes in writes of varying size and
-// returns their SHA-256.
-func pattern(w io.Writer, seed uint64, n int64) ([32]byte, error) {
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	h := sha256.New()
-	buf := make([]byte, 64<<10)
-	for n > 0 {
-		k := min(int64(1+rng.IntN(len(buf))), n)
-		for i := range buf[:k] {
-			buf[i] = byte(rng.Uint32())
-		}
-		h.Write(buf[:k])
-		if _, err := w.Write(buf[:k]); err != nil {
-			return [32]byte{}, err
-		}
-		n -= k
-	}
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
-	return sum, nil
-}
-
-// drain reads r to EOF and returns the byte count, SHA-256 and the error.
-func drain(r io.Reader) (int64, [32]byte, error) {
-	h := sha256.New()
-	n, err := io.Copy(h, r)
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
-	return n, sum, err
-}
+var (
+	pattern = payload.Write
+	drain   = payload.Drain
+)
 
 // readEOFWithin reports what a read returns within d: the error (io.EOF,
 // a reset) or a timeout.

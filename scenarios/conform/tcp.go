@@ -3,15 +3,15 @@ package conform
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/l4bench/l4bench/internal/payload"
 )
 
 // Cases are the implemented catalogue rows, in catalogue order.
@@ -155,30 +155,10 @@ func tinyTransfers(ctx context.Context, h *Harness) (string, string) {
 	return Pass, ""
 }
 
-// pattern writes n seeded bytes in writes of odd sizes and returns their hash.
-func pattern(w io.Writer, seed uint64, n int64) ([32]byte, error) {
-	rng := rand.New(rand.NewPCG(seed, seed+1))
-	h := sha256.New()
-	buf := make([]byte, 70001)
-	for n > 0 {
-		k := min(int64(1+rng.IntN(len(buf))), n)
-		for i := range buf[:k] {
-			buf[i] = byte(rng.Uint32())
-		}
-		h.Write(buf[:k])
-		if _, err := w.Write(buf[:k]); err != nil {
-			return [32]byte{}, err
-		}
-		n -= k
-	}
-	return [32]byte(h.Sum(nil)), nil
-}
-
-func drain(r io.Reader) (int64, [32]byte, error) {
-	h := sha256.New()
-	n, err := io.Copy(h, r)
-	return n, [32]byte(h.Sum(nil)), err
-}
+var (
+	pattern = payload.Write
+	drain   = payload.Drain
+)
 
 // largeSize is what crosses each way; the catalogue asks for 256 MiB, 64
 // MiB keeps the whole matrix within minutes on 2 cores.
