@@ -1,7 +1,6 @@
 package tcp
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -244,8 +243,12 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 			return
 		}
 		early = rest
-		if h.Command.IsProxy() && h.SourceAddr != nil && h.DestinationAddr != nil {
-			srcAddr, dstAddr = h.SourceAddr, h.DestinationAddr
+		// Only TCP addresses are passed on; LOCAL, UNSPEC and AF_UNIX
+		// headers leave the real connection's addresses (spec §2.2).
+		src, sok := h.SourceAddr.(*net.TCPAddr)
+		dst, dok := h.DestinationAddr.(*net.TCPAddr)
+		if h.Command.IsProxy() && sok && dok {
+			srcAddr, dstAddr = src, dst
 		}
 	}
 
@@ -293,30 +296,6 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 		return
 	}
 	log.Debug("connection closed", attrs...)
-}
-
-// readProxyHeader checks that the client is trusted and reads its PROXY
-// header within the header timeout. It returns the payload bytes that
-// arrived with the header; the client conn itself stays unwrapped so the
-// data path can still splice.
-func (p *Proxy) readProxyHeader(client *net.TCPConn) (*proxyproto.Header, []byte, error) {
-	if !p.AcceptProxy.trusts(client.RemoteAddr()) {
-		return nil, nil, fmt.Errorf("PROXY header from untrusted address %s", client.RemoteAddr())
-	}
-	br := bufio.NewReaderSize(client, 512)
-	h, err := proxyproto.ReadHeaderTimeout(client, br, p.AcceptProxy.headerTimeout())
-	if err != nil {
-		if errors.Is(err, proxyproto.ErrNoProxyProtocol) {
-			return nil, nil, fmt.Errorf("no valid PROXY header within %s", p.AcceptProxy.headerTimeout())
-		}
-		return nil, nil, fmt.Errorf("bad PROXY header: %w", err)
-	}
-	var rest []byte
-	if n := br.Buffered(); n > 0 {
-		b, _ := br.Peek(n)
-		rest = append([]byte(nil), b...)
-	}
-	return h, rest, nil
 }
 
 // dial picks an upstream and connects to it, trying further servers when

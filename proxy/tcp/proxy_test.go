@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"strings"
 	"testing"
 	"time"
 
@@ -412,16 +413,39 @@ func TestAcceptProxyHeader(t *testing.T) {
 		require.NoError(t, err)
 		return b
 	}
+	// raw2 is a v2 PROXY-command header of family fam around body.
+	raw2 := func(fam byte, body []byte) []byte {
+		b := append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x21, fam, byte(len(body)>>8), byte(len(body)))
+		return append(b, body...)
+	}
+	inet4 := []byte{192, 0, 2, 1, 192, 0, 2, 2, 0, 123, 0x16, 0x2e}
+	split := func(b []byte, n int) [][]byte {
+		var out [][]byte
+		for len(b) > n {
+			out, b = append(out, b[:n]), b[n:]
+		}
+		return append(out, b)
+	}
+	one := func(b []byte) [][]byte { return [][]byte{b} }
+	const peer = "peer" // the client's own address
 	tests := []struct {
-		name     string
-		trusted  netip.Prefix
-		send     []byte
-		wantPass bool
+		name       string
+		trusted    netip.Prefix
+		send       [][]byte // written 20 ms apart
+		wantRemote string   // "" refused
 	}{
-		{"v1 trusted", loop, append(header(1), "payload"...), true},
-		{"v2 trusted", loop, append(header(2), "payload"...), true},
-		{"untrusted client refused", other, append(header(2), "payload"...), false},
-		{"missing header refused", loop, []byte("GET / HTTP/1.0\r\n\r\n"), false},
+		{"v1 trusted", loop, one(append(header(1), "payload"...)), "192.0.2.1:123"},
+		{"v2 trusted", loop, one(append(header(2), "payload"...)), "192.0.2.1:123"},
+		{"v1 split over writes", loop, append(split(header(1), 10), []byte("payload")), "192.0.2.1:123"},
+		{"v2 split over writes", loop, append(split(header(2), 7), []byte("payload")), "192.0.2.1:123"},
+		{"v2 PROXY with family UNSPEC uses the real address", loop, one(append(raw2(0x00, nil), "payload"...)), peer},
+		{"v2 AF_UNIX uses the real address", loop, one(append(raw2(0x31, make([]byte, 216)), "payload"...)), peer},
+		{"v2 header of 65535 bytes", loop, one(append(raw2(0x11, append(inet4, append([]byte{0xE0, 0xFF, 0xF0}, make([]byte, 0xFFF0)...)...)), "payload"...)), "192.0.2.1:123"},
+		{"TLV overrunning the header refused", loop, one(append(raw2(0x11, append(inet4, 0xE0, 0, 10, 1, 2, 3)), "payload"...)), ""},
+		{"stray byte after the last TLV refused", loop, one(append(raw2(0x11, append(inet4, 0x04, 0, 1, 0, 0xE0)), "payload"...)), ""},
+		{"v1 without CRLF in 107 bytes refused", loop, one([]byte("PROXY TCP4 192.0.2.1 192.0.2.2 123 5678" + strings.Repeat(" ", 100) + "payload")), ""},
+		{"untrusted client refused", other, one(append(header(2), "payload"...)), ""},
+		{"missing header refused", loop, one([]byte("GET / HTTP/1.0\r\n\r\n")), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -448,9 +472,15 @@ func TestAcceptProxyHeader(t *testing.T) {
 			u.ProxyProtocol = 2
 			addr := startProxy(t, &Proxy{Service: single(u), AcceptProxy: &AcceptProxy{Trusted: []netip.Prefix{tt.trusted}, HeaderTimeout: time.Second}})
 			c := dial(t, addr)
-			_, err = c.Write(tt.send)
-			require.NoError(t, err)
-			if !tt.wantPass {
+			for i, b := range tt.send {
+				if i > 0 {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if _, err = c.Write(b); err != nil {
+					break
+				}
+			}
+			if tt.wantRemote == "" {
 				assert.NotErrorIs(t, readEnd(c, 2*time.Second), os.ErrDeadlineExceeded, "refused client closed")
 				select {
 				case s := <-got:
@@ -459,9 +489,19 @@ func TestAcceptProxyHeader(t *testing.T) {
 				}
 				return
 			}
+			require.NoError(t, err)
 			require.NoError(t, c.CloseWrite())
-			s := <-got
-			assert.Equal(t, "192.0.2.1:123", s.remote, "re-sent header carries the original client")
+			var s seen
+			select {
+			case s = <-got:
+			case <-time.After(3 * time.Second):
+				t.Fatal("backend got nothing within 3 s")
+			}
+			want := tt.wantRemote
+			if want == peer {
+				want = c.LocalAddr().String()
+			}
+			assert.Equal(t, want, s.remote, "re-sent header carries the original client")
 			assert.Equal(t, "payload", s.payload)
 		})
 	}
