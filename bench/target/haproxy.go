@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // HAProxy is haproxy in mode tcp with one of three splice settings:
@@ -52,7 +53,19 @@ func (h HAProxy) Start(spec Spec) (*Instance, error) {
 	if h.Mode == "copy" {
 		b.WriteString("    nosplice\n")
 	}
-	b.WriteString("\ndefaults\n    mode tcp\n    maxconn 7000\n    timeout connect 5s\n    timeout client 1h\n    timeout server 1h\n")
+	// timeout client also bounds the wait for an accepted PROXY header.
+	client, server, connect := time.Hour, time.Hour, 5*time.Second
+	if spec.IdleTimeout > 0 {
+		client, server = spec.IdleTimeout, spec.IdleTimeout
+	}
+	if spec.AcceptProxy && spec.HeaderTimeout > 0 && spec.IdleTimeout == 0 {
+		client = spec.HeaderTimeout
+	}
+	if spec.ConnectTimeout > 0 {
+		connect = spec.ConnectTimeout
+	}
+	fmt.Fprintf(&b, "\ndefaults\n    mode tcp\n    maxconn 7000\n    timeout connect %dms\n    timeout client %dms\n    timeout server %dms\n",
+		connect.Milliseconds(), client.Milliseconds(), server.Milliseconds())
 	if spec.HalfClose > 0 {
 		fmt.Fprintf(&b, "    timeout client-fin %dms\n    timeout server-fin %dms\n", spec.HalfClose.Milliseconds(), spec.HalfClose.Milliseconds())
 	}
@@ -74,7 +87,11 @@ func (h HAProxy) Start(spec Spec) (*Instance, error) {
 		if err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(&b, "\nfrontend fe_%s\n    bind %s\n    default_backend be_%s\n\nbackend be_%s\n    server s1 %s%s\n", kind, addr, kind, kind, spec.Backends[kind], send)
+		accept := ""
+		if spec.AcceptProxy {
+			accept = " accept-proxy"
+		}
+		fmt.Fprintf(&b, "\nfrontend fe_%s\n    bind %s%s\n    default_backend be_%s\n\nbackend be_%s\n    server s1 %s%s\n", kind, addr, accept, kind, kind, spec.Backends[kind], send)
 	}
 	if err := writeFile(inst.Config, b.String()); err != nil {
 		return nil, err

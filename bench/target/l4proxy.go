@@ -72,6 +72,19 @@ func (l L4Proxy) Start(spec Spec) (*Instance, error) {
 			suffix = "/udp"
 		}
 		fmt.Fprintf(&eps, "  %s:\n    address: %q\n    service: %s\n", kind, addr+suffix, kind)
+		if spec.IdleTimeout > 0 {
+			key := "idleTimeout"
+			if kind == UDP {
+				key = "udpTimeout"
+			}
+			fmt.Fprintf(&eps, "    %s: %s\n", key, spec.IdleTimeout)
+		}
+		if spec.AcceptProxy && kind != UDP {
+			eps.WriteString("    proxyProtocol:\n      trustedIPs: [\"127.0.0.0/8\", \"::1/128\"]\n")
+			if spec.HeaderTimeout > 0 {
+				fmt.Fprintf(&eps, "      headerTimeout: %s\n", spec.HeaderTimeout)
+			}
+		}
 		if kind == UDP {
 			fmt.Fprintf(&udp, "    %s:\n      loadBalancer:\n        servers:\n          - address: %q\n", kind, spec.Backends[kind])
 			continue
@@ -79,6 +92,9 @@ func (l L4Proxy) Start(spec Spec) (*Instance, error) {
 		fmt.Fprintf(&tcp, "    %s:\n      loadBalancer:\n        strategy: %s\n        servers:\n          - address: %q\n", kind, l.Strategy, spec.Backends[kind])
 		if spec.HalfClose > 0 {
 			fmt.Fprintf(&tcp, "        terminationDelay: %s\n", spec.HalfClose)
+		}
+		if spec.ConnectTimeout > 0 {
+			fmt.Fprintf(&tcp, "        dialTimeout: %s\n", spec.ConnectTimeout)
 		}
 		if spec.BufferSize > 0 && l.Strategy != "splice" {
 			fmt.Fprintf(&tcp, "        bufferSize: %d\n", spec.BufferSize)

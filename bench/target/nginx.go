@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // streamModule is where Debian's libnginx-mod-stream puts the module.
@@ -39,6 +40,13 @@ func (n Nginx) Start(spec Spec) (*Instance, error) {
 		return nil, err
 	}
 	bin, _ := lookPath("nginx", "nginx")
+	// nginx reads relative paths from its prefix (-p), so every path it
+	// gets is absolute.
+	dir, err := filepath.Abs(spec.Dir)
+	if err != nil {
+		return nil, err
+	}
+	spec.Dir = dir
 	inst := &Instance{Target: "nginx", wrap: spec.Wrap, Addrs: map[string]string{}, Config: filepath.Join(spec.Dir, "nginx.conf"), Skipped: map[string]string{}}
 	if spec.ProxyProtocol == 2 {
 		inst.Skipped[ProxyProtocolFeature] = "nginx stream sends PROXY protocol v1 only (proxy_protocol on)"
@@ -61,14 +69,33 @@ stream {
 			return nil, err
 		}
 		if kind == UDP {
-			fmt.Fprintf(&b, "    server { listen %s udp; proxy_pass %s; proxy_timeout 3s; }\n", addr, spec.Backends[kind])
+			udpTimeout := 3 * time.Second
+			if spec.IdleTimeout > 0 {
+				udpTimeout = spec.IdleTimeout
+			}
+			fmt.Fprintf(&b, "    server { listen %s udp; proxy_pass %s; proxy_timeout %dms; }\n", addr, spec.Backends[kind], udpTimeout.Milliseconds())
 			continue
 		}
-		pp := ""
+		var opts, listen string
 		if spec.ProxyProtocol == 1 {
-			pp = " proxy_protocol on;"
+			opts += " proxy_protocol on;"
 		}
-		fmt.Fprintf(&b, "    server { listen %s; proxy_pass %s; proxy_buffer_size 16k; proxy_half_close on;%s }\n", addr, spec.Backends[kind], pp)
+		if spec.IdleTimeout > 0 {
+			opts += fmt.Sprintf(" proxy_timeout %dms;", spec.IdleTimeout.Milliseconds())
+		}
+		if spec.ConnectTimeout > 0 {
+			opts += fmt.Sprintf(" proxy_connect_timeout %dms;", spec.ConnectTimeout.Milliseconds())
+		}
+		if spec.AcceptProxy {
+			// realip makes the header's source the client address nginx
+			// passes on (and re-sends with proxy_protocol on).
+			listen = " proxy_protocol"
+			opts += " set_real_ip_from 127.0.0.0/8;"
+			if spec.HeaderTimeout > 0 {
+				opts += fmt.Sprintf(" proxy_protocol_timeout %dms;", spec.HeaderTimeout.Milliseconds())
+			}
+		}
+		fmt.Fprintf(&b, "    server { listen %s%s; proxy_pass %s; proxy_buffer_size 16k; proxy_half_close on;%s }\n", addr, listen, spec.Backends[kind], opts)
 	}
 	b.WriteString("}\n")
 	if err := writeFile(inst.Config, b.String()); err != nil {

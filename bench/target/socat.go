@@ -34,6 +34,9 @@ func (Socat) Start(spec Spec) (*Instance, error) {
 	if _, ok := spec.Backends[UDP]; ok {
 		inst.Skipped[UDP] = "socat forks a process per datagram in UDP mode, not a session proxy"
 	}
+	if spec.AcceptProxy {
+		inst.Skipped[AcceptProxyFeature] = "socat cannot read PROXY protocol headers"
+	}
 	if spec.ProxyProtocol > 0 {
 		inst.Skipped[ProxyProtocolFeature] = "socat cannot send PROXY protocol headers"
 	}
@@ -49,7 +52,14 @@ func (Socat) Start(spec Spec) (*Instance, error) {
 		if spec.HalfClose > 0 { // socat closes 0.5 s after the first EOF by default
 			argv = append(argv, "-t", fmt.Sprintf("%.3f", spec.HalfClose.Seconds()))
 		}
-		argv = append(argv, listen, "TCP:"+spec.Backends[kind])
+		if spec.IdleTimeout > 0 {
+			argv = append(argv, "-T", fmt.Sprintf("%.3f", spec.IdleTimeout.Seconds()))
+		}
+		connect := "TCP:" + spec.Backends[kind]
+		if spec.ConnectTimeout > 0 {
+			connect += fmt.Sprintf(",connect-timeout=%.3f", spec.ConnectTimeout.Seconds())
+		}
+		argv = append(argv, listen, connect)
 		if err2 = inst.launch(spec.Dir, "socat-"+kind+".log", spec.CPUs, nil, argv...); err2 != nil {
 			break
 		}

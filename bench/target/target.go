@@ -50,6 +50,24 @@ type Spec struct {
 	// server-fin, socat -t); 0 keeps each design's default. Conformance
 	// sets it alike for every design.
 	HalfClose time.Duration
+	// IdleTimeout closes a TCP connection (both sides) after this long
+	// without a byte either way, and ends a UDP session idle this long
+	// (l4proxy idleTimeout/udpTimeout, haproxy timeout client/server,
+	// nginx proxy_timeout, socat -T); 0 keeps each design's default.
+	IdleTimeout time.Duration
+	// ConnectTimeout bounds the connect to a backend (l4proxy dialTimeout,
+	// haproxy timeout connect, nginx proxy_connect_timeout, socat
+	// connect-timeout); 0 keeps each design's default.
+	ConnectTimeout time.Duration
+	// AcceptProxy makes every TCP entrypoint require a PROXY header (v1
+	// or v2) from loopback clients (l4proxy trustedIPs, haproxy
+	// accept-proxy, nginx listen ... proxy_protocol with realip); designs
+	// that cannot say so in Instance.Skipped[AcceptProxyFeature].
+	AcceptProxy bool
+	// HeaderTimeout bounds the wait for that header (l4proxy
+	// headerTimeout, haproxy timeout client, nginx
+	// proxy_protocol_timeout); 0 keeps each design's default.
+	HeaderTimeout time.Duration
 	// BufferSize sets l4proxy's buffer for buffered and pooled (0: default).
 	BufferSize int
 	// Extra are additional arguments for l4proxy designs (--log-level ...).
@@ -177,6 +195,10 @@ func (s Spec) kinds(withUDP bool) []string {
 // ProxyProtocolFeature is the Instance.Skipped key saying why a design
 // cannot send the PROXY protocol version asked in Spec.ProxyProtocol.
 const ProxyProtocolFeature = "proxy-protocol"
+
+// AcceptProxyFeature is the Instance.Skipped key saying why a design
+// cannot require PROXY headers from its clients (Spec.AcceptProxy).
+const AcceptProxyFeature = "accept-proxy"
 
 // ErrNotInstalled marks a peer that is missing.
 var ErrNotInstalled = errors.New("not installed")

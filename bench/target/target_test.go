@@ -39,6 +39,9 @@ func TestEveryTargetForwards(t *testing.T) {
 	uecho, err := backend.Start(backend.Echo, "127.0.0.1:0", true, 0)
 	require.NoError(t, err)
 	defer uecho.Close()
+	// Relative folders, as `l4bench run --out results` gives: every
+	// design must find its config and write its logs there.
+	t.Chdir(t.TempDir())
 
 	for _, name := range Names() {
 		t.Run(name, func(t *testing.T) {
@@ -47,7 +50,9 @@ func TestEveryTargetForwards(t *testing.T) {
 			if _, err := tg.Check(); err != nil {
 				t.Skipf("%s: %v", name, err)
 			}
-			inst, err := tg.Start(Spec{Dir: t.TempDir(), Backends: map[string]string{Echo: echo.Addr(), UDP: uecho.Addr()}})
+			dir := filepath.Join("runs", name)
+			require.NoError(t, os.MkdirAll(dir, 0o755))
+			inst, err := tg.Start(Spec{Dir: dir, Backends: map[string]string{Echo: echo.Addr(), UDP: uecho.Addr()}})
 			require.NoError(t, err)
 			defer func() { assert.NoError(t, inst.Stop()) }()
 			if name != "direct" {
