@@ -72,6 +72,23 @@ type Harness struct {
 	AcceptDelay time.Duration
 	// ProxyProtocol asks the design to send PROXY headers of this version.
 	ProxyProtocol int
+	// ResendProxy asks the design to send PROXY headers, v2 where it
+	// can, else v1 (the version used is in ResentVersion after Start).
+	ResendProxy   bool
+	ResentVersion int
+	// AcceptProxy makes the design require PROXY headers from the client,
+	// waiting at most HeaderTimeout for one.
+	AcceptProxy   bool
+	HeaderTimeout time.Duration
+	// IdleTimeout and ConnectTimeout are set alike on every design.
+	IdleTimeout    time.Duration
+	ConnectTimeout time.Duration
+}
+
+// spec is what every design is asked for, with the harness's settings.
+func (h *Harness) spec(backends map[string]string) target.Spec {
+	return target.Spec{Dir: h.dir, Backends: backends, HalfClose: HalfClose, ProxyProtocol: h.ProxyProtocol,
+		AcceptProxy: h.AcceptProxy, HeaderTimeout: h.HeaderTimeout, IdleTimeout: h.IdleTimeout, ConnectTimeout: h.ConnectTimeout}
 }
 
 // Start runs handle for every connection the backend accepts and starts
@@ -127,7 +144,7 @@ func (h *Harness) StartUDP(handle func(pc net.PacketConn, data []byte, from net.
 			handle(pc, append([]byte(nil), buf[:n]...), from)
 		}
 	}()
-	inst, err := h.target.Start(target.Spec{Dir: h.dir, Backends: map[string]string{target.UDP: pc.LocalAddr().String()}, HalfClose: HalfClose})
+	inst, err := h.target.Start(h.spec(map[string]string{target.UDP: pc.LocalAddr().String()}))
 	if err != nil {
 		return "", "", err
 	}
@@ -155,15 +172,32 @@ func (h *Harness) FDs() int {
 func (h *Harness) StartTo(addr string) (string, error) { return h.startDesign(addr) }
 
 func (h *Harness) startDesign(backend string) (string, error) {
-	inst, err := h.target.Start(target.Spec{Dir: h.dir, Backends: map[string]string{target.Echo: backend}, HalfClose: HalfClose, ProxyProtocol: h.ProxyProtocol})
-	if err != nil {
-		return "", err
+	versions := []int{h.ProxyProtocol}
+	if h.ResendProxy {
+		versions = []int{2, 1}
 	}
-	h.inst = inst
-	if why := inst.Skipped[target.ProxyProtocolFeature]; why != "" {
-		return "", &notApplicable{why}
+	for i, v := range versions {
+		h.ProxyProtocol = v
+		inst, err := h.target.Start(h.spec(map[string]string{target.Echo: backend}))
+		if err != nil {
+			return "", err
+		}
+		h.inst = inst
+		if why := inst.Skipped[target.AcceptProxyFeature]; why != "" {
+			return "", &notApplicable{why}
+		}
+		if why := inst.Skipped[target.ProxyProtocolFeature]; why != "" {
+			if i+1 < len(versions) {
+				_ = inst.Stop()
+				h.inst = nil
+				continue
+			}
+			return "", &notApplicable{why}
+		}
+		h.ResentVersion = v
+		return inst.Addrs[target.Echo], nil
 	}
-	return inst.Addrs[target.Echo], nil
+	return "", &notApplicable{"design cannot send PROXY headers"}
 }
 
 func (h *Harness) close() {
