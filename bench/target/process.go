@@ -29,9 +29,10 @@ type Instance struct {
 	// Skipped explains backend kinds the design cannot serve (UDP on haproxy).
 	Skipped map[string]string
 
-	procs []*exec.Cmd
-	logs  []*os.File
-	wrap  []string
+	wildcard bool // entrypoints bind 0.0.0.0 (Spec.Wildcard)
+	procs    []*exec.Cmd
+	logs     []*os.File
+	wrap     []string
 }
 
 // PIDs returns the processes of the design: each started process and all

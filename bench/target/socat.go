@@ -30,7 +30,7 @@ func (Socat) Start(spec Spec) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	inst := &Instance{Target: "socat", wrap: spec.Wrap, Addrs: map[string]string{}, Skipped: map[string]string{}}
+	inst := &Instance{Target: "socat", wrap: spec.Wrap, Addrs: map[string]string{}, wildcard: spec.Wildcard, Skipped: map[string]string{}}
 	if _, ok := spec.Backends[UDP]; ok {
 		inst.Skipped[UDP] = "socat forks a process per datagram in UDP mode, not a session proxy"
 	}

@@ -68,6 +68,9 @@ type Spec struct {
 	// headerTimeout, haproxy timeout client, nginx
 	// proxy_protocol_timeout); 0 keeps each design's default.
 	HeaderTimeout time.Duration
+	// Wildcard binds the entrypoints to 0.0.0.0 instead of 127.0.0.1
+	// (Addrs then say 0.0.0.0:port; clients pick a loopback address).
+	Wildcard bool
 	// BufferSize sets l4proxy's buffer for buffered and pooled (0: default).
 	BufferSize int
 	// Extra are additional arguments for l4proxy designs (--log-level ...).
@@ -173,6 +176,10 @@ func (i *Instance) pickAddr(kind string) (string, error) {
 	addr, err := FreePort(network)
 	if err != nil {
 		return "", err
+	}
+	if i.wildcard {
+		_, port, _ := splitHostPortNum(addr)
+		addr = fmt.Sprintf("0.0.0.0:%d", port)
 	}
 	i.Addrs[kind] = addr
 	return addr, nil

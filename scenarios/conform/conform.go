@@ -83,12 +83,15 @@ type Harness struct {
 	// IdleTimeout and ConnectTimeout are set alike on every design.
 	IdleTimeout    time.Duration
 	ConnectTimeout time.Duration
+	// Wildcard makes the design listen on 0.0.0.0.
+	Wildcard bool
 }
 
 // spec is what every design is asked for, with the harness's settings.
 func (h *Harness) spec(backends map[string]string) target.Spec {
 	return target.Spec{Dir: h.dir, Backends: backends, HalfClose: HalfClose, ProxyProtocol: h.ProxyProtocol,
-		AcceptProxy: h.AcceptProxy, HeaderTimeout: h.HeaderTimeout, IdleTimeout: h.IdleTimeout, ConnectTimeout: h.ConnectTimeout}
+		AcceptProxy: h.AcceptProxy, HeaderTimeout: h.HeaderTimeout, IdleTimeout: h.IdleTimeout, ConnectTimeout: h.ConnectTimeout,
+		Wildcard: h.Wildcard}
 }
 
 // Start runs handle for every connection the backend accepts and starts
@@ -144,7 +147,13 @@ func (h *Harness) StartUDP(handle func(pc net.PacketConn, data []byte, from net.
 			handle(pc, append([]byte(nil), buf[:n]...), from)
 		}
 	}()
-	inst, err := h.target.Start(h.spec(map[string]string{target.UDP: pc.LocalAddr().String()}))
+	return h.StartUDPTo(pc.LocalAddr().String())
+}
+
+// StartUDPTo starts the design in front of a given UDP backend address
+// (for a backend that is not there yet).
+func (h *Harness) StartUDPTo(backend string) (string, string, error) {
+	inst, err := h.target.Start(h.spec(map[string]string{target.UDP: backend}))
 	if err != nil {
 		return "", "", err
 	}
