@@ -29,6 +29,8 @@ type Results struct {
 	Notes    []string  `json:"notes,omitempty"`
 	// Syscalls is the optional syscall section (l4bench run --scenario syscalls).
 	Syscalls []SyscallProfile `json:"syscalls,omitempty"`
+	// Conformance is the optional conformance section (l4bench run --conform).
+	Conformance *Conformance `json:"conformance,omitempty"`
 }
 
 // Host describes the machine.

@@ -207,5 +207,13 @@ const ProxyProtocolFeature = "proxy-protocol"
 // cannot require PROXY headers from its clients (Spec.AcceptProxy).
 const AcceptProxyFeature = "accept-proxy"
 
+// RequireProxyFeature is the Instance.Skipped key saying that a design
+// with Spec.AcceptProxy still lets clients in without a PROXY header.
+const RequireProxyFeature = "require-proxy"
+
+// IdleTimeoutFeature is the Instance.Skipped key saying why a design
+// cannot close idle TCP connections (Spec.IdleTimeout).
+const IdleTimeoutFeature = "idle-timeout"
+
 // ErrNotInstalled marks a peer that is missing.
 var ErrNotInstalled = errors.New("not installed")

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/l4bench/l4bench/bench/measure"
+	"github.com/l4bench/l4bench/bench/report"
 	"github.com/l4bench/l4bench/bench/target"
 )
 
@@ -43,12 +45,7 @@ const (
 const HalfClose = 5 * time.Second
 
 // Result is one case on one design.
-type Result struct {
-	Case     string `json:"case"`
-	Target   string `json:"target"`
-	Status   string `json:"status"`
-	Observed string `json:"observed,omitempty"`
-}
+type Result = report.ConformResult
 
 // Case is one catalogue row.
 type Case struct {
@@ -80,6 +77,9 @@ type Harness struct {
 	// waiting at most HeaderTimeout for one.
 	AcceptProxy   bool
 	HeaderTimeout time.Duration
+	// RequireProxy: the case needs the header to be mandatory, not just
+	// accepted (n/a on designs where it is optional).
+	RequireProxy bool
 	// IdleTimeout and ConnectTimeout are set alike on every design.
 	IdleTimeout    time.Duration
 	ConnectTimeout time.Duration
@@ -192,8 +192,14 @@ func (h *Harness) startDesign(backend string) (string, error) {
 			return "", err
 		}
 		h.inst = inst
-		if why := inst.Skipped[target.AcceptProxyFeature]; why != "" {
-			return "", &notApplicable{why}
+		features := []string{target.AcceptProxyFeature, target.IdleTimeoutFeature}
+		if h.RequireProxy {
+			features = append(features, target.RequireProxyFeature)
+		}
+		for _, feature := range features {
+			if why := inst.Skipped[feature]; why != "" {
+				return "", &notApplicable{why}
+			}
 		}
 		if why := inst.Skipped[target.ProxyProtocolFeature]; why != "" {
 			if i+1 < len(versions) {
@@ -236,6 +242,27 @@ func startStatus(err error) (string, string) {
 	return NA, "design did not start: " + err.Error()
 }
 
+// waitBound are the cases that spend their time waiting on timeouts and
+// pauses with little traffic and coarse time limits (±1 s): they run on
+// every design at once to keep the matrix short. Cases that move bulk
+// data, count latency in milliseconds or race a reset run one design at
+// a time.
+var waitBound = map[string]bool{
+	"tcp-client-halfclose": true, "tcp-backend-halfclose": true, "tcp-backend-refused": true,
+	"tcp-backend-connect-timeout": true, "tcp-idle-timeout": true, "tcp-send-before-backend-accepts": true,
+	"tcp-fin-then-rst-no-loss": true, "pp-send-v1": true, "pp-send-v2": true,
+	"udp-session-idle-timeout": true, "udp-replies-routed": true, "udp-backend-unreachable": true,
+	"udp-reply-source-address": true,
+}
+
+func init() {
+	for _, c := range Cases {
+		if strings.HasPrefix(c.Name, "pp-recv-") {
+			waitBound[c.Name] = true
+		}
+	}
+}
+
 // Options select cases and designs.
 type Options struct {
 	Targets []string // default: every design that can run here, but direct
@@ -245,12 +272,22 @@ type Options struct {
 	Progress io.Writer
 }
 
-// Matrix is the outcome of a run.
+// Matrix is the outcome of a run; conformance.json and the
+// conformance section of results.json share its shape.
 type Matrix struct {
-	Cases   []string `json:"cases"`
-	Targets []string `json:"targets"`
-	Results []Result `json:"results"`
-	Skipped []string `json:"skipped,omitempty"` // designs that cannot run here, with why
+	report.Conformance
+}
+
+// Timeouts are the settings every design gets alike, for the report.
+func Timeouts() map[string]string {
+	return map[string]string{
+		"half-close timeout (l4proxy terminationDelay, haproxy timeout client-fin/server-fin, socat -t; nginx proxy_half_close on)": HalfClose.String(),
+		"connect timeout in tcp-backend-connect-timeout (dialTimeout, timeout connect, proxy_connect_timeout, socat connect-timeout)": ConnectTimeout.String(),
+		"idle timeout in tcp-idle-timeout (idleTimeout, timeout client/server, proxy_timeout, socat -T), connect timeout there 300ms": IdleTimeout.String(),
+		"UDP session timeout in udp-session-idle-timeout and udp-many-clients (udpTimeout, proxy_timeout)": UDPTimeout.String(),
+		"PROXY header timeout in pp-recv-* (headerTimeout, haproxy timeout client, proxy_protocol_timeout)": HeaderTimeout.String(),
+		"backpressure stall (catalogue: 5 s)": bpStall.String(),
+	}
 }
 
 // Names lists the implemented cases in catalogue order.
@@ -283,7 +320,7 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 			}
 		}
 	}
-	m := &Matrix{}
+	m := &Matrix{report.Conformance{Timeouts: Timeouts()}}
 	var targets []target.Target
 	for _, n := range names {
 		t, err := target.Lookup(n)
@@ -307,24 +344,57 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 	} else if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, &BadInput{fmt.Errorf("--out: %w", err)}
 	}
-	for _, c := range cases {
-		m.Cases = append(m.Cases, c.Name)
-		for _, t := range targets {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			dir := filepath.Join(out, "configs", c.Name, t.Name())
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return nil, err
-			}
-			h := &Harness{target: t, dir: dir}
-			cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-			status, observed := c.Run(cctx, h)
-			cancel()
+	// Designs stop in the background (traefik takes ~2 s to exit); all
+	// are gone before Run returns.
+	var stopping sync.WaitGroup
+	defer stopping.Wait()
+	runOne := func(c Case, t target.Target) (Result, error) {
+		dir := filepath.Join(out, "configs", c.Name, t.Name())
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return Result{}, err
+		}
+		h := &Harness{target: t, dir: dir}
+		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		start := time.Now()
+		status, observed := c.Run(cctx, h)
+		cancel()
+		took := time.Since(start)
+		stopping.Add(1)
+		go func() {
+			defer stopping.Done()
 			h.close()
-			m.Results = append(m.Results, Result{Case: c.Name, Target: t.Name(), Status: status, Observed: observed})
+		}()
+		return Result{Case: c.Name, Target: t.Name(), Status: status, Observed: observed, Seconds: math.Round(took.Seconds()*100) / 100}, nil
+	}
+	for _, c := range cases {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		m.Cases = append(m.Cases, c.Name)
+		results := make([]Result, len(targets))
+		errs := make([]error, len(targets))
+		if waitBound[c.Name] {
+			var wg sync.WaitGroup
+			for i, t := range targets {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					results[i], errs[i] = runOne(c, t)
+				}()
+			}
+			wg.Wait()
+		} else {
+			for i, t := range targets {
+				results[i], errs[i] = runOne(c, t)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+		for _, r := range results {
+			m.Results = append(m.Results, r)
 			if opts.Progress != nil {
-				fmt.Fprintf(opts.Progress, "%-28s %-20s %-8s %s\n", c.Name, t.Name(), status, observed)
+				fmt.Fprintf(opts.Progress, "%-34s %-20s %-8s %5.1fs %s\n", r.Case, r.Target, r.Status, r.Seconds, r.Observed)
 			}
 		}
 	}

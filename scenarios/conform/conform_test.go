@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/l4bench/l4bench/bench/report"
 	"github.com/l4bench/l4bench/internal/testbin"
 )
 
@@ -51,11 +52,11 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestOwnFailuresOnlyCountL4Proxy(t *testing.T) {
-	m := &Matrix{Results: []Result{
+	m := &Matrix{report.Conformance{Results: []Result{
 		{Case: "a", Target: "nginx", Status: Fail},
 		{Case: "a", Target: "l4proxy-splice", Status: Lenient},
 		{Case: "b", Target: "l4proxy-pooled", Status: Fail, Observed: "x"},
-	}}
+	}}}
 	own := m.OwnFailures()
 	require.Len(t, own, 1)
 	assert.Equal(t, "l4proxy-pooled", own[0].Target)

@@ -451,6 +451,7 @@ func ppRecvV2BadVersionCommand(ctx context.Context, h *Harness) (string, string)
 }
 
 func ppRecvBadSignature(ctx context.Context, h *Harness) (string, string) {
+	h.RequireProxy = true // "PROXY required" in the catalogue
 	truncated := rejected("truncated-v2-signature", [][]byte{v2sig[:7]})
 	truncated.close = true
 	prox := rejected("PROX", v1("PROX"))

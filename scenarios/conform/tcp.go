@@ -59,6 +59,12 @@ var Cases = []Case{
 	{"udp-zero-length", "G", udpZeroLength},
 	{"udp-max-datagram", "G", udpMaxDatagram},
 	{"udp-session-per-client", "G", udpSessionPerClient},
+	{"udp-replies-routed", "G", udpRepliesRouted},
+	{"udp-session-idle-timeout", "G", udpSessionIdleTimeout},
+	{"udp-many-clients", "G", udpManyClients},
+	{"udp-slow-session-isolation", "G", udpSlowSessionIsolation},
+	{"udp-backend-unreachable", "G", udpBackendUnreachable},
+	{"udp-reply-source-address", "G", udpReplySource},
 }
 
 func dial(ctx context.Context, addr string) (*net.TCPConn, error) {
