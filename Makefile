@@ -10,7 +10,7 @@ BENCH_FLAGS ?=
 GATE_RUN := --profile quick --count 5 --target l4proxy-splice --target l4proxy-buffered --target l4proxy-pooled
 GATE_FLAGS ?=
 
-.PHONY: all build test bench peers fuzz clean gate baseline
+.PHONY: all build test bench peers peers-traefik fuzz clean gate baseline
 
 all: build
 
@@ -23,6 +23,13 @@ build:
 peers:
 	scripts/install-peers.sh
 
+# Builds traefik (the design l4proxy is modelled on) from the Go module
+# proxy into ~/.cache/l4bench: minutes and ~3 GB of memory, so only when
+# asked; make bench and make test never do. Then it is a target like the
+# other peers.
+peers-traefik:
+	scripts/build-traefik.sh
+
 # Every test: vet, unit and loopback tests (strace data-path proofs
 # included), the race detector on the proxy, and a short fuzz of the
 # config parser.
@@ -32,9 +39,10 @@ test:
 	$(GO) test -race -short -count=1 ./proxy/...
 	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime 10s ./proxy
 
-# The main job: install what is missing, build, run the standard profile.
+# The main job: install what is missing, build, run the standard profile
+# and then the conformance matrix on the same designs.
 bench: peers build
-	$(BIN)/l4bench run --profile $(PROFILE) $(BENCH_FLAGS)
+	$(BIN)/l4bench run --profile $(PROFILE) --conform $(BENCH_FLAGS)
 
 # Run the gate's profile and compare it with the committed baseline.
 gate: build

@@ -8,7 +8,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
 
 	"github.com/l4bench/l4bench/bench/load"
 	"github.com/l4bench/l4bench/bench/measure"
@@ -28,6 +31,46 @@ var expectedVerdict = map[string]string{
 	"haproxy-copy":            measure.VerdictUserspace,
 	"nginx":                   measure.VerdictUserspace,
 	"socat":                   measure.VerdictUserspace,
+	// traefik v3.6 wraps every accepted conn in a tracking type without
+	// ReadFrom/WriteTo, so io.Copy cannot splice; a later release that
+	// splices shows up as a flagged verdict.
+	"traefik": measure.VerdictUserspace,
+}
+
+// expected is the verdict a traced variant must have: every
+// l4proxy-splice feature variant must still splice.
+func expected(name string) string {
+	if strings.HasPrefix(name, "l4proxy-splice+") {
+		return measure.VerdictSplice
+	}
+	return expectedVerdict[name]
+}
+
+// spliceVariant is a feature that could wrap a conn on l4proxy-splice's
+// data path; each is traced on its own and all together.
+type spliceVariant struct {
+	name   string
+	mod    func(*target.Spec)
+	accept bool // the client sends a PROXY v2 header first
+}
+
+var spliceVariants = []spliceVariant{
+	{"proxy-v2", func(s *target.Spec) { s.ProxyProtocol = 2 }, false},
+	{"accept-proxy", func(s *target.Spec) { s.AcceptProxy, s.HeaderTimeout = true, 3*time.Second }, true},
+	{"idle-timeout", func(s *target.Spec) { s.IdleTimeout = 30 * time.Second }, false},
+	{"termination-delay", func(s *target.Spec) { s.HalfClose = 5 * time.Second }, false},
+	{"all", func(s *target.Spec) {
+		s.ProxyProtocol, s.AcceptProxy, s.HeaderTimeout = 2, true, 3*time.Second
+		s.IdleTimeout, s.HalfClose = 30*time.Second, 5*time.Second
+	}, true},
+}
+
+// clientProxyHeader is the PROXY v2 header a traced client sends to a
+// design that requires one.
+func clientProxyHeader() []byte {
+	h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 123}, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 5678})
+	b, _ := h.Format()
+	return b
 }
 
 // waitSyscalls are traced beside the data syscalls: the cost of waiting.
@@ -43,16 +86,18 @@ func (p *plan) runSyscalls(ctx context.Context, res *report.Results, s Scenario,
 	type variant struct {
 		name string
 		d    *running
-		pp   int
+		sv   spliceVariant
 	}
 	var vs []variant
 	for _, d := range designs {
 		if d.t.Name() == "direct" {
 			continue
 		}
-		vs = append(vs, variant{d.t.Name(), d, 0})
+		vs = append(vs, variant{d.t.Name(), d, spliceVariant{mod: func(*target.Spec) {}}})
 		if d.t.Name() == "l4proxy-splice" && s.Direction == load.Up {
-			vs = append(vs, variant{"l4proxy-splice+proxy-v2", d, 2})
+			for _, sv := range spliceVariants {
+				vs = append(vs, variant{"l4proxy-splice+" + sv.name, d, sv})
+			}
 		}
 	}
 	for _, v := range vs {
@@ -60,13 +105,13 @@ func (p *plan) runSyscalls(ctx context.Context, res *report.Results, s Scenario,
 			return err
 		}
 		p.say("%s: tracing %s", s.Name, v.name)
-		prof, mib, err := p.traceOne(ctx, s, v.d, v.name, v.pp, bes)
+		prof, mib, err := p.traceOne(ctx, s, v.d, v.name, v.sv)
 		if err != nil {
 			res.Notes = append(res.Notes, fmt.Sprintf("%s: %s: %v", s.Name, v.name, err))
 			continue
 		}
 		sp := report.SyscallProfile{Scenario: s.Name, Target: v.name, MiB: mib, Calls: prof.Calls, PerMiB: map[string]float64{},
-			Spliced: prof.SpliceBytes(), User: prof.UserspaceBytes(), Verdict: prof.Verdict(), Expected: expectedVerdict[v.name]}
+			Spliced: prof.SpliceBytes(), User: prof.UserspaceBytes(), Verdict: prof.Verdict(), Expected: expected(v.name)}
 		for c, n := range prof.Calls {
 			sp.PerMiB[c] = float64(n) / mib
 			sp.Total += float64(n) / mib
@@ -76,7 +121,7 @@ func (p *plan) runSyscalls(ctx context.Context, res *report.Results, s Scenario,
 	return nil
 }
 
-func (p *plan) traceOne(ctx context.Context, s Scenario, d *running, name string, pp int, bes *backends) (*measure.Profile, float64, error) {
+func (p *plan) traceOne(ctx context.Context, s Scenario, d *running, name string, sv spliceVariant) (*measure.Profile, float64, error) {
 	dir := filepath.Join(p.dir, "syscalls", s.Name, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, 0, err
@@ -84,7 +129,8 @@ func (p *plan) traceOne(ctx context.Context, s Scenario, d *running, name string
 	out := filepath.Join(dir, "strace.out")
 	strace, _ := measure.StracePath()
 	spec := d.spec
-	spec.Dir, spec.ProxyProtocol = dir, pp
+	spec.Dir = dir
+	sv.mod(&spec)
 	spec.Wrap = append([]string{strace}, measure.StraceArgs(out, waitSyscalls...)...)
 	inst, err := d.t.Start(spec)
 	if err != nil {
@@ -94,7 +140,11 @@ func (p *plan) traceOne(ctx context.Context, s Scenario, d *running, name string
 	if s.Direction == load.Both {
 		kind = target.Echo
 	}
-	moved, err := pushPayload(ctx, inst.Addrs[kind], s.Direction, s.Payload)
+	var preamble []byte
+	if sv.accept {
+		preamble = clientProxyHeader()
+	}
+	moved, err := pushPayload(ctx, inst.Addrs[kind], s.Direction, s.Payload, preamble)
 	time.Sleep(200 * time.Millisecond)
 	_ = inst.Stop()
 	if err != nil {
@@ -114,7 +164,7 @@ func (p *plan) traceOne(ctx context.Context, s Scenario, d *running, name string
 
 // pushPayload sends n bytes through addr (up: to a sink; both: to an echo,
 // reading n back at the same time) and returns the bytes that crossed.
-func pushPayload(ctx context.Context, addr, direction string, n int64) (int64, error) {
+func pushPayload(ctx context.Context, addr, direction string, n int64, preamble []byte) (int64, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -129,6 +179,9 @@ func pushPayload(ctx context.Context, addr, direction string, n int64) (int64, e
 		read, err = io.Copy(io.Discard, c)
 		readDone <- err
 	}()
+	if _, err := c.Write(preamble); err != nil {
+		return 0, fmt.Errorf("send PROXY header: %w", err)
+	}
 	if _, err := io.Copy(c, io.LimitReader(payload.Zeros{}, n)); err != nil {
 		return 0, fmt.Errorf("send payload: %w", err)
 	}

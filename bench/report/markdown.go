@@ -122,6 +122,9 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 			p("| %s | %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %s |\n", sp.Scenario, sp.Target, sp.MiB, sp.Total, sp.PerMiB["splice"], reads, writes, waits, verdict)
 		}
 	}
+	if r.Conformance != nil {
+		r.Conformance.markdown(w)
+	}
 	if len(plots) > 0 {
 		p("\n## Plots\n")
 		for _, pl := range plots {
@@ -191,6 +194,39 @@ func (r *Results) Findings() []string {
 		if p.Expected != "" && p.Expected != p.Verdict {
 			out = append(out, fmt.Sprintf("**%s was `%s` in %s, not the expected `%s`.**", p.Target, p.Verdict, p.Scenario, p.Expected))
 		}
+	}
+	// traefik, the design l4proxy is modelled on: which path it took.
+	for _, p := range r.Syscalls {
+		if p.Target != "traefik" {
+			continue
+		}
+		line := fmt.Sprintf("traefik's data path was `%s` in %s: %d bytes spliced, %d through user space, %.1f syscalls per MiB", p.Verdict, p.Scenario, p.Spliced, p.User, p.Total)
+		for _, q := range r.Syscalls {
+			if q.Target == "l4proxy-splice" && q.Scenario == p.Scenario {
+				line += fmt.Sprintf(" against %.1f for l4proxy-splice (`%s`)", q.Total, q.Verdict)
+			}
+		}
+		out = append(out, line+".")
+		break
+	}
+	tt, ts := r.Find("tcp-stream-1", "traefik", "throughput"), r.Find("tcp-stream-1", "l4proxy-splice", "throughput")
+	tc, sc := r.Find("tcp-stream-1", "traefik", "cpu_per_gib"), r.Find("tcp-stream-1", "l4proxy-splice", "cpu_per_gib")
+	if tt != nil && ts != nil && tc != nil && sc != nil && ts.Median > 0 && sc.Median > 0 {
+		out = append(out, fmt.Sprintf("On one bulk stream traefik moved %s (%.0f%% of l4proxy-splice's %s) and used %.3f s of CPU per GiB against %.3f s/GiB (%.1fx).",
+			FormatValue(tt.Median, tt.Unit), 100*tt.Median/ts.Median, FormatValue(ts.Median, ts.Unit), tc.Median, sc.Median, tc.Median/sc.Median))
+	}
+	// l4proxy-splice with each feature that could wrap a conn.
+	var variants, spliced []string
+	for _, p := range r.Syscalls {
+		if name, ok := strings.CutPrefix(p.Target, "l4proxy-splice+"); ok {
+			variants = append(variants, name)
+			if p.Verdict == "splice" {
+				spliced = append(spliced, name)
+			}
+		}
+	}
+	if len(variants) > 0 && len(spliced) == len(variants) {
+		out = append(out, fmt.Sprintf("l4proxy-splice still spliced with every feature that could wrap its conns turned on (%s).", strings.Join(variants, ", ")))
 	}
 	// Idle memory: pooled against buffered.
 	ip, ib := r.Find("tcp-idle", "l4proxy-pooled", "rss_per_conn"), r.Find("tcp-idle", "l4proxy-buffered", "rss_per_conn")

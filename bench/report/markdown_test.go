@@ -91,3 +91,16 @@ func TestRenderPlots(t *testing.T) {
 		assert.Greater(t, len(svg), 2000, "%s.svg has content", p.Name)
 	}
 }
+
+func TestTraefikFindingFollowsTheVerdict(t *testing.T) {
+	for _, verdict := range []string{"userspace", "splice"} {
+		r := loadStandard(t)
+		r.Syscalls = append(r.Syscalls, SyscallProfile{Scenario: "syscalls-up", Target: "traefik", MiB: 256, Total: 140.5, Verdict: verdict, Spliced: 0, User: 268435456})
+		r.Add("tcp-stream-1", "traefik", "throughput", 0.5*(1<<30))
+		r.Add("tcp-stream-1", "traefik", "cpu_per_gib", 0.9)
+		text := strings.Join(r.Findings(), "\n")
+		assert.Contains(t, text, "traefik's data path was `"+verdict+"` in syscalls-up")
+		assert.Contains(t, text, "against 4.8 for l4proxy-splice (`splice`)")
+		assert.Contains(t, text, "On one bulk stream traefik moved 512.00 MiB/s")
+	}
+}

@@ -93,3 +93,17 @@ func TestLookupUnknown(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `unknown target "envoy" (choices: direct, l4proxy-splice`)
 }
+
+func TestTraefikMissingSaysHowToBuildIt(t *testing.T) {
+	t.Setenv("L4BENCH_TRAEFIK", "")
+	t.Setenv("L4BENCH_CACHE", t.TempDir())
+	t.Setenv("PATH", t.TempDir())
+	_, err := Traefik{}.Check()
+	require.ErrorIs(t, err, ErrNotInstalled)
+	assert.Contains(t, err.Error(), "run make peers-traefik")
+
+	t.Setenv("L4BENCH_TRAEFIK", "/nonexistent/traefik")
+	_, err = Traefik{}.Check()
+	require.ErrorIs(t, err, ErrNotInstalled)
+	assert.Contains(t, err.Error(), "L4BENCH_TRAEFIK=/nonexistent/traefik")
+}
