@@ -20,6 +20,7 @@ import (
 	"github.com/l4bench/l4bench/bench/measure"
 	"github.com/l4bench/l4bench/bench/report"
 	"github.com/l4bench/l4bench/bench/target"
+	"github.com/l4bench/l4bench/scenarios/conform"
 )
 
 // IperfTarget is the record name of iperf3's figure for direct.
@@ -194,6 +195,20 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		if err := p.runSyscalls(ctx, res, s, designs, bes); err != nil {
 			return nil, p.dir, err
 		}
+	}
+	if p.opts.Conform {
+		var names []string
+		for _, t := range res.Targets {
+			if t.Skipped == "" && t.Name != "direct" && t.Name != IperfTarget {
+				names = append(names, t.Name)
+			}
+		}
+		p.say("conformance: %d cases on %d designs", len(conform.Names()), len(names))
+		m, err := conform.Run(ctx, conform.Options{Targets: names, Out: filepath.Join(p.dir, "conformance"), Progress: p.opts.Progress})
+		if err != nil {
+			return nil, p.dir, fmt.Errorf("conformance: %w", err)
+		}
+		res.Conformance = &m.Conformance
 	}
 	res.Finished = time.Now().UTC()
 	res.Notes = append(res.Notes, harnessCheck(res)...)

@@ -42,6 +42,9 @@ type Options struct {
 	// L4ProxyBufferSize sets the buffer of l4proxy's buffered and pooled
 	// strategies (0: their default).
 	L4ProxyBufferSize int
+	// Conform runs the conformance matrix on the same designs after the
+	// timed runs; it goes into results.json and report.md.
+	Conform bool
 }
 
 // BadInputError marks errors in the options (exit status 2).

@@ -129,8 +129,19 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 					fmt.Fprintf(stdout, "skipped: %s: %s\n", t.Name, t.Skipped)
 				}
 			}
+			if res.Conformance != nil {
+				m := &conform.Matrix{Conformance: *res.Conformance}
+				fmt.Fprintln(stdout)
+				m.Print(stdout)
+			}
 			fmt.Fprintf(stdout, "results: %s (%s)\n", filepath.Join(dir, "results.json"), res.Finished.Sub(res.Started).Round(1e9))
 			fmt.Fprintf(stdout, "report:  %s\n", filepath.Join(dir, "report.md"))
+			if res.Conformance != nil {
+				m := &conform.Matrix{Conformance: *res.Conformance}
+				if own := m.OwnFailures(); len(own) > 0 {
+					return &exitError{exitFailed, fmt.Errorf("conform: %d case(s) failed on l4proxy, first: %s on %s: %s", len(own), own[0].Case, own[0].Target, own[0].Observed)}
+				}
+			}
 			return nil
 		},
 	}
@@ -138,6 +149,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&opts.Profile, "profile", "quick", "scenario set: quick, standard or full")
 	f.StringArrayVar(&opts.Scenarios, "scenario", nil, "run only this scenario (repeatable)")
 	f.StringArrayVar(&opts.Targets, "target", nil, "run only this design (repeatable; direct is always measured)")
+	f.BoolVar(&opts.Conform, "conform", false, "after the timed runs, run the conformance cases on the same designs (into results.json and report.md)")
 	f.StringVar(&opts.Out, "out", "results", "folder under which the run's folder is made")
 	f.IntVar(&opts.Count, "count", 0, "repetitions of each scenario (default: the profile's)")
 	f.StringVar(&opts.ProxyCPUs, "proxy-cpus", "", "pin every design to these CPUs (taskset list, e.g. 1) and the load to the others")
