@@ -281,11 +281,11 @@ type Matrix struct {
 // Timeouts are the settings every design gets alike, for the report.
 func Timeouts() map[string]string {
 	return map[string]string{
-		"half-close timeout (l4proxy terminationDelay, haproxy timeout client-fin/server-fin, socat -t; nginx proxy_half_close on)": HalfClose.String(),
+		"half-close timeout (l4proxy terminationDelay, haproxy timeout client-fin/server-fin, socat -t; nginx proxy_half_close on)":   HalfClose.String(),
 		"connect timeout in tcp-backend-connect-timeout (dialTimeout, timeout connect, proxy_connect_timeout, socat connect-timeout)": ConnectTimeout.String(),
 		"idle timeout in tcp-idle-timeout (idleTimeout, timeout client/server, proxy_timeout, socat -T), connect timeout there 300ms": IdleTimeout.String(),
-		"UDP session timeout in udp-session-idle-timeout and udp-many-clients (udpTimeout, proxy_timeout)": UDPTimeout.String(),
-		"PROXY header timeout in pp-recv-* (headerTimeout, haproxy timeout client, proxy_protocol_timeout)": HeaderTimeout.String(),
+		"UDP session timeout in udp-session-idle-timeout and udp-many-clients (udpTimeout, proxy_timeout)":                            UDPTimeout.String(),
+		"PROXY header timeout in pp-recv-* (headerTimeout, haproxy timeout client, proxy_protocol_timeout)":                           HeaderTimeout.String(),
 		"backpressure stall (catalogue: 5 s)": bpStall.String(),
 	}
 }

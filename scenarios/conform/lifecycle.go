@@ -287,16 +287,11 @@ func backpressureSlowBackend(ctx context.Context, h *Harness) (string, string) {
 		n, sum, err := payload.Drain(b)
 		got <- drained{n, sum, err}
 	})
-	if err != nil {
-		return startStatus(err)
-	}
-	rss0 := rssKiB(h)
-	c, err := dial(ctx, addr)
-	if err != nil {
-		return Fail, "connect: " + err.Error()
+	c, rss0, st, obs := dialBackpressure(ctx, h, addr, err)
+	if c == nil {
+		return st, obs
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(40 * time.Second))
 	if _, err := c.Write([]byte("S")); err != nil {
 		return Fail, "write: " + err.Error()
 	}
@@ -321,18 +316,47 @@ func backpressureSlowBackend(ctx context.Context, h *Harness) (string, string) {
 	}
 	want := <-sent
 	switch {
-	case !ok:
-		return Fail, fmt.Sprintf("the client's writes never stalled (%d MiB accepted while the backend read nothing)", queued>>20)
-	case queued > bpMaxQueue:
-		return Fail, fmt.Sprintf("%d MiB accepted before the writes stalled (bound %d MiB)", queued>>20, bpMaxQueue>>20)
-	case growth > bpMaxRSS:
-		return Fail, fmt.Sprintf("design's RSS grew by %d MiB while stalled (bound %d MiB)", growth>>20, bpMaxRSS>>20)
+	case stallProblem("client", ok, queued, growth) != "":
+		return Fail, stallProblem("client", ok, queued, growth)
 	case others != "":
 		return Fail, others
 	case d.n != bpTotal || d.sum != want:
 		return Fail, fmt.Sprintf("backend got %d of %d bytes, checksum match %v (%v)", d.n, bpTotal, d.sum == want, d.err)
 	}
-	return Pass, fmt.Sprintf("writes stalled after %.1f MiB; RSS grew %.1f MiB", float64(queued)/(1<<20), float64(growth)/(1<<20))
+	return Pass, stallSummary(queued, growth)
+}
+
+// dialBackpressure connects to a design started with err (nil c: the
+// status to return) and reads its RSS before the transfer.
+func dialBackpressure(ctx context.Context, h *Harness, addr string, err error) (*net.TCPConn, int64, string, string) {
+	if err != nil {
+		st, obs := startStatus(err)
+		return nil, 0, st, obs
+	}
+	rss0 := rssKiB(h)
+	c, err := dial(ctx, addr)
+	if err != nil {
+		return nil, 0, Fail, "connect: " + err.Error()
+	}
+	_ = c.SetDeadline(time.Now().Add(40 * time.Second))
+	return c, rss0, "", ""
+}
+
+// stallProblem says what is wrong with how a writer stalled, or "".
+func stallProblem(writer string, ok bool, queued, growth int64) string {
+	switch {
+	case !ok:
+		return fmt.Sprintf("the %s's writes never stalled (%d MiB accepted while nobody read)", writer, queued>>20)
+	case queued > bpMaxQueue:
+		return fmt.Sprintf("%d MiB accepted before the %s's writes stalled (bound %d MiB)", queued>>20, writer, bpMaxQueue>>20)
+	case growth > bpMaxRSS:
+		return fmt.Sprintf("design's RSS grew by %d MiB while stalled (bound %d MiB)", growth>>20, bpMaxRSS>>20)
+	}
+	return ""
+}
+
+func stallSummary(queued, growth int64) string {
+	return fmt.Sprintf("writes stalled after %.1f MiB; RSS grew %.1f MiB", float64(queued)/(1<<20), float64(growth)/(1<<20))
 }
 
 // otherConnsWork echoes 1 MiB on 8 more conns at once; "" when all did
@@ -380,16 +404,11 @@ func backpressureSlowClient(ctx context.Context, h *Harness) (string, string) {
 		_ = b.CloseWrite()
 		sent <- sum
 	})
-	if err != nil {
-		return startStatus(err)
-	}
-	rss0 := rssKiB(h)
-	c, err := dial(ctx, addr)
-	if err != nil {
-		return Fail, "connect: " + err.Error()
+	c, rss0, st, obs := dialBackpressure(ctx, h, addr, err)
+	if c == nil {
+		return st, obs
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(40 * time.Second))
 	select {
 	case <-ready:
 	case <-time.After(3 * time.Second):
@@ -412,14 +431,10 @@ func backpressureSlowClient(ctx context.Context, h *Harness) (string, string) {
 	rest, sum := n+int64(len(slow))*32, [32]byte(hash.Sum(nil))
 	want := <-sent
 	switch {
-	case !ok:
-		return Fail, fmt.Sprintf("the backend's writes never stalled (%d MiB accepted while the client read nothing)", queued>>20)
-	case queued > bpMaxQueue:
-		return Fail, fmt.Sprintf("%d MiB accepted before the backend's writes stalled (bound %d MiB)", queued>>20, bpMaxQueue>>20)
-	case growth > bpMaxRSS:
-		return Fail, fmt.Sprintf("design's RSS grew by %d MiB while stalled (bound %d MiB)", growth>>20, bpMaxRSS>>20)
+	case stallProblem("backend", ok, queued, growth) != "":
+		return Fail, stallProblem("backend", ok, queued, growth)
 	case rest != bpTotal || sum != want:
 		return Fail, fmt.Sprintf("client got %d of %d bytes, checksum match %v (%v)", rest, bpTotal, sum == want, err)
 	}
-	return Pass, fmt.Sprintf("writes stalled after %.1f MiB; RSS grew %.1f MiB", float64(queued)/(1<<20), float64(growth)/(1<<20))
+	return Pass, stallSummary(queued, growth)
 }
