@@ -140,7 +140,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		}
 	}
 	total := p.profile.Count * len(designs) * len(timed)
-	prog := newProgress(p.opts.Progress, total)
+	prog := newProgress(p.opts.Progress, p.opts.PlainProgress, total)
 	for si, s := range timed {
 		for round := 0; round < p.profile.Count; round++ {
 			// Rotate the order every round so drift hits all designs alike.
@@ -149,7 +149,8 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 				if err := ctx.Err(); err != nil {
 					return nil, p.dir, err
 				}
-				prog.step(fmt.Sprintf("[%d/%d] %s, round %d/%d, %s", si+1, len(timed), s.Name, round+1, p.profile.Count, d.t.Name()))
+				group := fmt.Sprintf("[%d/%d] %s, round %d/%d", si+1, len(timed), s.Name, round+1, p.profile.Count)
+				prog.step(group, group+", "+d.t.Name())
 				if d.failed != "" {
 					continue
 				}
@@ -223,7 +224,9 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 }
 
 func (p *plan) say(format string, args ...any) {
-	if p.opts.Progress != nil {
+	if p.opts.Progress != nil && p.opts.PlainProgress {
+		fmt.Fprintf(p.opts.Progress, format+"\n", args...)
+	} else if p.opts.Progress != nil {
 		fmt.Fprintf(p.opts.Progress, "\r\033[K"+format+"\n", args...)
 	}
 }

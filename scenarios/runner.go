@@ -37,6 +37,9 @@ type Options struct {
 	AllowRemote bool
 	// Progress receives progress lines (nil: quiet).
 	Progress io.Writer
+	// PlainProgress writes whole lines, one per scenario round, without
+	// terminal escapes (for logs).
+	PlainProgress bool
 	// Command is recorded in the results.
 	Command []string
 	// L4ProxyBufferSize sets the buffer of l4proxy's buffered and pooled

@@ -107,9 +107,9 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Run scenarios against designs and write results/<UTC time>/results.json",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if isTerminal(stderr) {
-				opts.Progress = stderr
-			}
+			// On a terminal one updating line; in a log a line per round,
+			// so a 15-minute make bench never looks stuck.
+			opts.Progress, opts.PlainProgress = stderr, !isTerminal(stderr)
 			opts.Command = append([]string{"l4bench"}, os.Args[1:]...)
 			res, dir, err := scenarios.Run(cmd.Context(), opts)
 			var bad *scenarios.BadInputError
