@@ -41,7 +41,7 @@ func (h HAProxy) Start(spec Spec) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	inst := &Instance{Target: h.Name(), wrap: spec.Wrap, Addrs: map[string]string{}, wildcard: spec.Wildcard, Config: filepath.Join(spec.Dir, h.Name()+".cfg"), Skipped: map[string]string{}}
+	inst := &Instance{Target: h.Name(), wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), Config: filepath.Join(spec.Dir, h.Name()+".cfg"), Skipped: map[string]string{}}
 	if _, ok := spec.Backends[UDP]; ok {
 		inst.Skipped[UDP] = "haproxy (community) does not forward UDP"
 	}

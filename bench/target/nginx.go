@@ -47,7 +47,7 @@ func (n Nginx) Start(spec Spec) (*Instance, error) {
 		return nil, err
 	}
 	spec.Dir = dir
-	inst := &Instance{Target: "nginx", wrap: spec.Wrap, Addrs: map[string]string{}, wildcard: spec.Wildcard, Config: filepath.Join(spec.Dir, "nginx.conf"), Skipped: map[string]string{}}
+	inst := &Instance{Target: "nginx", wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), Config: filepath.Join(spec.Dir, "nginx.conf"), Skipped: map[string]string{}}
 	if spec.ProxyProtocol == 2 {
 		inst.Skipped[ProxyProtocolFeature] = "nginx stream sends PROXY protocol v1 only (proxy_protocol on)"
 	}

@@ -29,10 +29,10 @@ type Instance struct {
 	// Skipped explains backend kinds the design cannot serve (UDP on haproxy).
 	Skipped map[string]string
 
-	wildcard bool // entrypoints bind 0.0.0.0 (Spec.Wildcard)
-	procs    []*exec.Cmd
-	logs     []*os.File
-	wrap     []string
+	host  string // what the entrypoints bind (Spec.listenHost)
+	procs []*exec.Cmd
+	logs  []*os.File
+	wrap  []string
 }
 
 // PIDs returns the processes of the design: each started process and all

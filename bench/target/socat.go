@@ -30,7 +30,7 @@ func (Socat) Start(spec Spec) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	inst := &Instance{Target: "socat", wrap: spec.Wrap, Addrs: map[string]string{}, wildcard: spec.Wildcard, Skipped: map[string]string{}}
+	inst := &Instance{Target: "socat", wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), Skipped: map[string]string{}}
 	if _, ok := spec.Backends[UDP]; ok {
 		inst.Skipped[UDP] = "socat forks a process per datagram in UDP mode, not a session proxy"
 	}
@@ -47,7 +47,11 @@ func (Socat) Start(spec Spec) (*Instance, error) {
 			return nil, err
 		}
 		host, port, _ := splitHostPortNum(addr)
-		listen := "TCP-LISTEN:" + strconv.Itoa(port) + ",bind=" + host + ",reuseaddr,fork,backlog=4096"
+		proto := "TCP-LISTEN:"
+		if spec.IPv6 {
+			proto = "TCP6-LISTEN:"
+		}
+		listen := proto + strconv.Itoa(port) + ",bind=" + host + ",reuseaddr,fork,backlog=4096"
 		argv := []string{bin}
 		if spec.HalfClose > 0 { // socat closes 0.5 s after the first EOF by default
 			argv = append(argv, "-t", fmt.Sprintf("%.3f", spec.HalfClose.Seconds()))

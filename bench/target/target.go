@@ -71,6 +71,8 @@ type Spec struct {
 	// Wildcard binds the entrypoints to 0.0.0.0 instead of 127.0.0.1
 	// (Addrs then say 0.0.0.0:port; clients pick a loopback address).
 	Wildcard bool
+	// IPv6 binds the entrypoints to ::1 instead of 127.0.0.1.
+	IPv6 bool
 	// BufferSize sets l4proxy's buffer for buffered and pooled (0: default).
 	BufferSize int
 	// Extra are additional arguments for l4proxy designs (--log-level ...).
@@ -147,39 +149,51 @@ func Lookup(name string) (Target, error) {
 
 // FreePort returns a loopback address with a port that was free a moment
 // ago, for configs that need the port written in advance.
-func FreePort(network string) (string, error) {
-	switch network {
-	case "udp":
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+func FreePort(network string) (string, error) { return freePortOn(network, "127.0.0.1") }
+
+func freePortOn(network, host string) (string, error) {
+	addr := net.JoinHostPort(host, "0")
+	if network == "udp" {
+		pc, err := net.ListenPacket("udp", addr)
 		if err != nil {
 			return "", err
 		}
 		defer pc.Close()
 		return pc.LocalAddr().String(), nil
-	default:
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		defer ln.Close()
-		return ln.Addr().String(), nil
 	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
-// pickAddr picks a free loopback address for a backend kind's entrypoint
-// and records it in the instance.
+// listenHost is the address the design's entrypoints bind.
+func (s Spec) listenHost() string {
+	switch {
+	case s.Wildcard:
+		return "0.0.0.0"
+	case s.IPv6:
+		return "::1"
+	}
+	return "127.0.0.1"
+}
+
+// pickAddr picks a free address for a backend kind's entrypoint on the
+// instance's host and records it in the instance.
 func (i *Instance) pickAddr(kind string) (string, error) {
 	network := "tcp"
 	if kind == UDP {
 		network = "udp"
 	}
-	addr, err := FreePort(network)
+	host := i.host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	addr, err := freePortOn(network, host)
 	if err != nil {
 		return "", err
-	}
-	if i.wildcard {
-		_, port, _ := splitHostPortNum(addr)
-		addr = fmt.Sprintf("0.0.0.0:%d", port)
 	}
 	i.Addrs[kind] = addr
 	return addr, nil

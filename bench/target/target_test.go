@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,4 +107,38 @@ func TestTraefikMissingSaysHowToBuildIt(t *testing.T) {
 	_, err = Traefik{}.Check()
 	require.ErrorIs(t, err, ErrNotInstalled)
 	assert.Contains(t, err.Error(), "L4BENCH_TRAEFIK=/nonexistent/traefik")
+}
+
+// TestEveryTargetListensOnIPv6: with Spec.IPv6 every design binds ::1
+// and forwards to an IPv4 backend.
+func TestEveryTargetListensOnIPv6(t *testing.T) {
+	echo, err := backend.Start(backend.Echo, "127.0.0.1:0", false, 0)
+	require.NoError(t, err)
+	defer echo.Close()
+	for _, name := range Names() {
+		if name == "direct" {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			tg, err := Lookup(name)
+			require.NoError(t, err)
+			if _, err := tg.Check(); err != nil {
+				t.Skipf("%s: %v", name, err)
+			}
+			inst, err := tg.Start(Spec{Dir: t.TempDir(), IPv6: true, Backends: map[string]string{Echo: echo.Addr()}})
+			require.NoError(t, err)
+			defer func() { assert.NoError(t, inst.Stop()) }()
+			assert.True(t, strings.HasPrefix(inst.Addrs[Echo], "[::1]:"), inst.Addrs[Echo])
+			c, err := net.DialTimeout("tcp", inst.Addrs[Echo], 2*time.Second)
+			require.NoError(t, err)
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, err = c.Write([]byte("six"))
+			require.NoError(t, err)
+			buf := make([]byte, 3)
+			_, err = io.ReadFull(c, buf)
+			require.NoError(t, err)
+			assert.Equal(t, "six", string(buf))
+		})
+	}
 }

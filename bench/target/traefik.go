@@ -67,7 +67,7 @@ func (t Traefik) Start(spec Spec) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	inst := &Instance{Target: t.Name(), wrap: spec.Wrap, Addrs: map[string]string{}, wildcard: spec.Wildcard,
+	inst := &Instance{Target: t.Name(), wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(),
 		Config: filepath.Join(spec.Dir, "traefik.yaml"), Skipped: map[string]string{}}
 	if spec.IdleTimeout > 0 {
 		inst.Skipped[IdleTimeoutFeature] = "traefik has no idle timeout for TCP routers (respondingTimeouts.readTimeout is a deadline from accept, cleared for HostSNI(`*`))"

@@ -83,15 +83,16 @@ type Harness struct {
 	// IdleTimeout and ConnectTimeout are set alike on every design.
 	IdleTimeout    time.Duration
 	ConnectTimeout time.Duration
-	// Wildcard makes the design listen on 0.0.0.0.
+	// Wildcard makes the design listen on 0.0.0.0, IPv6 on ::1.
 	Wildcard bool
+	IPv6     bool
 }
 
 // spec is what every design is asked for, with the harness's settings.
 func (h *Harness) spec(backends map[string]string) target.Spec {
 	return target.Spec{Dir: h.dir, Backends: backends, HalfClose: HalfClose, ProxyProtocol: h.ProxyProtocol,
 		AcceptProxy: h.AcceptProxy, HeaderTimeout: h.HeaderTimeout, IdleTimeout: h.IdleTimeout, ConnectTimeout: h.ConnectTimeout,
-		Wildcard: h.Wildcard}
+		Wildcard: h.Wildcard, IPv6: h.IPv6}
 }
 
 // Start runs handle for every connection the backend accepts and starts
@@ -127,7 +128,11 @@ func (h *Harness) Start(handle func(c *net.TCPConn)) (string, error) {
 // starts the design in front of it; it returns the design's UDP address,
 // or "" with the reason when the design does not forward UDP.
 func (h *Harness) StartUDP(handle func(pc net.PacketConn, data []byte, from net.Addr)) (string, string, error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	backend := "127.0.0.1:0"
+	if h.IPv6 {
+		backend = "[::1]:0"
+	}
+	pc, err := net.ListenPacket("udp", backend)
 	if err != nil {
 		return "", "", err
 	}
@@ -179,6 +184,27 @@ func (h *Harness) FDs() int {
 // StartTo starts the design in front of a given backend address (for a
 // backend that refuses).
 func (h *Harness) StartTo(addr string) (string, error) { return h.startDesign(addr) }
+
+// Restart stops the design and starts it again with the harness's
+// current settings, in front of the same TCP backend; its config goes
+// into the subfolder sub.
+func (h *Harness) Restart(sub string) (string, error) {
+	if h.inst != nil {
+		_ = h.inst.Stop()
+		h.inst = nil
+	}
+	h.dir = filepath.Join(h.dir, sub)
+	if err := os.MkdirAll(h.dir, 0o755); err != nil {
+		return "", err
+	}
+	return h.startDesign(h.ln.Addr().String())
+}
+
+// sub is a harness for the same design with its configs in a subfolder.
+func (h *Harness) sub(name string) (*Harness, error) {
+	dir := filepath.Join(h.dir, name)
+	return &Harness{target: h.target, dir: dir}, os.MkdirAll(dir, 0o755)
+}
 
 func (h *Harness) startDesign(backend string) (string, error) {
 	versions := []int{h.ProxyProtocol}

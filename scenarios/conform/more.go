@@ -353,14 +353,33 @@ func udpZeroLength(ctx context.Context, h *Harness) (string, string) {
 	return Pass, ""
 }
 
+// udpMaxDatagram sends the largest datagram each way, on IPv4 (65 507
+// bytes) and then on ::1 with an IPv6 backend (65 527 bytes).
 func udpMaxDatagram(ctx context.Context, h *Harness) (string, string) {
+	if st, obs := udpMaxOnce(h, 65507); st != Pass {
+		return st, obs
+	}
+	h6, err := h.sub("ipv6")
+	if err != nil {
+		return Fail, err.Error()
+	}
+	defer h6.close()
+	h6.IPv6 = true
+	st, obs := udpMaxOnce(h6, 65527)
+	if st != Pass {
+		obs = "on ::1: " + obs
+	}
+	return st, obs
+}
+
+func udpMaxOnce(h *Harness, size int) (string, string) {
 	c, st, obs := udpSetup(h, udpEcho)
 	if c == nil {
 		return st, obs
 	}
 	defer c.Close()
 	_ = c.SetWriteBuffer(1 << 20)
-	want := make([]byte, 65507)
+	want := make([]byte, size)
 	for i := range want {
 		want[i] = byte(rand.Uint32())
 	}
@@ -370,11 +389,11 @@ func udpMaxDatagram(ctx context.Context, h *Harness) (string, string) {
 	got, err := recvUDP(c, 2*time.Second)
 	switch {
 	case err != nil:
-		return Fail, "65507-byte datagram not echoed: " + err.Error()
+		return Fail, fmt.Sprintf("%d-byte datagram not echoed: %v", size, err)
 	case len(got) != len(want):
-		return Fail, fmt.Sprintf("65507-byte datagram came back as %d bytes (truncated)", len(got))
+		return Fail, fmt.Sprintf("%d-byte datagram came back as %d bytes (truncated)", size, len(got))
 	case !bytes.Equal(got, want):
-		return Fail, "65507-byte datagram came back changed"
+		return Fail, fmt.Sprintf("%d-byte datagram came back changed", size)
 	}
 	return Pass, ""
 }

@@ -42,6 +42,24 @@ func ppCase(ctx context.Context, h *Harness, version int) (string, string) {
 	if err != nil {
 		return startStatus(err)
 	}
+	// The catalogue's clients come from 127.0.0.1 and from ::1.
+	for _, family := range []string{"TCP4", "TCP6"} {
+		if family == "TCP6" {
+			h.IPv6 = true
+			if addr, err = h.Restart("ipv6"); err != nil {
+				st, obs := startStatus(err)
+				return st, "on ::1: " + obs
+			}
+		}
+		if st, obs := ppClients(ctx, addr, seen, version, family); st != Pass {
+			return st, obs
+		}
+	}
+	return Pass, ""
+}
+
+// ppClients runs the two client behaviours against a design on addr.
+func ppClients(ctx context.Context, addr string, seen chan ppSeen, version int, family string) (string, string) {
 	for _, clientSends := range []bool{true, false} {
 		c, err := dial(ctx, addr)
 		if err != nil {
@@ -55,7 +73,7 @@ func ppCase(ctx context.Context, h *Harness, version int) (string, string) {
 		case s = <-seen:
 		case <-time.After(4 * time.Second):
 			c.Close()
-			return Fail, fmt.Sprintf("backend got no PROXY header (client sends data: %v)", clientSends)
+			return Fail, fmt.Sprintf("%s: backend got no PROXY header (client sends data: %v)", family, clientSends)
 		}
 		banner := make([]byte, 6)
 		_, berr := io.ReadFull(c, banner)
@@ -71,7 +89,7 @@ func ppCase(ctx context.Context, h *Harness, version int) (string, string) {
 			return Fail, fmt.Sprintf("header says %v -> %v, the client was %s -> %s", src, dst, c.LocalAddr(), addr)
 		}
 		if version == 1 {
-			want := fmt.Sprintf("PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n", src.Port, dst.Port)
+			want := fmt.Sprintf("PROXY %s %s %s %d %d\r\n", family, src.IP, dst.IP, src.Port, dst.Port)
 			if !bytes.Equal(s.raw, []byte(want)) {
 				return Fail, fmt.Sprintf("header %q, want %q", s.raw, want)
 			}
