@@ -191,10 +191,14 @@ func (i *Instance) pickAddr(kind string) (string, error) {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	addr, err := freePortOn(network, host)
+	free, err := freePortOn(network, host)
 	if err != nil {
 		return "", err
 	}
+	// Go reports a socket bound to 0.0.0.0 as [::]:port; designs must get
+	// the host asked for (nginx's [::] would be IPv6 only).
+	_, port, _ := net.SplitHostPort(free)
+	addr := net.JoinHostPort(host, port)
 	i.Addrs[kind] = addr
 	return addr, nil
 }

@@ -142,3 +142,25 @@ func TestEveryTargetListensOnIPv6(t *testing.T) {
 		})
 	}
 }
+
+func TestPickAddrKeepsTheHostAsked(t *testing.T) {
+	tests := []struct {
+		spec Spec
+		kind string
+		want string
+	}{
+		{Spec{}, Echo, "127.0.0.1:"},
+		{Spec{}, UDP, "127.0.0.1:"},
+		{Spec{Wildcard: true}, Echo, "0.0.0.0:"}, // Go itself reports [::]:port
+		{Spec{Wildcard: true}, UDP, "0.0.0.0:"},
+		{Spec{IPv6: true}, Echo, "[::1]:"},
+		{Spec{IPv6: true}, UDP, "[::1]:"},
+	}
+	for _, tt := range tests {
+		inst := &Instance{Addrs: map[string]string{}, host: tt.spec.listenHost()}
+		addr, err := inst.pickAddr(tt.kind)
+		require.NoError(t, err)
+		assert.True(t, strings.HasPrefix(addr, tt.want), "%+v %s: %s", tt.spec, tt.kind, addr)
+		assert.Equal(t, addr, inst.Addrs[tt.kind])
+	}
+}
