@@ -17,8 +17,6 @@ import (
 // (haproxy's proxy-protocol.txt §2.1: 107 bytes).
 const maxV1 = 107
 
-var v2Signature = []byte("\r\n\r\n\x00\r\nQUIT\n")
-
 func init() {
 	// The spec allows 65 535 bytes after a v2 header's fixed part;
 	// go-proxyproto accepts 4 KiB by default. Headers are read only from
@@ -113,7 +111,7 @@ func proxyUnspec(br *bufio.Reader) (*proxyproto.Header, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if !bytes.Equal(b[:12], v2Signature) || b[12] != 0x21 || b[13] != 0x00 {
+	if !bytes.Equal(b[:12], proxyproto.SIGV2) || b[12] != 0x21 || b[13] != 0x00 {
 		return nil, false, nil
 	}
 	n := 16 + int(binary.BigEndian.Uint16(b[14:16]))

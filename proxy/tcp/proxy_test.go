@@ -417,7 +417,7 @@ func TestAcceptProxyHeader(t *testing.T) {
 	}
 	// raw2 is a v2 PROXY-command header of family fam around body.
 	raw2 := func(fam byte, body []byte) []byte {
-		b := append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x21, fam, byte(len(body)>>8), byte(len(body)))
+		b := append(append([]byte(nil), proxyproto.SIGV2...), 0x21, fam, byte(len(body)>>8), byte(len(body)))
 		return append(b, body...)
 	}
 	inet4 := []byte{192, 0, 2, 1, 192, 0, 2, 2, 0, 123, 0x16, 0x2e}

@@ -362,31 +362,21 @@ func stallSummary(queued, growth int64) string {
 // otherConnsWork echoes 1 MiB on 8 more conns at once; "" when all did
 // within 10 s.
 func otherConnsWork(ctx context.Context, addr string) string {
-	var wg sync.WaitGroup
-	errs := make(chan string, 8)
-	for i := range 8 {
-		wg.Add(1)
+	bad := onConns(ctx, addr, 8, func(i int, c *net.TCPConn) string {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		go func() {
-			defer wg.Done()
-			c, err := dial(ctx, addr)
-			if err != nil {
-				errs <- err.Error()
-				return
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-			go func() {
-				_, _ = c.Write([]byte("E"))
-				_, _ = payload.Write(c, uint64(100+i), 1<<20)
-			}()
-			if _, err := io.CopyN(io.Discard, c, 1<<20); err != nil {
-				errs <- fmt.Sprintf("another conn stopped while one backend was stalled: %v", errEnd(err))
-			}
+			_, _ = c.Write([]byte("E"))
+			_, _ = payload.Write(c, uint64(100+i), 1<<20)
 		}()
+		if _, err := io.CopyN(io.Discard, c, 1<<20); err != nil {
+			return fmt.Sprintf("another conn stopped while one backend was stalled: %v", errEnd(err))
+		}
+		return ""
+	})
+	if len(bad) > 0 {
+		return bad[0]
 	}
-	wg.Wait()
-	close(errs)
-	return <-errs
+	return ""
 }
 
 // backpressureSlowClient: the client reads nothing, then slowly, then

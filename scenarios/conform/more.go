@@ -170,36 +170,19 @@ func manyConcurrent(ctx context.Context, h *Harness) (string, string) {
 		return NA, "design did not start: " + err.Error()
 	}
 	const conns = 1000
-	errs := make(chan string, conns)
-	var wg sync.WaitGroup
-	for i := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := dial(ctx, addr)
-			if err != nil {
-				errs <- err.Error()
-				return
-			}
-			defer c.Close()
-			msg := make([]byte, 4+64<<10)
-			copy(msg, fmt.Sprintf("%04d", i))
-			for k := 4; k < len(msg); k++ {
-				msg[k] = byte(rand.Uint32())
-			}
-			go func() { _, _ = c.Write(msg); _ = c.CloseWrite() }()
-			got, err := io.ReadAll(c)
-			if err != nil || !bytes.Equal(got, msg) {
-				errs <- fmt.Sprintf("conn %d got %d of %d bytes back (own: %v, %v)", i, len(got), len(msg), bytes.HasPrefix(got, msg[:4]), err)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	var bad []string
-	for e := range errs {
-		bad = append(bad, e)
-	}
+	bad := onConns(ctx, addr, conns, func(i int, c *net.TCPConn) string {
+		msg := make([]byte, 4+64<<10)
+		copy(msg, fmt.Sprintf("%04d", i))
+		for k := 4; k < len(msg); k++ {
+			msg[k] = byte(rand.Uint32())
+		}
+		go func() { _, _ = c.Write(msg); _ = c.CloseWrite() }()
+		got, err := io.ReadAll(c)
+		if err != nil || !bytes.Equal(got, msg) {
+			return fmt.Sprintf("conn %d got %d of %d bytes back (own: %v, %v)", i, len(got), len(msg), bytes.HasPrefix(got, msg[:4]), err)
+		}
+		return ""
+	})
 	if len(bad) > 0 {
 		return Fail, fmt.Sprintf("%d of %d connections wrong, first: %s", len(bad), conns, bad[0])
 	}
@@ -243,6 +226,35 @@ func churnNoLeak(ctx context.Context, h *Harness) (string, string) {
 	return Pass, ""
 }
 
+// onConns dials n conns to addr at once and runs f on each; it returns
+// what went wrong (f returns "" when nothing did).
+func onConns(ctx context.Context, addr string, n int, f func(i int, c *net.TCPConn) string) []string {
+	errs := make(chan string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := dial(ctx, addr)
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer c.Close()
+			if e := f(i, c); e != "" {
+				errs <- e
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var out []string
+	for e := range errs {
+		out = append(out, e)
+	}
+	return out
+}
+
 // udpSetup starts a UDP echo-like backend and returns a connected client.
 func udpSetup(h *Harness, handle func(pc net.PacketConn, data []byte, from net.Addr)) (*net.UDPConn, string, string) {
 	addr, why, err := h.StartUDP(handle)
@@ -252,12 +264,10 @@ func udpSetup(h *Harness, handle func(pc net.PacketConn, data []byte, from net.A
 	if addr == "" {
 		return nil, NA, why
 	}
-	ra, _ := net.ResolveUDPAddr("udp", addr)
-	c, err := net.DialUDP("udp", nil, ra)
+	c, err := udpClient(addr)
 	if err != nil {
 		return nil, Fail, err.Error()
 	}
-	_ = c.SetReadBuffer(4 << 20)
 	return c, "", ""
 }
 
@@ -408,7 +418,6 @@ func udpSessionPerClient(ctx context.Context, h *Harness) (string, string) {
 	if addr == "" {
 		return NA, why
 	}
-	ra, _ := net.ResolveUDPAddr("udp", addr)
 	ask := func(c *net.UDPConn) (string, error) {
 		if _, err := c.Write([]byte("?")); err != nil {
 			return "", err
@@ -416,12 +425,12 @@ func udpSessionPerClient(ctx context.Context, h *Harness) (string, string) {
 		b, err := recvUDP(c, 2*time.Second)
 		return string(b), err
 	}
-	c1, err := net.DialUDP("udp", nil, ra)
+	c1, err := udpClient(addr)
 	if err != nil {
 		return Fail, err.Error()
 	}
 	defer c1.Close()
-	c2, err := net.DialUDP("udp", nil, ra)
+	c2, err := udpClient(addr)
 	if err != nil {
 		return Fail, err.Error()
 	}

@@ -246,11 +246,9 @@ func clip(b []byte) string {
 // v1 is a one-chunk v1 header.
 func v1(line string) [][]byte { return [][]byte{[]byte(line)} }
 
-var v2sig = []byte("\r\n\r\n\x00\r\nQUIT\n")
-
 // v2 builds a v2 header: signature, ver_cmd, fam, length, body.
 func v2(verCmd, fam byte, body []byte) []byte {
-	b := append([]byte(nil), v2sig...)
+	b := append([]byte(nil), proxyproto.SIGV2...)
 	b = append(b, verCmd, fam)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(body)))
 	return append(b, body...)
@@ -452,12 +450,12 @@ func ppRecvV2BadVersionCommand(ctx context.Context, h *Harness) (string, string)
 
 func ppRecvBadSignature(ctx context.Context, h *Harness) (string, string) {
 	h.RequireProxy = true // "PROXY required" in the catalogue
-	truncated := rejected("truncated-v2-signature", [][]byte{v2sig[:7]})
+	truncated := rejected("truncated-v2-signature", [][]byte{proxyproto.SIGV2[:7]})
 	truncated.close = true
 	prox := rejected("PROX", v1("PROX"))
 	prox.close = true
 	random := []byte{0x8f, 0x3a, 0x51, 0xc2, 0x07, 0xee, 0x19, 0x64, 0xd0, 0x2b, 0x9e, 0x45}
-	sigOnly := rejected("v2-signature-alone", [][]byte{v2sig})
+	sigOnly := rejected("v2-signature-alone", [][]byte{proxyproto.SIGV2})
 	sigOnly.payload = ""
 	return ppRecv(ctx, h, []ppIn{
 		rejected("http-request", v1("GET / HTTP/1.0\r\n\r\n")),

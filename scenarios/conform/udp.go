@@ -15,6 +15,7 @@ import (
 // about sessions ending.
 const UDPTimeout = time.Second
 
+// udpClient is a connected UDP socket to addr with room for bursts.
 func udpClient(addr string) (*net.UDPConn, error) {
 	ra, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
@@ -22,7 +23,7 @@ func udpClient(addr string) (*net.UDPConn, error) {
 	}
 	c, err := net.DialUDP("udp", nil, ra)
 	if err == nil {
-		_ = c.SetReadBuffer(1 << 20)
+		_ = c.SetReadBuffer(4 << 20)
 	}
 	return c, err
 }
