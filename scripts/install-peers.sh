@@ -8,6 +8,10 @@
 #
 # Package services are not started: l4bench starts each peer itself, on
 # loopback ports it picks, with a config it writes into the run's folder.
+#
+# Environment (for tests; the defaults are what a real machine needs):
+#   INSTALL_PEERS_POLICY  the policy-rc.d path (default /usr/sbin/policy-rc.d)
+#   INSTALL_PEERS_LOG     apt-get's log (default /tmp/install-peers.log)
 set -euo pipefail
 
 all=(haproxy nginx libnginx-mod-stream socat iperf3 strace)
@@ -22,7 +26,9 @@ for p in "${want[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   if command -v sudo >/dev/null; then SUDO=sudo; else
@@ -33,25 +39,39 @@ else
   SUDO=
 fi
 
+log=${INSTALL_PEERS_LOG:-/tmp/install-peers.log}
+: >"$log"
+
 # Keep package scripts from starting nginx/haproxy on their default ports.
-policy=/usr/sbin/policy-rc.d
+# Debian's container images already ship a policy-rc.d: then it is left
+# as it is, and only a file this script made is removed again.
+policy=${INSTALL_PEERS_POLICY:-/usr/sbin/policy-rc.d}
 made_policy=
 if [ ! -e "$policy" ]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
   $SUDO chmod +x "$policy"
   made_policy=1
 fi
-cleanup() { [ -n "$made_policy" ] && $SUDO rm -f "$policy"; }
+# The trap must not change the script's exit status: a bare
+# `[ -n "$made_policy" ] && ...` returns 1 when there is nothing to remove,
+# and bash then exits 1 after a successful install.
+cleanup() {
+  local rc=$?
+  if [ -n "$made_policy" ]; then
+    $SUDO rm -f "$policy" || true
+  fi
+  exit "$rc"
+}
 trap cleanup EXIT
 
 echo "install-peers: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}" >/tmp/install-peers.log 2>&1; then
+if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}" >>"$log" 2>&1; then
   echo "install-peers: apt-get install failed; updating the package lists and retrying"
-  $SUDO apt-get update -qq >>/tmp/install-peers.log 2>&1
-  if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}" >>/tmp/install-peers.log 2>&1; then
-    echo "install-peers: apt-get install ${missing[*]} failed; see /tmp/install-peers.log" >&2
-    tail -n 20 /tmp/install-peers.log >&2
+  $SUDO apt-get update -qq >>"$log" 2>&1 || true
+  if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}" >>"$log" 2>&1; then
+    echo "install-peers: apt-get install ${missing[*]} failed; see $log" >&2
+    tail -n 20 "$log" >&2
     exit 1
   fi
 fi
