@@ -3,9 +3,7 @@ package tcp
 import (
 	"errors"
 	"net"
-	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	copystrat "github.com/l4bench/l4bench/proxy/copy"
@@ -26,33 +24,48 @@ const (
 	endShutdown    = "shutdown"
 )
 
-// pair is one forwarded connection. Its two directions run concurrently;
-// everything that changes deadlines or closes sockets holds mu, so a
-// direction can never miss the wake-up that another one sends.
+// pair is one forwarded connection. Its two directions run concurrently,
+// each in one uninterrupted Copy: no deadline ever cuts a copier short, so
+// splice keeps splicing and a partly written buffer is never abandoned.
+//
+// Idleness is judged by a watchdog, a timer that runs only while a limit
+// applies (an idle timeout, or the termination delay once one side has
+// finished). Each tick reads the kernel's byte counters of both sockets
+// (see progress): the pair is idle while none of them moves. That covers
+// what a copier cannot report: a write blocked on a full socket (idle), and
+// bytes the finished direction still has queued towards its peer (moving).
+// The idle clock starts at the first tick that saw nothing move, so time in
+// which the proxy itself was not running (a descheduled process, a paused
+// VM) is never counted as the peers' idleness.
 type pair struct {
 	client, backend *net.TCPConn
 	idle            time.Duration // 0: no idle timeout
 	delay           time.Duration // termination delay; negative: never
 
-	last atomic.Int64 // unix nanos of the last observed activity
-
-	mu       sync.Mutex
-	finished [2]bool
-	armed    [2]bool
-	closed   bool
-	end      string
-	err      error
+	mu        sync.Mutex
+	finished  [2]bool
+	closed    bool
+	end       string
+	err       error
+	watch     *time.Timer
+	slice     time.Duration // the watchdog's period for the current limit
+	seen      uint64        // the byte counters at the last tick
+	idleSince time.Time     // first tick that saw no byte move; zero while moving
 }
+
+// ticksPerLimit is how many watchdog ticks fit in one limit: idleness is
+// detected between limit and limit + 2 ticks after the last byte moved.
+const ticksPerLimit = 8
 
 func newPair(client, backend *net.TCPConn, idle, delay time.Duration) *pair {
 	p := &pair{client: client, backend: backend, idle: idle, delay: delay}
-	p.touch()
+	p.mu.Lock()
+	p.rearmLocked()
+	p.mu.Unlock()
 	return p
 }
 
-func (p *pair) touch() { p.last.Store(time.Now().UnixNano()) }
-
-// limitLocked is the idle time allowed now, or 0 when none applies.
+// limitLocked is the idle time allowed now, and whether any applies.
 func (p *pair) limitLocked() (time.Duration, bool) {
 	limit, timed := time.Duration(0), false
 	if p.idle > 0 {
@@ -67,59 +80,79 @@ func (p *pair) limitLocked() (time.Duration, bool) {
 	return limit, timed
 }
 
-// arm sets the read deadline of a direction's source: none when no timer
-// applies, else a slice of a quarter of the limit, so that idleness is
-// detected between limit and 1.25*limit even when the copier cannot report
-// progress before it returns (splice).
-func (p *pair) arm(dir int, src *net.TCPConn) {
+// reasonLocked names the limit that is running out.
+func (p *pair) reasonLocked() string {
+	if (p.finished[up] || p.finished[down]) && p.delay >= 0 && (p.idle <= 0 || p.delay <= p.idle) {
+		return endTermination
+	}
+	return endIdle
+}
+
+// counters sums the progress counters of both sockets.
+func (p *pair) counters() (uint64, bool) {
+	c, ok1 := progress(p.client)
+	b, ok2 := progress(p.backend)
+	return c + b, ok1 && ok2
+}
+
+// rearmLocked (re)starts the watchdog for the limit that applies now, or
+// stops it when none does. The idle clock restarts: something just changed.
+func (p *pair) rearmLocked() {
+	if p.closed {
+		return
+	}
+	limit, timed := p.limitLocked()
+	if !timed {
+		if p.watch != nil {
+			p.watch.Stop()
+		}
+		return
+	}
+	if limit == 0 {
+		p.closeLocked(p.reasonLocked(), nil)
+		return
+	}
+	p.slice = max(limit/ticksPerLimit, time.Millisecond)
+	p.seen, _ = p.counters()
+	p.idleSince = time.Time{}
+	if p.watch == nil {
+		p.watch = time.AfterFunc(p.slice, p.tick)
+	} else {
+		p.watch.Reset(p.slice)
+	}
+}
+
+// tick is the watchdog: it closes the pair once nothing has moved for the
+// limit, counted from the first tick that saw nothing move.
+func (p *pair) tick() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return
 	}
 	limit, timed := p.limitLocked()
-	switch {
-	case !timed:
-		if p.armed[dir] {
-			_ = src.SetReadDeadline(time.Time{})
-			p.armed[dir] = false
-		}
-	case limit == 0:
-		_ = src.SetReadDeadline(time.Unix(1, 0))
-		p.armed[dir] = true
-	default:
-		slice := max(limit/4, time.Millisecond)
-		_ = src.SetReadDeadline(time.Now().Add(slice))
-		p.armed[dir] = true
-	}
-}
-
-// expired reports whether the pair has been idle for longer than allowed,
-// and if so closes it with the reason.
-func (p *pair) expired() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return true
-	}
-	limit, timed := p.limitLocked()
 	if !timed {
-		return false
+		return
 	}
-	if time.Since(time.Unix(0, p.last.Load())) < limit {
-		return false
+	now := time.Now()
+	n, ok := p.counters()
+	switch {
+	case !ok: // a socket is gone: the copiers are ending the pair
+		return
+	case n != p.seen:
+		p.seen, p.idleSince = n, time.Time{}
+	case p.idleSince.IsZero():
+		p.idleSince = now
+	case now.Sub(p.idleSince) >= limit:
+		p.closeLocked(p.reasonLocked(), nil)
+		return
 	}
-	reason := endIdle
-	if (p.finished[up] || p.finished[down]) && p.delay >= 0 && (p.idle <= 0 || p.delay <= p.idle) {
-		reason = endTermination
-	}
-	p.closeLocked(reason, nil)
-	return true
+	p.watch.Reset(p.slice)
 }
 
 // finish records that a direction read EOF: the FIN is passed on with
-// CloseWrite, and the other direction is woken to start its termination
-// delay, or both are closed when both are done.
+// CloseWrite, and the termination delay starts, or both sides are closed
+// when both are done.
 func (p *pair) finish(dir int, dst *net.TCPConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -128,18 +161,11 @@ func (p *pair) finish(dir int, dst *net.TCPConn) {
 	}
 	p.finished[dir] = true
 	_ = dst.CloseWrite()
-	p.touch()
 	if p.finished[up] && p.finished[down] {
 		p.closeLocked(endDone, nil)
 		return
 	}
-	if p.delay >= 0 {
-		other := p.client // the source of the other direction
-		if dir == up {
-			other = p.backend
-		}
-		_ = other.SetReadDeadline(time.Unix(1, 0))
-	}
+	p.rearmLocked()
 }
 
 // abort ends the pair after an error such as a reset. Each side whose
@@ -174,47 +200,38 @@ func (p *pair) Close() error {
 func (p *pair) closeLocked(reason string, err error) {
 	p.closed = true
 	p.end, p.err = reason, err
+	if p.watch != nil {
+		p.watch.Stop()
+	}
 	_ = p.client.Close()
 	_ = p.backend.Close()
 }
 
-// forward runs one direction until it ends, restarting the copier after
-// each deadline slice. It returns the bytes written to dst.
-func (p *pair) forward(dir int, c copystrat.Copier, src, dst *net.TCPConn) int64 {
-	var total int64
-	for {
-		p.arm(dir, src)
-		n, err := c.Copy()
-		total += n
-		if n > 0 {
-			p.touch()
-		}
-		switch {
-		case err == nil:
-			p.finish(dir, dst)
-			return total
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if p.expired() {
-				return total
-			}
-		case errors.Is(err, net.ErrClosed):
-			_ = p.Close() // closed by the other direction or by shutdown
-			return total
-		default:
-			p.abort(err)
-			return total
-		}
+// forward runs one direction until it ends: EOF passes the FIN on, a
+// closed socket means the pair was ended (watchdog, other direction or
+// shutdown), any other error aborts the pair. It returns the bytes written
+// to dst.
+func (p *pair) forward(dir int, c copystrat.Copier, dst *net.TCPConn) int64 {
+	n, err := c.Copy()
+	switch {
+	case err == nil:
+		p.finish(dir, dst)
+	case errors.Is(err, net.ErrClosed):
+		_ = p.Close() // already closed, unless the copier saw it first
+	default:
+		p.abort(err)
 	}
+	return n
 }
 
 // copyClientToBackend and copyBackendToClient are named so stack dumps
 // say which way a goroutine moves bytes.
 func (p *pair) copyClientToBackend(c copystrat.Copier) int64 {
-	return p.forward(up, c, p.client, p.backend)
+	return p.forward(up, c, p.backend)
 }
 
 func (p *pair) copyBackendToClient(c copystrat.Copier) int64 {
-	return p.forward(down, c, p.backend, p.client)
+	return p.forward(down, c, p.client)
 }
 
 // result is how the pair ended.

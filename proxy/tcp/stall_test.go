@@ -1,0 +1,119 @@
+package tcp
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// flood writes to c until a write fails, and reports when it failed.
+func flood(c *net.TCPConn, failed chan<- time.Time) {
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := c.Write(buf); err != nil {
+			failed <- time.Now()
+			return
+		}
+	}
+}
+
+// TestStalledReaderIsIdle: a client that stops reading leaves the
+// direction towards it blocked in a write (or in splice waiting for the
+// socket). No byte moves, so the pair is idle: it is ended by the
+// termination delay after a FIN, or by the idle timeout without one.
+func TestStalledReaderIsIdle(t *testing.T) {
+	const limit = 300 * time.Millisecond
+	cases := []struct {
+		name string
+		fin  bool // the client half-closes after its request
+		// configure sets the limit that must end the pair.
+		configure func(p *Proxy, u *Upstream)
+	}{
+		{"after FIN, termination delay", true, func(p *Proxy, u *Upstream) { u.TerminationDelay = limit }},
+		{"no FIN, idle timeout", false, func(p *Proxy, u *Upstream) { p.IdleTimeout = limit }},
+		{"after FIN, idle timeout only", true, func(p *Proxy, u *Upstream) { p.IdleTimeout = limit }},
+	}
+	for _, strategy := range strategies {
+		for _, tc := range cases {
+			t.Run(strategy+"/"+tc.name, func(t *testing.T) {
+				failed := make(chan time.Time, 1)
+				b := startBackend(t, func(c *net.TCPConn) {
+					req := make([]byte, 3)
+					if _, err := io.ReadFull(c, req); err != nil {
+						return
+					}
+					flood(c, failed)
+				})
+				u := upstream(t, strategy, b.addr())
+				p := &Proxy{}
+				tc.configure(p, u)
+				p.Service = single(u)
+				addr := startProxy(t, p)
+				c := dial(t, addr)
+				_, err := c.Write([]byte("GET"))
+				require.NoError(t, err)
+				if tc.fin {
+					require.NoError(t, c.CloseWrite())
+				}
+				// The client never reads. The backend's writes must fail
+				// once the proxy gives up: buffers fill in well under a
+				// second on loopback, then limit + ticks + slack.
+				select {
+				case <-failed:
+				case <-time.After(5 * time.Second):
+					t.Fatal("backend still writing 5s after the client stopped reading: the stalled direction escaped the limit")
+				}
+				require.Eventually(t, func() bool { return p.ActiveConns() == 0 }, 2*time.Second, 10*time.Millisecond,
+					"the proxy still tracks the connection")
+			})
+		}
+	}
+}
+
+// TestDrainingDirectionIsNotIdle: after the client's FIN the proxy may
+// still hold megabytes queued towards the backend. While the backend is
+// reading them (slowly, answering nothing yet), bytes are moving, so the
+// termination delay must not cut the answer that follows.
+func TestDrainingDirectionIsNotIdle(t *testing.T) {
+	const (
+		delay = 100 * time.Millisecond
+		size  = 8 << 20
+	)
+	for _, strategy := range strategies {
+		t.Run(strategy, func(t *testing.T) {
+			b := startBackend(t, func(c *net.TCPConn) {
+				// Wait for the proxy's queue to fill, then read it at
+				// ~16 MiB/s: reading takes far longer than the delay, and
+				// nothing comes back until the end.
+				time.Sleep(2 * delay)
+				buf := make([]byte, 16<<10)
+				var n int
+				for {
+					k, err := c.Read(buf)
+					n += k
+					if err != nil {
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+				_, _ = c.Write([]byte("done"))
+				_ = c.CloseWrite()
+			})
+			u := upstream(t, strategy, b.addr())
+			u.TerminationDelay = delay
+			addr := startProxy(t, &Proxy{Service: single(u)})
+			c := dial(t, addr)
+			_, err := pattern(c, 1, size)
+			require.NoError(t, err)
+			require.NoError(t, c.CloseWrite())
+			start := time.Now()
+			got, err := io.ReadAll(c)
+			require.NoError(t, err)
+			assert.Equal(t, "done", string(got), "cut after %v: the draining direction was taken for idle", time.Since(start))
+		})
+	}
+}
