@@ -15,7 +15,9 @@ import (
 // while reading the echo, the backend echoes all and then half-closes.
 func TestNoLossUnderTerminationDelay(t *testing.T) {
 	const size = 64 << 20
-	runs := 20
+	// A loss seen in 1 run of 10 escapes 44 runs with probability
+	// 0.9^44 < 1%. -short (the race pass) only checks the mechanism.
+	runs := 44
 	if testing.Short() {
 		runs = 4
 	}
