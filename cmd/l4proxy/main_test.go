@@ -22,6 +22,7 @@ import (
 
 	"github.com/l4bench/l4bench/bench/backend"
 	"github.com/l4bench/l4bench/bench/measure"
+	"github.com/l4bench/l4bench/internal/blackhole"
 	zeroStream "github.com/l4bench/l4bench/internal/payload"
 )
 
@@ -293,4 +294,37 @@ func TestGraceRunsOut(t *testing.T) {
 	assert.Equal(t, 0, p.stop(t))
 	assert.Less(t, time.Since(start), 3*time.Second)
 	assert.Contains(t, p.stderr.String(), "grace period ended")
+}
+
+// TestShutdownCancelsDialInFlight: a client waits on a dial to a backend
+// that never answers (a full accept queue drops the SYNs). The dial
+// timeout (30s) is far past the grace (500ms): the process must still exit
+// within grace + 1s, and the waiting client must be closed.
+func TestShutdownCancelsDialInFlight(t *testing.T) {
+	bh, err := blackhole.Listen()
+	require.NoError(t, err)
+	defer bh.Close()
+	const grace = 500 * time.Millisecond
+	p := startProxy(t, "", "--listen", "127.0.0.1:0", "--backend", bh.Addr(),
+		"--dial-timeout", "30s", "--shutdown-grace", grace.String(), "--log-level", "debug")
+	c, err := net.Dial("tcp", p.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("hello"))
+	require.NoError(t, err)
+	time.Sleep(200 * time.Millisecond) // accepted, dial under way
+	start := time.Now()
+	assert.Equal(t, 0, p.stop(t))
+	assert.Less(t, time.Since(start), grace+time.Second, "l4proxy waited on its dial past the grace")
+	assert.NotErrorIs(t, readEndWithin(c, time.Second), os.ErrDeadlineExceeded, "the waiting client was left open")
+}
+
+// readEndWithin reads until the connection ends or d passes.
+func readEndWithin(c net.Conn, d time.Duration) error {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c)
+	if err == nil {
+		return io.EOF
+	}
+	return err
 }

@@ -75,6 +75,18 @@ type Proxy struct {
 	forced    bool          // the grace period ran out: close anything new at once
 	idle      chan struct{} // closed when conns becomes empty during shutdown
 	wg        sync.WaitGroup
+
+	dialOnce   sync.Once
+	dialCtx    context.Context // cancelled when the grace period runs out
+	cancelDial context.CancelFunc
+}
+
+// dialContext is the context of backend dials: Shutdown cancels it when
+// the grace period ends, so a dial to a backend that never answers cannot
+// hold the process past its grace.
+func (p *Proxy) dialContext() context.Context {
+	p.dialOnce.Do(func() { p.dialCtx, p.cancelDial = context.WithCancel(context.Background()) })
+	return p.dialCtx
 }
 
 func (p *Proxy) logger() *slog.Logger {
@@ -207,6 +219,8 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 			err = ctx.Err()
 			p.mu.Lock()
 			p.forced = true
+			p.dialContext()
+			p.cancelDial()
 			for c := range p.conns {
 				_ = c.Close()
 			}
@@ -214,6 +228,8 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		}
 	}
 	p.wg.Wait()
+	p.dialContext()
+	p.cancelDial()
 	return err
 }
 
@@ -253,6 +269,11 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 	}
 
 	up, backend, err := p.dial()
+	if errors.Is(err, context.Canceled) {
+		log.Info("closing client: the grace period ended during the backend dial")
+		_ = client.Close()
+		return
+	}
 	if err != nil {
 		log.Warn("backend unavailable; closing client", "err", err)
 		_ = client.Close()
@@ -309,7 +330,7 @@ func (p *Proxy) dial() (*Upstream, *net.TCPConn, error) {
 			return nil, nil, ErrNoUpstream
 		}
 		d := net.Dialer{Timeout: up.dialTimeout()}
-		c, err := d.Dial("tcp", up.Address)
+		c, err := d.DialContext(p.dialContext(), "tcp", up.Address)
 		if err == nil {
 			return up, c.(*net.TCPConn), nil
 		}

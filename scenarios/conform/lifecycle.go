@@ -9,10 +9,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/l4bench/l4bench/bench/measure"
+	"github.com/l4bench/l4bench/internal/blackhole"
 	"github.com/l4bench/l4bench/internal/payload"
 )
 
@@ -23,61 +23,14 @@ const (
 	IdleTimeout    = time.Second
 )
 
-// fullBacklog is a loopback listener that never accepts, with its accept
-// queue filled: further SYNs are dropped, so a connect to it never
-// completes (the catalogue's loopback recipe for a connect timeout).
-type fullBacklog struct {
-	fd    int
-	addr  string
-	conns []net.Conn
-}
-
-func newFullBacklog() (*fullBacklog, error) {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	f := &fullBacklog{fd: fd}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		f.Close()
-		return nil, err
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		f.Close()
-		return nil, err
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	f.addr = fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
-	for range 16 {
-		c, err := net.DialTimeout("tcp", f.addr, 300*time.Millisecond)
-		if err != nil {
-			return f, nil // the queue is full: this SYN was dropped
-		}
-		f.conns = append(f.conns, c)
-	}
-	f.Close()
-	return nil, fmt.Errorf("a listener with backlog 0 accepted %d connections; cannot make a connect hang here", len(f.conns))
-}
-
-func (f *fullBacklog) Close() {
-	for _, c := range f.conns {
-		_ = c.Close()
-	}
-	_ = syscall.Close(f.fd)
-}
-
 func connectTimeout(ctx context.Context, h *Harness) (string, string) {
-	fb, err := newFullBacklog()
+	fb, err := blackhole.Listen()
 	if err != nil {
 		return Fail, "test setup: " + err.Error()
 	}
 	defer fb.Close()
 	h.ConnectTimeout = ConnectTimeout
-	addr, err := h.StartTo(fb.addr)
+	addr, err := h.StartTo(fb.Addr())
 	if err != nil {
 		return startStatus(err)
 	}
