@@ -9,6 +9,7 @@
 package udp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -64,15 +65,30 @@ func (p *Proxy) logger() *slog.Logger {
 	return p.Logger
 }
 
-// session is one client's flow. Its reader goroutine owns the backend
-// socket and ends the session when idle.
+// session is one client's flow. It is made on the read loop without
+// blocking it: picking, resolving and dialling the backend happen in the
+// session's own goroutine, which then becomes its reply relay. Datagrams
+// that arrive meanwhile wait in a short queue, so order is kept.
 type session struct {
-	client  netip.AddrPort
-	local   netip.Addr // the address the client sent to, when the listener is a wildcard
+	client netip.AddrPort
+	local  netip.Addr // the address the client sent to, when the listener is a wildcard
+	last   atomic.Int64
+
+	// Set once by the session's goroutine before ready; read after it.
 	backend *net.UDPConn
 	address string
-	last    atomic.Int64
+	ready   atomic.Bool
+
+	mu      sync.Mutex
+	pending [][]byte // datagrams that came while the backend was being dialled
+	dropped int      // datagrams that found the pending queue full
+
+	sendErrs, relayErrs atomic.Int64
 }
+
+// maxPending bounds the datagrams a session holds while its backend is
+// being dialled; more are dropped and counted, never queued without bound.
+const maxPending = 64
 
 func (s *session) touch() { s.last.Store(time.Now().UnixNano()) }
 
@@ -123,23 +139,62 @@ func (p *Proxy) Serve(conn *net.UDPConn) error {
 }
 
 // forward sends one client datagram to the client's session, creating it
-// when needed. A closed session is replaced once.
+// when needed. A session that ended under it is replaced once.
 func (p *Proxy) forward(client netip.AddrPort, local netip.Addr, data []byte) {
 	for attempt := 0; attempt < 2; attempt++ {
-		s, err := p.session(client, local)
-		if err != nil {
-			p.logger().Warn("udp session failed", "entrypoint", p.Name, "client", client, "err", err)
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
 			return
 		}
+		s, ok := p.sessions[client]
+		if !ok {
+			s = &session{client: client, local: local, pending: [][]byte{bytes.Clone(data)}}
+			s.touch()
+			p.sessions[client] = s
+			p.wg.Add(1)
+			go p.runSession(s)
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
 		s.touch()
-		err = writeDatagram(s.backend, data)
-		if err == nil || !errors.Is(err, net.ErrClosed) {
-			if err != nil {
-				p.logger().Debug("udp write to backend", "entrypoint", p.Name, "backend", s.address, "err", err)
-			}
+		if !s.ready.Load() && s.enqueue(data) {
+			return
+		}
+		if err := p.send(s, data); !errors.Is(err, net.ErrClosed) {
 			return
 		}
 	}
+}
+
+// enqueue holds a datagram while the session's backend is being dialled.
+// It returns false when the session became ready meanwhile.
+func (s *session) enqueue(data []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ready.Load() {
+		return false
+	}
+	if len(s.pending) < maxPending {
+		s.pending = append(s.pending, bytes.Clone(data))
+	} else {
+		s.dropped++
+	}
+	return true
+}
+
+// send writes one datagram to the session's backend. The first failure of
+// a session is logged; the rest are counted and reported when it ends.
+func (p *Proxy) send(s *session, data []byte) error {
+	err := writeDatagram(s.backend, data)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		if s.sendErrs.Add(1) == 1 {
+			p.logger().Warn("udp write to backend failed; later failures of this session are counted",
+				"entrypoint", p.Name, "client", s.client, "backend", s.address, "err", err)
+		}
+	}
+	return err
 }
 
 // writeDatagram sends one datagram on a connected socket; a pending ICMP
@@ -153,40 +208,66 @@ func writeDatagram(c *net.UDPConn, data []byte) error {
 	return err
 }
 
-func (p *Proxy) session(client netip.AddrPort, local netip.Addr) (*session, error) {
+// runSession picks and dials the session's backend off the read loop,
+// sends what queued meanwhile in order, then relays the replies.
+func (p *Proxy) runSession(s *session) {
+	defer p.wg.Done()
+	backend, addr, err := p.dialBackend()
+	if err != nil {
+		p.mu.Lock()
+		if p.sessions[s.client] == s {
+			delete(p.sessions, s.client)
+		}
+		p.mu.Unlock()
+		s.mu.Lock()
+		lost := len(s.pending) + s.dropped
+		s.mu.Unlock()
+		p.logger().Warn("udp session failed; its datagrams are dropped", "entrypoint", p.Name,
+			"client", s.client, "backend", addr, "dropped", lost, "err", err)
+		return
+	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed {
-		return nil, net.ErrClosed
+		p.mu.Unlock()
+		_ = backend.Close()
+		return
 	}
-	if s, ok := p.sessions[client]; ok {
-		return s, nil
+	s.backend, s.address = backend, addr
+	p.mu.Unlock()
+
+	s.mu.Lock()
+	for _, d := range s.pending {
+		_ = p.send(s, d)
 	}
+	s.pending = nil
+	s.ready.Store(true)
+	dropped := s.dropped
+	s.mu.Unlock()
+	if dropped > 0 {
+		p.logger().Warn("udp datagrams dropped while the backend was dialled", "entrypoint", p.Name,
+			"client", s.client, "backend", addr, "dropped", dropped, "queue", maxPending)
+	}
+	p.logger().Debug("udp session started", "entrypoint", p.Name, "client", s.client, "backend", addr)
+	p.relayReplies(s)
+}
+
+// dialBackend picks a backend and connects a UDP socket to it.
+func (p *Proxy) dialBackend() (*net.UDPConn, string, error) {
 	addr, ok := p.Service.Next()
 	if !ok {
-		return nil, errors.New("udp: no backend available")
+		return nil, "", errors.New("udp: no backend available")
 	}
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
-		return nil, err
+		return nil, addr, err
 	}
-	backend, err := net.DialUDP("udp", nil, raddr)
-	if err != nil {
-		return nil, err
-	}
-	s := &session{client: client, local: local, backend: backend, address: addr}
-	s.touch()
-	p.sessions[client] = s
-	p.wg.Add(1)
-	go p.relayReplies(s)
-	p.logger().Debug("udp session started", "entrypoint", p.Name, "client", client, "backend", addr)
-	return s, nil
+	c, err := net.DialUDP("udp", nil, raddr)
+	return c, addr, err
 }
 
 // relayReplies copies the backend's datagrams back to the session's
 // client until the session has been idle for the timeout.
 func (p *Proxy) relayReplies(s *session) {
-	defer p.wg.Done()
 	defer p.endSession(s)
 	rc, err := s.backend.SyscallConn()
 	if err != nil {
@@ -228,14 +309,26 @@ func (p *Proxy) relayReplies(s *session) {
 			bufPool.Put(buf)
 			// ECONNREFUSED: the backend's port is closed for now (ICMP);
 			// keep the session so datagrams flow once it is back.
+			p.relayFailed(s, rerr)
 			continue
 		}
 		s.touch()
 		_, _, werr := p.conn.WriteMsgUDPAddrPort((*buf)[:n], oob, s.client)
 		bufPool.Put(buf)
-		if werr != nil && errors.Is(werr, net.ErrClosed) {
-			return
+		if werr != nil {
+			if errors.Is(werr, net.ErrClosed) {
+				return
+			}
+			p.relayFailed(s, werr)
 		}
+	}
+}
+
+// relayFailed logs a session's first reply failure and counts the rest.
+func (p *Proxy) relayFailed(s *session, err error) {
+	if s.relayErrs.Add(1) == 1 {
+		p.logger().Warn("udp reply relay failed; later failures of this session are counted",
+			"entrypoint", p.Name, "client", s.client, "backend", s.address, "err", err)
 	}
 }
 
@@ -246,7 +339,12 @@ func (p *Proxy) endSession(s *session) {
 	}
 	p.mu.Unlock()
 	_ = s.backend.Close()
-	p.logger().Debug("udp session ended", "entrypoint", p.Name, "client", s.client, "backend", s.address)
+	attrs := []any{"entrypoint", p.Name, "client", s.client, "backend", s.address}
+	if se, re := s.sendErrs.Load(), s.relayErrs.Load(); se+re > 0 {
+		p.logger().Info("udp session ended with failures", append(attrs, "send_failures", se, "relay_failures", re)...)
+		return
+	}
+	p.logger().Debug("udp session ended", attrs...)
 }
 
 // Shutdown closes the listener and every session, and waits for the
@@ -259,7 +357,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		_ = p.conn.Close()
 	}
 	for _, s := range p.sessions {
-		_ = s.backend.Close()
+		if s.backend != nil { // nil while being dialled
+			_ = s.backend.Close()
+		}
 	}
 	p.mu.Unlock()
 	done := make(chan struct{})

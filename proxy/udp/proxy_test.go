@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -308,4 +309,62 @@ func TestReplyFromAddressClientUsed(t *testing.T) {
 	got, err := recv(t, c, 2*time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, "hi", string(got))
+}
+
+// slowFirst is a service whose first pick blocks until release is closed,
+// standing in for a slow name lookup or dial of one session's backend.
+type slowFirst struct {
+	Service
+	picks   atomic.Int32
+	release chan struct{}
+}
+
+func (s *slowFirst) Next() (string, bool) {
+	if s.picks.Add(1) == 1 {
+		<-s.release
+	}
+	return s.Service.Next()
+}
+
+// TestSlowSessionStartBlocksNoOne: a session whose backend takes long to
+// pick and dial must not stall other clients, and the datagrams it got
+// meanwhile reach its backend in order once it is ready.
+func TestSlowSessionStartBlocksNoOne(t *testing.T) {
+	addr := udpBackend(t, echo)
+	svc := &slowFirst{Service: to(addr), release: make(chan struct{})}
+	_, paddr := startUDPProxy(t, &Proxy{Service: svc})
+	released := false
+	release := func() {
+		if !released {
+			close(svc.release)
+			released = true
+		}
+	}
+	defer release()
+
+	slow := client(t, paddr)
+	for _, m := range []string{"a1", "a2", "a3"} {
+		_, err := slow.Write([]byte(m))
+		require.NoError(t, err)
+	}
+	time.Sleep(50 * time.Millisecond) // the slow session is being made
+
+	fast := client(t, paddr)
+	start := time.Now()
+	_, err := fast.Write([]byte("b"))
+	require.NoError(t, err)
+	buf := make([]byte, 16)
+	require.NoError(t, fast.SetReadDeadline(time.Now().Add(2*time.Second)))
+	n, err := fast.Read(buf)
+	require.NoError(t, err, "another client's session was blocked by a slow one")
+	assert.Equal(t, "b", string(buf[:n]))
+	assert.Less(t, time.Since(start), time.Second)
+
+	release()
+	require.NoError(t, slow.SetReadDeadline(time.Now().Add(2*time.Second)))
+	for _, want := range []string{"a1", "a2", "a3"} {
+		n, err := slow.Read(buf)
+		require.NoError(t, err)
+		assert.Equal(t, want, string(buf[:n]), "datagrams queued during the dial keep their order")
+	}
 }
