@@ -53,6 +53,9 @@ type EntryPoint struct {
 	IdleTimeout *Duration `yaml:"idleTimeout"`
 	// UDPTimeout ends an idle UDP session (default 3s).
 	UDPTimeout *Duration `yaml:"udpTimeout"`
+	// MaxConns caps the open TCP connections of the entrypoint: over it, a
+	// new connection is closed at once and counted (default 0: no cap).
+	MaxConns int `yaml:"maxConns"`
 	// ProxyProtocol, when set, requires PROXY headers from trusted clients.
 	ProxyProtocol *EntryPointProxyProtocol `yaml:"proxyProtocol"`
 }

@@ -56,6 +56,8 @@ tcp:
 			`c.yaml:11: tcp.services.app.loadBalancer.strategy: unknown strategy "zerocopy" (choices: splice, buffered, pooled)`},
 		{"server not host:port", strings.Replace(base, `"127.0.0.1:9000"`, `"127.0.0.1"`, 1),
 			`c.yaml:10: tcp.services.app.loadBalancer.servers[0].address: "127.0.0.1" is not host:port`},
+		{"negative maxConns", strings.Replace(base, "    service: app\n", "    service: app\n    maxConns: -3\n", 1),
+			`c.yaml:5: entryPoints.web.maxConns: must not be negative, got -3 (0 means no cap)`},
 		{"negative weight", base + "            weight: -2\n",
 			`c.yaml:11: tcp.services.app.loadBalancer.servers[0].weight: must be 0 or more, got -2`},
 		{"no backend", strings.Replace(base, "        servers:\n          - address: \"127.0.0.1:9000\"\n", "        servers: []\n", 1),

@@ -253,6 +253,12 @@ func (c *Config) Validate() error {
 		if d := ep.IdleTimeout.D(0); d < 0 {
 			return cfgErr(path+".idleTimeout", "must not be negative, got %s", d)
 		}
+		if ep.MaxConns < 0 {
+			return cfgErr(path+".maxConns", "must not be negative, got %d (0 means no cap)", ep.MaxConns)
+		}
+		if ep.MaxConns > 0 && udp {
+			return cfgErr(path+".maxConns", "caps TCP connections; a UDP entrypoint has none")
+		}
 		if d := ep.UDPTimeout.D(DefaultUDPTimeout); d <= 0 {
 			return cfgErr(path+".udpTimeout", "must be positive, got %s", d)
 		}

@@ -63,6 +63,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 				Name:        name,
 				Service:     buildService(cfg.TCP, ep.Service, tcpSvcs, tcpLeaf),
 				IdleTimeout: ep.IdleTimeout.D(0),
+				MaxConns:    ep.MaxConns,
 				Logger:      logger,
 			}
 			if pp := ep.ProxyProtocol; pp != nil {

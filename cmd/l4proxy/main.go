@@ -44,6 +44,8 @@ Options:
   --try-next-server        when a backend refuses or times out, try the next one
                            (default off: the client connection is closed)
   --idle-timeout DUR       close a TCP connection idle this long (default 0: never)
+  --max-conns N            cap on open TCP connections; over it a new connection
+                           is closed at once and counted (default 0: no cap)
   --udp-timeout DUR        UDP session idle timeout (default 3s)
   --shutdown-grace DUR     after SIGTERM, how long open connections may drain (default 10s)
   --log-level LEVEL        debug, info, warn or error (default info); debug logs
@@ -62,7 +64,7 @@ func main() {
 
 type options struct {
 	listen, backend, strategy, config, logLevel, acceptProxy string
-	proxyProtocol, bufferSize                                string
+	proxyProtocol, bufferSize, maxConns                      string
 	termDelay, dialTimeout, idleTimeout, udpTimeout, grace   string
 	udp, tryNext, help                                       bool
 	set                                                      map[string]bool
@@ -140,6 +142,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.acceptProxy, "accept-proxy-from", "", "")
 	fs.StringVar(&o.proxyProtocol, "proxy-protocol", "0", "")
 	fs.StringVar(&o.bufferSize, "buffer-size", "", "")
+	fs.StringVar(&o.maxConns, "max-conns", "", "")
 	fs.StringVar(&o.termDelay, "termination-delay", "", "")
 	fs.StringVar(&o.dialTimeout, "dial-timeout", "", "")
 	fs.StringVar(&o.idleTimeout, "idle-timeout", "", "")
@@ -197,7 +200,7 @@ func (o *options) toConfig() (*proxy.Config, error) {
 	}
 	if o.config != "" {
 		for _, name := range []string{"listen", "backend", "strategy", "udp", "proxy-protocol", "buffer-size", "accept-proxy-from",
-			"termination-delay", "dial-timeout", "idle-timeout", "udp-timeout", "try-next-server"} {
+			"termination-delay", "dial-timeout", "idle-timeout", "udp-timeout", "try-next-server", "max-conns"} {
 			if o.set[name] {
 				return nil, fmt.Errorf("--%s cannot be combined with --config (set it in the config file instead)", name)
 			}
@@ -231,7 +234,7 @@ func (o *options) toConfig() (*proxy.Config, error) {
 		return nil, fmt.Errorf("--proxy-protocol %d cannot be used with --udp (PROXY headers are sent on TCP only)", pp)
 	}
 	if o.udp {
-		for _, name := range []string{"strategy", "buffer-size", "termination-delay", "idle-timeout", "accept-proxy-from", "try-next-server"} {
+		for _, name := range []string{"strategy", "buffer-size", "termination-delay", "idle-timeout", "accept-proxy-from", "try-next-server", "max-conns"} {
 			if o.set[name] {
 				return nil, fmt.Errorf("--%s applies to TCP only and cannot be used with --udp", name)
 			}
@@ -261,6 +264,11 @@ func (o *options) toConfig() (*proxy.Config, error) {
 		lbc.Servers = append(lbc.Servers, proxy.Backend{Address: b})
 	}
 	ep := &proxy.EntryPoint{Address: o.listen, Service: "default"}
+	if o.maxConns != "" {
+		if ep.MaxConns, err = strconv.Atoi(o.maxConns); err != nil || ep.MaxConns < 0 {
+			return nil, fmt.Errorf("--max-conns: invalid value %q (expected a whole number of connections, 0 for no cap)", o.maxConns)
+		}
+	}
 	if ep.IdleTimeout, err = parseDuration("idle-timeout", o.idleTimeout); err != nil {
 		return nil, err
 	}
@@ -298,6 +306,7 @@ func flagsError(err error) error {
 		{".dialTimeout", "--dial-timeout"},
 		{".idleTimeout", "--idle-timeout"},
 		{".udpTimeout", "--udp-timeout"},
+		{".maxConns", "--max-conns"},
 		{".headerTimeout", "--accept-proxy-from"},
 		{".shutdownGrace", "--shutdown-grace"},
 		{"shutdownGrace", "--shutdown-grace"},

@@ -72,6 +72,12 @@ func TestBadInput(t *testing.T) {
 			"--proxy-protocol 2 cannot be used with --udp"},
 		{"bad duration", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--termination-delay", "soon"},
 			`--termination-delay: invalid duration "soon"`},
+		{"max conns not a number", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--max-conns", "lots"},
+			`--max-conns: invalid value "lots" (expected a whole number of connections, 0 for no cap)`},
+		{"max conns negative", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--max-conns=-1"},
+			`--max-conns: invalid value "-1"`},
+		{"max conns with udp", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--udp", "--max-conns", "5"},
+			"--max-conns applies to TCP only"},
 		{"port in use", []string{"--listen", busy.Addr().String(), "--backend", "127.0.0.1:1"}, "address already in use"},
 		{"unknown flag", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--turbo"}, "unknown flag --turbo"},
 		{"unreadable config", []string{"--config", "/nonexistent/l4proxy.yaml"}, "no such file or directory"},
@@ -93,7 +99,7 @@ func TestHelp(t *testing.T) {
 	var stderr bytes.Buffer
 	assert.Equal(t, 0, run([]string{"--help"}, &stderr))
 	for _, flag := range []string{"--listen", "--backend", "--strategy", "--udp", "--proxy-protocol", "--termination-delay",
-		"--dial-timeout", "--idle-timeout", "--udp-timeout", "--shutdown-grace", "--config", "--try-next-server"} {
+		"--dial-timeout", "--idle-timeout", "--udp-timeout", "--shutdown-grace", "--config", "--try-next-server", "--max-conns"} {
 		assert.Contains(t, stderr.String(), flag)
 	}
 }

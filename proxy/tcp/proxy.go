@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -62,11 +63,17 @@ type Proxy struct {
 	// IdleTimeout closes a connection with no traffic either way for this
 	// long. Zero means never.
 	IdleTimeout time.Duration
+	// MaxConns caps the connections handled at once: a connection accepted
+	// over the cap is closed at once and counted in Refused. Zero means no
+	// cap.
+	MaxConns int
 	// AcceptProxy, when set, requires a PROXY header from trusted clients.
 	AcceptProxy *AcceptProxy
 	// Logger receives one debug line per connection and errors. Nil means
 	// slog.Default().
 	Logger *slog.Logger
+
+	refused atomic.Int64 // connections closed at once for MaxConns
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -123,7 +130,7 @@ func (p *Proxy) Serve(ln *net.TCPListener) error {
 		}
 		backoff = 0
 		if !p.trackConn(c, true) {
-			_ = c.Close()
+			p.refuse(c)
 			continue
 		}
 		p.wg.Add(1)
@@ -168,7 +175,7 @@ func (p *Proxy) trackConn(c io.Closer, add bool) bool {
 		p.conns = map[io.Closer]struct{}{}
 	}
 	if add {
-		if p.shutdown {
+		if p.shutdown || p.MaxConns > 0 && len(p.conns) >= p.MaxConns {
 			return false
 		}
 		p.conns[c] = struct{}{}
@@ -181,6 +188,23 @@ func (p *Proxy) trackConn(c io.Closer, add bool) bool {
 	}
 	return true
 }
+
+// refuse closes a connection accepted during shutdown or over MaxConns.
+// Over the cap it is counted, and logged at warn with the running count
+// for the first refusal and every 1000th after it.
+func (p *Proxy) refuse(c *net.TCPConn) {
+	_ = c.Close()
+	if p.isShutdown() {
+		return
+	}
+	if n := p.refused.Add(1); n%1000 == 1 {
+		p.logger().Warn("connection refused: maxConns reached", "entrypoint", p.Name, "max_conns", p.MaxConns, "refused_total", n)
+	}
+}
+
+// Refused is the number of connections closed at once because MaxConns
+// connections were open.
+func (p *Proxy) Refused() int64 { return p.refused.Load() }
 
 // replaceConn swaps the closer of a connection (the raw client conn for
 // the pair once both sides exist), keeping it tracked.

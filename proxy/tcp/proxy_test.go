@@ -621,3 +621,35 @@ func countFDs(t *testing.T) int {
 	require.NoError(t, err)
 	return len(entries)
 }
+
+// TestMaxConns: over the cap a new connection is closed at once and
+// counted, and a slot freed by a closed connection serves the next one.
+func TestMaxConns(t *testing.T) {
+	b := startBackend(t, func(c *net.TCPConn) { _, _ = io.Copy(c, c) })
+	p := &Proxy{Service: single(upstream(t, "splice", b.addr())), MaxConns: 2}
+	addr := startProxy(t, p)
+	roundTrip := func(c net.Conn) error {
+		if _, err := c.Write([]byte("x")); err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err := io.ReadFull(c, make([]byte, 1))
+		return err
+	}
+	held := []*net.TCPConn{dial(t, addr), dial(t, addr)}
+	for _, c := range held {
+		require.NoError(t, roundTrip(c))
+	}
+	over := dial(t, addr)
+	start := time.Now()
+	err := readEnd(over, 2*time.Second)
+	assert.NotErrorIs(t, err, os.ErrDeadlineExceeded, "a connection over the cap was left open")
+	assert.Less(t, time.Since(start), time.Second)
+	assert.Equal(t, int64(1), p.Refused())
+	assert.Equal(t, 2, p.ActiveConns())
+
+	require.NoError(t, held[0].Close())
+	require.Eventually(t, func() bool { return p.ActiveConns() == 1 }, 2*time.Second, 5*time.Millisecond)
+	require.NoError(t, roundTrip(dial(t, addr)), "a freed slot serves a new connection")
+	assert.Equal(t, int64(1), p.Refused())
+}
