@@ -24,6 +24,7 @@ import (
 	"github.com/l4bench/l4bench/bench/measure"
 	"github.com/l4bench/l4bench/internal/blackhole"
 	zeroStream "github.com/l4bench/l4bench/internal/payload"
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
 
 var binary string
@@ -122,13 +123,21 @@ var (
 // for its listening and started lines.
 func startProxy(t testing.TB, straceOut string, args ...string) *proc {
 	t.Helper()
-	name, argv := binary, args
+	var wrapper []string
 	if straceOut != "" {
 		path, err := measure.StracePath()
 		require.NoError(t, err)
-		name, argv = path, append(append(measure.StraceArgs(straceOut), binary), args...)
+		wrapper = append([]string{path}, measure.StraceArgs(straceOut)...)
 	}
-	cmd := exec.Command(name, argv...)
+	return startWrapped(t, wrapper, args...)
+}
+
+// startWrapped runs l4proxy under a wrapper command (strace, prlimit),
+// which must exec it, and waits for its listening and started lines.
+func startWrapped(t testing.TB, wrapper []string, args ...string) *proc {
+	t.Helper()
+	argv := append(append(append([]string(nil), wrapper...), binary), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	pipe, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -333,4 +342,58 @@ func readEndWithin(c net.Conn, d time.Duration) error {
 		return io.EOF
 	}
 	return err
+}
+
+// TestFDExhaustionKeepsListener runs l4proxy with a file-descriptor limit
+// of 48, exhausts it with held connections, and checks that the proxy
+// kept its listener: once the clients let go, a new connection is served.
+func TestFDExhaustionKeepsListener(t *testing.T) {
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Fatalf("prlimit (util-linux) is needed to lower l4proxy's fd limit: %v", err)
+	}
+	echo, err := backend.Start(backend.Echo, "127.0.0.1:0", false, 0)
+	require.NoError(t, err)
+	defer echo.Close()
+	for _, strategy := range copystrat.Names() {
+		t.Run(strategy, func(t *testing.T) {
+			p := startWrapped(t, []string{prlimit, "--nofile=48:48", "--"},
+				"--listen", "127.0.0.1:0", "--backend", echo.Addr(), "--strategy", strategy)
+			roundTrip := func(c net.Conn) error {
+				if _, err := c.Write([]byte("x")); err != nil {
+					return err
+				}
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				_, err := io.ReadFull(c, make([]byte, 1))
+				return err
+			}
+			var held []net.Conn
+			failed := 0
+			for range 60 {
+				c, err := net.DialTimeout("tcp", p.addr, time.Second)
+				if err != nil {
+					failed++
+					continue
+				}
+				held = append(held, c)
+				if roundTrip(c) != nil {
+					failed++
+				}
+			}
+			require.NotZero(t, failed, "60 connections under a limit of 48 fds never ran out: the test did not exhaust anything")
+			for _, c := range held {
+				_ = c.Close()
+			}
+			require.Eventually(t, func() bool {
+				c, err := net.DialTimeout("tcp", p.addr, time.Second)
+				if err != nil {
+					return false
+				}
+				defer c.Close()
+				return roundTrip(c) == nil
+			}, 10*time.Second, 100*time.Millisecond, "l4proxy did not recover once fds were free:\n%s", p.stderr)
+			assert.Equal(t, 0, p.stop(t))
+			assert.Contains(t, p.stderr.String(), "too many open files", "exhaustion is logged")
+		})
+	}
 }
