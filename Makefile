@@ -31,12 +31,13 @@ peers-traefik:
 	scripts/build-traefik.sh
 
 # Every test: vet, unit and loopback tests (strace data-path proofs
-# included), the race detector on the proxy, and a short fuzz of the
+# included), the race detector on the proxy and the harness (-short skips
+# what only measures the detector's slowdown), and a short fuzz of the
 # config parser.
 test:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
-	$(GO) test -race -short -count=1 ./proxy/...
+	$(GO) test -race -short -count=1 ./proxy/... ./bench/... ./scenarios/... ./internal/... ./scripts/...
 	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime 10s ./proxy
 
 # The main job: install what is missing, build, run the standard profile

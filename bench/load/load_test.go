@@ -2,6 +2,8 @@ package load
 
 import (
 	"context"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,4 +71,39 @@ func TestUDPLossAndSchedule(t *testing.T) {
 	assert.LessOrEqual(t, r.Received, r.Sent)
 	assert.GreaterOrEqual(t, r.Loss(), 0.0)
 	assert.Less(t, r.Loss(), 0.05, "loopback echo at 1000/s loses next to nothing")
+}
+
+// TestUDPDialErrorLeavesNothingRunning: when the fifth socket cannot be
+// made (fd limit), UDP returns the error at once and no goroutine of the
+// clients already made is left behind.
+func TestUDPDialErrorLeavesNothingRunning(t *testing.T) {
+	addr := start(t, backend.Echo, true)
+	fds, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	var old syscall.Rlimit
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old))
+	lowered := old
+	lowered.Cur = uint64(len(fds) + 4)
+	before := goleak.IgnoreCurrent()
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lowered))
+	began := time.Now()
+	_, err = UDP(context.Background(), UDPOptions{Addr: addr, Clients: 50, Rate: 1000, Duration: 5 * time.Second})
+	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "of 50")
+	assert.Less(t, time.Since(began), time.Second, "returned at once")
+	goleak.VerifyNone(t, before)
+}
+
+// TestUDPStopsOnCancel: a cancelled context ends senders and receivers at
+// once, not at the end of the duration.
+func TestUDPStopsOnCancel(t *testing.T) {
+	addr := start(t, backend.Echo, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	before := goleak.IgnoreCurrent()
+	began := time.Now()
+	_, _ = UDP(ctx, UDPOptions{Addr: addr, Clients: 4, Rate: 1000, Duration: 10 * time.Second})
+	assert.Less(t, time.Since(began), time.Second)
+	goleak.VerifyNone(t, before)
 }

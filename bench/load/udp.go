@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,22 @@ func UDP(ctx context.Context, o UDPOptions) (UDPResult, error) {
 	if err != nil {
 		return UDPResult{}, err
 	}
+	// Every socket is made before any goroutine starts, so a failed dial
+	// leaves nothing running; every goroutine is joined below.
+	conns := make([]*net.UDPConn, 0, o.Clients)
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	for i := range o.Clients {
+		c, err := net.DialUDP("udp", nil, raddr)
+		if err != nil {
+			return UDPResult{}, fmt.Errorf("udp client %d of %d: %w", i+1, o.Clients, err)
+		}
+		_ = c.SetReadBuffer(4 << 20)
+		conns = append(conns, c)
+	}
 	var sent, received atomic.Int64
 	hists := make([]*histT, o.Clients)
 	var wg sync.WaitGroup
@@ -60,18 +77,21 @@ func UDP(ctx context.Context, o UDPOptions) (UDPResult, error) {
 	end := start.Add(o.Duration)
 	interval := time.Duration(float64(time.Second) * float64(o.Clients) / o.Rate)
 	errs := make([]error, o.Clients)
-	for i := range o.Clients {
-		c, err := net.DialUDP("udp", nil, raddr)
-		if err != nil {
-			return UDPResult{}, err
+	stop := context.AfterFunc(ctx, func() { // a cancelled run ends its receivers at once
+		for _, c := range conns {
+			_ = c.SetReadDeadline(time.Unix(1, 0))
 		}
-		_ = c.SetReadBuffer(4 << 20)
+	})
+	defer stop()
+	for i, c := range conns {
 		hists[i] = newHist()
 		wg.Add(2)
 		go func() { // receiver
 			defer wg.Done()
 			buf := make([]byte, 65536)
-			_ = c.SetReadDeadline(end.Add(500 * time.Millisecond))
+			if ctx.Err() == nil {
+				_ = c.SetReadDeadline(end.Add(500 * time.Millisecond))
+			}
 			for {
 				n, err := c.Read(buf)
 				if err != nil {
@@ -106,7 +126,6 @@ func UDP(ctx context.Context, o UDPOptions) (UDPResult, error) {
 				sent.Add(1)
 			}
 		}()
-		defer c.Close()
 	}
 	wg.Wait()
 	elapsed := end.Sub(start)

@@ -30,9 +30,27 @@ type Instance struct {
 	Skipped map[string]string
 
 	host  string // what the entrypoints bind (Spec.listenHost)
-	procs []*exec.Cmd
+	procs []*proc
 	logs  []*os.File
 	wrap  []string
+}
+
+// proc is one started process with its single waiter: cmd.Wait runs in
+// exactly one goroutine, and everything else learns of the exit through
+// done, so no one reads ProcessState while Wait writes it.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once cmd.Wait returned
+	err  error         // cmd.Wait's result, valid after done
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // PIDs returns the processes of the design: each started process and all
@@ -47,8 +65,8 @@ func (i *Instance) PIDs() []int {
 		}
 	}
 	for _, p := range i.procs {
-		if p.Process != nil && p.ProcessState == nil {
-			walk(p.Process.Pid)
+		if !p.exited() {
+			walk(p.cmd.Process.Pid)
 		}
 	}
 	return out
@@ -58,17 +76,15 @@ func (i *Instance) PIDs() []int {
 func (i *Instance) Stop() error {
 	var errs []error
 	for _, p := range i.procs {
-		if p.Process == nil || p.ProcessState != nil {
+		if p.exited() {
 			continue
 		}
-		_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- p.Wait() }()
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 		select {
-		case <-done:
+		case <-p.done:
 		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
-			<-done
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
 			errs = append(errs, fmt.Errorf("%s did not stop within 5s of SIGTERM; killed", i.Target))
 		}
 	}
@@ -99,12 +115,16 @@ func (i *Instance) launch(dir, logName string, cpus string, env []string, argv .
 		_ = log.Close()
 		return fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	i.procs = append(i.procs, cmd)
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	i.procs = append(i.procs, p)
 	i.logs = append(i.logs, log)
 	if i.Command == nil {
 		i.Command = append(append([]string{}, env...), argv...)
 	}
-	go func() { _ = cmd.Wait() }()
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
 	return nil
 }
 
@@ -130,7 +150,7 @@ func (i *Instance) waitListening(timeout time.Duration) error {
 			return nil
 		}
 		for n, p := range i.procs {
-			if p.ProcessState != nil || (p.Process != nil && syscall.Kill(p.Process.Pid, 0) != nil) {
+			if p.exited() {
 				return fmt.Errorf("%s exited before listening on %s: %s", i.Target, missing, tail(i.logs[n].Name(), 3))
 			}
 		}
