@@ -384,6 +384,12 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		start := time.Now()
 		status, observed := c.Run(cctx, h)
+		switch {
+		case ctx.Err() != nil: // the whole matrix was cancelled
+			status, observed = Fail, "cancelled before the case finished ("+observed+")"
+		case cctx.Err() != nil:
+			status, observed = Fail, "did not finish within the 60 s cap per case ("+observed+")"
+		}
 		cancel()
 		took := time.Since(start)
 		stopping.Add(1)

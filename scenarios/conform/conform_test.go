@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -65,4 +66,28 @@ func TestOwnFailuresOnlyCountL4Proxy(t *testing.T) {
 	own := m.OwnFailures()
 	require.Len(t, own, 1)
 	assert.Equal(t, "l4proxy-pooled", own[0].Target)
+}
+
+// TestCancelledUDPCaseStopsAtOnce: the session-timeout case sleeps and
+// reads for about 5 s; cancelled after 500 ms, the matrix must return
+// soon after (1.5 s covers starting and stopping the design with 1000
+// sessions here), not when the case would have ended.
+func TestCancelledUDPCaseStopsAtOnce(t *testing.T) {
+	for _, name := range []string{"udp-session-idle-timeout", "udp-many-clients", "udp-slow-session-isolation"} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			m, err := Run(ctx, Options{Targets: []string{"l4proxy-splice"}, Cases: []string{name}, Out: t.TempDir()})
+			took := time.Since(start)
+			assert.Less(t, took, 2*time.Second, "the case ran on after its context ended")
+			if err != nil {
+				assert.ErrorIs(t, err, context.DeadlineExceeded)
+				return
+			}
+			require.Len(t, m.Results, 1)
+			assert.Equal(t, Fail, m.Results[0].Status)
+			assert.Contains(t, m.Results[0].Observed, "cancelled before the case finished")
+		})
+	}
 }

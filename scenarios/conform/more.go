@@ -256,7 +256,7 @@ func onConns(ctx context.Context, addr string, n int, f func(i int, c *net.TCPCo
 }
 
 // udpSetup starts a UDP echo-like backend and returns a connected client.
-func udpSetup(h *Harness, handle func(pc net.PacketConn, data []byte, from net.Addr)) (*net.UDPConn, string, string) {
+func udpSetup(ctx context.Context, h *Harness, handle func(pc net.PacketConn, data []byte, from net.Addr)) (*net.UDPConn, string, string) {
 	addr, why, err := h.StartUDP(handle)
 	if err != nil {
 		return nil, NA, "design did not start: " + err.Error()
@@ -264,7 +264,7 @@ func udpSetup(h *Harness, handle func(pc net.PacketConn, data []byte, from net.A
 	if addr == "" {
 		return nil, NA, why
 	}
-	c, err := udpClient(addr)
+	c, err := udpClient(ctx, addr)
 	if err != nil {
 		return nil, Fail, err.Error()
 	}
@@ -282,7 +282,7 @@ func recvUDP(c *net.UDPConn, d time.Duration) ([]byte, error) {
 
 func udpBasic(ctx context.Context, h *Harness) (string, string) {
 	got := make(chan string, 4)
-	c, st, obs := udpSetup(h, func(pc net.PacketConn, data []byte, from net.Addr) {
+	c, st, obs := udpSetup(ctx, h, func(pc net.PacketConn, data []byte, from net.Addr) {
 		got <- string(data)
 		_, _ = pc.WriteTo([]byte("world1"), from)
 	})
@@ -302,7 +302,7 @@ func udpBasic(ctx context.Context, h *Harness) (string, string) {
 }
 
 func udpBoundaries(ctx context.Context, h *Harness) (string, string) {
-	c, st, obs := udpSetup(h, udpEcho)
+	c, st, obs := udpSetup(ctx, h, udpEcho)
 	if c == nil {
 		return st, obs
 	}
@@ -334,7 +334,7 @@ func udpBoundaries(ctx context.Context, h *Harness) (string, string) {
 
 func udpZeroLength(ctx context.Context, h *Harness) (string, string) {
 	got := make(chan int, 2)
-	c, st, obs := udpSetup(h, func(pc net.PacketConn, data []byte, from net.Addr) {
+	c, st, obs := udpSetup(ctx, h, func(pc net.PacketConn, data []byte, from net.Addr) {
 		got <- len(data)
 		_, _ = pc.WriteTo([]byte("zero"), from)
 		_, _ = pc.WriteTo(nil, from)
@@ -366,7 +366,7 @@ func udpZeroLength(ctx context.Context, h *Harness) (string, string) {
 // udpMaxDatagram sends the largest datagram each way, on IPv4 (65 507
 // bytes) and then on ::1 with an IPv6 backend (65 527 bytes).
 func udpMaxDatagram(ctx context.Context, h *Harness) (string, string) {
-	if st, obs := udpMaxOnce(h, 65507); st != Pass {
+	if st, obs := udpMaxOnce(ctx, h, 65507); st != Pass {
 		return st, obs
 	}
 	h6, err := h.sub("ipv6")
@@ -375,15 +375,15 @@ func udpMaxDatagram(ctx context.Context, h *Harness) (string, string) {
 	}
 	defer h6.close()
 	h6.IPv6 = true
-	st, obs := udpMaxOnce(h6, 65527)
+	st, obs := udpMaxOnce(ctx, h6, 65527)
 	if st != Pass {
 		obs = "on ::1: " + obs
 	}
 	return st, obs
 }
 
-func udpMaxOnce(h *Harness, size int) (string, string) {
-	c, st, obs := udpSetup(h, udpEcho)
+func udpMaxOnce(ctx context.Context, h *Harness, size int) (string, string) {
+	c, st, obs := udpSetup(ctx, h, udpEcho)
 	if c == nil {
 		return st, obs
 	}
@@ -425,12 +425,12 @@ func udpSessionPerClient(ctx context.Context, h *Harness) (string, string) {
 		b, err := recvUDP(c, 2*time.Second)
 		return string(b), err
 	}
-	c1, err := udpClient(addr)
+	c1, err := udpClient(ctx, addr)
 	if err != nil {
 		return Fail, err.Error()
 	}
 	defer c1.Close()
-	c2, err := udpClient(addr)
+	c2, err := udpClient(ctx, addr)
 	if err != nil {
 		return Fail, err.Error()
 	}

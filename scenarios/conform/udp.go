@@ -15,17 +15,38 @@ import (
 // about sessions ending.
 const UDPTimeout = time.Second
 
-// udpClient is a connected UDP socket to addr with room for bursts.
-func udpClient(addr string) (*net.UDPConn, error) {
+// udpClient is a connected UDP socket to addr with room for bursts. It is
+// closed when ctx ends, so a cancelled matrix never waits on its reads.
+func udpClient(ctx context.Context, addr string) (*net.UDPConn, error) {
 	ra, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
 	}
 	c, err := net.DialUDP("udp", nil, ra)
-	if err == nil {
-		_ = c.SetReadBuffer(4 << 20)
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	_ = c.SetReadBuffer(4 << 20)
+	context.AfterFunc(ctx, func() { _ = c.Close() })
+	return c, nil
+}
+
+// pause sleeps for d, or less when ctx ends; it reports whether the case
+// may go on.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// cancelled is the result of a case whose context ended under it.
+func cancelled(ctx context.Context) (string, string) {
+	return Fail, "cancelled: " + context.Cause(ctx).Error()
 }
 
 // udpRepliesRouted: four clients ask for 0, 1, 2 and 3 replies; the
@@ -62,7 +83,7 @@ func udpRepliesRouted(ctx context.Context, h *Harness) (string, string) {
 	}
 	var clients []*net.UDPConn
 	for i := range 4 {
-		c, err := udpClient(addr)
+		c, err := udpClient(ctx, addr)
 		if err != nil {
 			return Fail, err.Error()
 		}
@@ -71,7 +92,9 @@ func udpRepliesRouted(ctx context.Context, h *Harness) (string, string) {
 		if _, err := c.Write([]byte(fmt.Sprintf("c%d:%d", i, i))); err != nil {
 			return Fail, err.Error()
 		}
-		time.Sleep(20 * time.Millisecond) // the backend sees them in order
+		if !pause(ctx, 20*time.Millisecond) { // the backend sees them in order
+			return cancelled(ctx)
+		}
 	}
 	for i, c := range clients {
 		var got []string
@@ -112,7 +135,7 @@ func udpSessionIdleTimeout(ctx context.Context, h *Harness) (string, string) {
 		return udpNA(why, err)
 	}
 	base := h.FDs()
-	c, err := udpClient(addr)
+	c, err := udpClient(ctx, addr)
 	if err != nil {
 		return Fail, err.Error()
 	}
@@ -129,7 +152,9 @@ func udpSessionIdleTimeout(ctx context.Context, h *Harness) (string, string) {
 		return Fail, "no reply: " + err.Error()
 	}
 	for i := range 9 {
-		time.Sleep(UDPTimeout / 3)
+		if !pause(ctx, UDPTimeout/3) {
+			return cancelled(ctx)
+		}
 		p, err := ask()
 		if err != nil {
 			return Fail, fmt.Sprintf("no reply at datagram %d: %v", i+2, err)
@@ -139,7 +164,9 @@ func udpSessionIdleTimeout(ctx context.Context, h *Harness) (string, string) {
 		}
 	}
 	during := h.FDs()
-	time.Sleep(UDPTimeout * 3 / 2)
+	if !pause(ctx, UDPTimeout*3/2) {
+		return cancelled(ctx)
+	}
 	after := h.FDs()
 	p, err := ask()
 	switch {
@@ -167,7 +194,7 @@ func udpManyClients(ctx context.Context, h *Harness) (string, string) {
 	base := h.FDs()
 	cs := make([]*net.UDPConn, clients)
 	for i := range cs {
-		c, err := udpClient(addr)
+		c, err := udpClient(ctx, addr)
 		if err != nil {
 			return Fail, fmt.Sprintf("client %d: %v", i, err)
 		}
@@ -180,11 +207,14 @@ func udpManyClients(ctx context.Context, h *Harness) (string, string) {
 	const window = 100
 	for seq := range rounds {
 		for lo := 0; lo < clients; lo += window {
+			if ctx.Err() != nil {
+				return cancelled(ctx)
+			}
 			pending := map[int]bool{}
 			for i := lo; i < min(lo+window, clients); i++ {
 				pending[i] = true
 			}
-			for try := 0; try <= retries && len(pending) > 0; try++ {
+			for try := 0; try <= retries && len(pending) > 0 && ctx.Err() == nil; try++ {
 				for i := range pending {
 					var d [8]byte
 					binary.BigEndian.PutUint32(d[:4], uint32(i))
@@ -216,6 +246,9 @@ func udpManyClients(ctx context.Context, h *Harness) (string, string) {
 				if try == 0 {
 					lost += len(pending)
 				}
+			}
+			if ctx.Err() != nil {
+				return cancelled(ctx)
 			}
 			if crossed != "" {
 				return Fail, crossed
@@ -249,12 +282,12 @@ func udpSlowSessionIsolation(ctx context.Context, h *Harness) (string, string) {
 	if err != nil || addr == "" {
 		return udpNA(why, err)
 	}
-	a, err := udpClient(addr)
+	a, err := udpClient(ctx, addr)
 	if err != nil {
 		return Fail, err.Error()
 	}
 	defer a.Close()
-	b, err := udpClient(addr)
+	b, err := udpClient(ctx, addr)
 	if err != nil {
 		return Fail, err.Error()
 	}
@@ -268,7 +301,9 @@ func udpSlowSessionIsolation(ctx context.Context, h *Harness) (string, string) {
 			return Fail, "session B got no reply while A was waiting: " + err.Error()
 		}
 		worst = max(worst, time.Since(start))
-		time.Sleep(50 * time.Millisecond)
+		if !pause(ctx, 50*time.Millisecond) {
+			return cancelled(ctx)
+		}
 	}
 	if worst > 100*time.Millisecond {
 		return Fail, fmt.Sprintf("session B's slowest reply took %s while A was waiting", worst.Round(time.Millisecond))
@@ -293,14 +328,16 @@ func udpBackendUnreachable(ctx context.Context, h *Harness) (string, string) {
 	if err != nil || addr == "" {
 		return udpNA(why, err)
 	}
-	c1, err := udpClient(addr)
+	c1, err := udpClient(ctx, addr)
 	if err != nil {
 		return Fail, err.Error()
 	}
 	defer c1.Close()
 	for range 5 {
 		_, _ = c1.Write([]byte("early"))
-		time.Sleep(20 * time.Millisecond)
+		if !pause(ctx, 20*time.Millisecond) {
+			return cancelled(ctx)
+		}
 	}
 	_, _ = recvUDP(c1, 100*time.Millisecond) // an ICMP error may surface here
 	pc, err = net.ListenPacket("udp", backend)
@@ -333,7 +370,7 @@ func udpBackendUnreachable(ctx context.Context, h *Harness) (string, string) {
 	if !try(c1, "again") {
 		return Fail, "the first client's datagrams never reached the backend once it was up (2 s)"
 	}
-	c2, err := udpClient(addr)
+	c2, err := udpClient(ctx, addr)
 	if err != nil {
 		return Fail, err.Error()
 	}
@@ -354,7 +391,7 @@ func udpReplySource(ctx context.Context, h *Harness) (string, string) {
 		return udpNA(why, err)
 	}
 	_, port, _ := net.SplitHostPort(addr)
-	c, err := udpClient(net.JoinHostPort("127.0.0.2", port))
+	c, err := udpClient(ctx, net.JoinHostPort("127.0.0.2", port))
 	if err != nil {
 		return Fail, err.Error()
 	}
