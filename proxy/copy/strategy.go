@@ -4,11 +4,12 @@
 // A Strategy makes one Copier per direction of a forwarded connection:
 //
 //	c := copy.Lookup("splice").NewCopier(backend, client, copy.Options{})
-//	n, err := c.Copy() // until EOF (err == nil), a read deadline, or an error
+//	n, err := c.Copy() // until EOF (err == nil), a closed socket, or an error
 //
-// Copy may be called again after it returned a timeout error: the caller uses
-// read deadlines to implement idle timeouts and the termination delay, so a
-// Copier keeps no state that a deadline could corrupt.
+// The caller (proxy/tcp) calls Copy once per direction and sets no
+// deadlines: it judges idleness from the kernel's byte counters and ends a
+// connection by closing its sockets, which Copy reports as net.ErrClosed.
+// A Copier should still keep no state that a deadline could corrupt.
 //
 // Adding a strategy is one file: implement Strategy and call Register from
 // that file's init function.

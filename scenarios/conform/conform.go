@@ -83,6 +83,12 @@ type Harness struct {
 	// IdleTimeout and ConnectTimeout are set alike on every design.
 	IdleTimeout    time.Duration
 	ConnectTimeout time.Duration
+	// HalfClose overrides the half-close timeout of every design (0:
+	// the matrix's HalfClose).
+	HalfClose time.Duration
+	// Extra are arguments for l4proxy designs only (--shutdown-grace).
+	Extra []string
+	root  string // the case's folder, under which Restart makes its own
 	// Wildcard makes the design listen on 0.0.0.0, IPv6 on ::1.
 	Wildcard bool
 	IPv6     bool
@@ -90,7 +96,11 @@ type Harness struct {
 
 // spec is what every design is asked for, with the harness's settings.
 func (h *Harness) spec(backends map[string]string) target.Spec {
-	return target.Spec{Dir: h.dir, Backends: backends, HalfClose: HalfClose, ProxyProtocol: h.ProxyProtocol,
+	halfClose := HalfClose
+	if h.HalfClose > 0 {
+		halfClose = h.HalfClose
+	}
+	return target.Spec{Dir: h.dir, Backends: backends, HalfClose: halfClose, ProxyProtocol: h.ProxyProtocol, Extra: h.Extra,
 		AcceptProxy: h.AcceptProxy, HeaderTimeout: h.HeaderTimeout, IdleTimeout: h.IdleTimeout, ConnectTimeout: h.ConnectTimeout,
 		Wildcard: h.Wildcard, IPv6: h.IPv6}
 }
@@ -193,7 +203,10 @@ func (h *Harness) Restart(sub string) (string, error) {
 		_ = h.inst.Stop()
 		h.inst = nil
 	}
-	h.dir = filepath.Join(h.dir, sub)
+	if h.root == "" {
+		h.root = h.dir
+	}
+	h.dir = filepath.Join(h.root, sub)
 	if err := os.MkdirAll(h.dir, 0o755); err != nil {
 		return "", err
 	}
@@ -268,6 +281,10 @@ func startStatus(err error) (string, string) {
 	return NA, "design did not start: " + err.Error()
 }
 
+// caseLimit raises the 60 s cap of cases that restart the design many
+// times.
+var caseLimit = map[string]time.Duration{"tcp-large-echo-repeated": 4 * time.Minute}
+
 // waitBound are the cases that spend their time waiting on timeouts and
 // pauses with little traffic and coarse time limits (±1 s): they run on
 // every design at once to keep the matrix short. Cases that move bulk
@@ -279,6 +296,7 @@ var waitBound = map[string]bool{
 	"tcp-fin-then-rst-no-loss": true, "pp-send-v1": true, "pp-send-v2": true,
 	"udp-session-idle-timeout": true, "udp-replies-routed": true, "udp-backend-unreachable": true,
 	"udp-reply-source-address": true,
+	"tcp-stalled-reader-after-fin": true, "tcp-stalled-reader-no-fin": true, "tcp-shutdown-dial-in-flight": true,
 }
 
 func init() {
@@ -381,14 +399,18 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 			return Result{}, err
 		}
 		h := &Harness{target: t, dir: dir}
-		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		limit := 60 * time.Second
+		if l, ok := caseLimit[c.Name]; ok {
+			limit = l
+		}
+		cctx, cancel := context.WithTimeout(ctx, limit)
 		start := time.Now()
 		status, observed := c.Run(cctx, h)
 		switch {
 		case ctx.Err() != nil: // the whole matrix was cancelled
 			status, observed = Fail, "cancelled before the case finished ("+observed+")"
 		case cctx.Err() != nil:
-			status, observed = Fail, "did not finish within the 60 s cap per case ("+observed+")"
+			status, observed = Fail, fmt.Sprintf("did not finish within the %s cap of the case (%s)", limit, observed)
 		}
 		cancel()
 		took := time.Since(start)
