@@ -295,7 +295,7 @@ var waitBound = map[string]bool{
 	"tcp-backend-connect-timeout": true, "tcp-idle-timeout": true, "tcp-send-before-backend-accepts": true,
 	"tcp-fin-then-rst-no-loss": true, "pp-send-v1": true, "pp-send-v2": true,
 	"udp-session-idle-timeout": true, "udp-replies-routed": true, "udp-backend-unreachable": true,
-	"udp-reply-source-address": true,
+	"udp-reply-source-address":     true,
 	"tcp-stalled-reader-after-fin": true, "tcp-stalled-reader-no-fin": true, "tcp-shutdown-dial-in-flight": true,
 }
 
