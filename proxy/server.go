@@ -61,7 +61,7 @@ func New(cfg *Config, logger *slog.Logger) (*Server, error) {
 		} else {
 			e.tcp = &tcp.Proxy{
 				Name:        name,
-				Service:     buildService(cfg.TCP, ep.Service, tcpSvcs, tcpLeaf),
+				Service:     buildService(cfg.TCP, ep.Service, tcpSvcs, func(l *LoadBalancer) tcp.Service { return tcpLeaf(l, logger) }),
 				IdleTimeout: ep.IdleTimeout.D(0),
 				MaxConns:    ep.MaxConns,
 				Logger:      logger,
@@ -108,7 +108,7 @@ func buildService[T any](sec Services, name string, built map[string]lb.Picker[T
 	return p
 }
 
-func tcpLeaf(l *LoadBalancer) tcp.Service {
+func tcpLeaf(l *LoadBalancer, logger *slog.Logger) tcp.Service {
 	name := l.Strategy
 	if name == "" {
 		name = DefaultStrategy
@@ -123,7 +123,7 @@ func tcpLeaf(l *LoadBalancer) tcp.Service {
 		servers = append(servers, lb.Weighted[*tcp.Upstream]{Weight: weightOf(srv.Weight), Item: &tcp.Upstream{
 			Address:          srv.Address,
 			Strategy:         strategy,
-			Copy:             copystrat.Options{BufferSize: l.BufferSize},
+			Copy:             copystrat.Options{BufferSize: l.BufferSize, Logger: logger},
 			DialTimeout:      l.DialTimeout.D(DefaultDialTimeout),
 			ProxyProtocol:    version,
 			TerminationDelay: l.TerminationDelay.D(DefaultTerminationDelay),

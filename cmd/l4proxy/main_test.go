@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -396,4 +397,77 @@ func TestFDExhaustionKeepsListener(t *testing.T) {
 			assert.Contains(t, p.stderr.String(), "too many open files", "exhaustion is logged")
 		})
 	}
+}
+
+// TestSpliceFallbackIsVisible: near its fd limit, l4proxy-splice cannot
+// make a pipe for every direction. Go would then copy through user space
+// without a word; l4proxy must say so (a warn line with a running count),
+// still forward every byte, and strace must show the mixed data path.
+func TestSpliceFallbackIsVisible(t *testing.T) {
+	prlimit, err := exec.LookPath("prlimit")
+	require.NoError(t, err, "prlimit (util-linux) is needed to lower l4proxy's fd limit")
+	straceBin, err := measure.StracePath()
+	require.NoError(t, err)
+	echo, err := backend.Start(backend.Echo, "127.0.0.1:0", false, 0)
+	require.NoError(t, err)
+	defer echo.Close()
+	out := filepath.Join(t.TempDir(), "strace.out")
+	wrapper := append([]string{prlimit, "--nofile=48:48", "--", straceBin}, measure.StraceArgs(out)...)
+	p := startWrapped(t, wrapper, "--listen", "127.0.0.1:0", "--backend", echo.Addr(), "--strategy", "splice")
+
+	roundTrip := func(c net.Conn, n int) error {
+		msg := bytes.Repeat([]byte{'x'}, n)
+		errc := make(chan error, 1)
+		go func() { _, err := c.Write(msg); errc <- err }()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got := make([]byte, n)
+		if _, err := io.ReadFull(c, got); err != nil {
+			return err
+		}
+		if err := <-errc; err != nil {
+			return err
+		}
+		if !bytes.Equal(got, msg) {
+			return errors.New("echo differs")
+		}
+		return nil
+	}
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	fellBack := func() bool { return strings.Contains(p.stderr.String(), "splice: no pipe can be made") }
+	for i := 0; i < 20 && !fellBack(); i++ {
+		c, err := net.DialTimeout("tcp", p.addr, time.Second)
+		if err != nil {
+			continue
+		}
+		if roundTrip(c, 1) != nil {
+			_ = c.Close()
+			continue
+		}
+		held = append(held, c)
+		time.Sleep(50 * time.Millisecond) // the warn line is written
+	}
+	require.True(t, fellBack(), "no fallback was logged with %d connections under a limit of 48 fds:\n%s", len(held), p.stderr)
+	// Every held connection, the one that fell back included, forwards.
+	for i, c := range held {
+		require.NoError(t, roundTrip(c, 2<<20), "connection %d", i)
+	}
+	for _, c := range held {
+		_ = c.Close()
+	}
+	held = nil
+	assert.Equal(t, 0, p.stop(t))
+	assert.Regexp(t, `splice_fallbacks_total=1\b`, p.stderr.String())
+
+	f, err := os.Open(out)
+	require.NoError(t, err)
+	defer f.Close()
+	prof, err := measure.ParseStrace(f)
+	require.NoError(t, err)
+	t.Log(prof)
+	assert.Equal(t, measure.VerdictMixed, prof.Verdict())
 }

@@ -17,6 +17,7 @@ package copy
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"sort"
 	"strings"
@@ -33,6 +34,9 @@ type Options struct {
 	// BufferSize is the userspace buffer size in bytes for strategies that
 	// use one. Zero means DefaultBufferSize. Splice ignores it.
 	BufferSize int
+	// Logger receives a strategy's warnings (splice falling back to user
+	// space). Nil means slog.Default().
+	Logger *slog.Logger
 }
 
 func (o Options) bufferSize() int {
