@@ -141,7 +141,7 @@ func (i *Instance) waitListening(timeout time.Duration) error {
 			if kind == UDP {
 				network = "udp"
 			}
-			if !isListening(network, addr) {
+			if !isListening(network, addr, i.socketInodes()) {
 				missing = addr
 				break
 			}
@@ -162,8 +162,10 @@ func (i *Instance) waitListening(timeout time.Duration) error {
 }
 
 // isListening looks for a socket bound to addr in /proc/net/{tcp,udp}[6]:
-// TCP in LISTEN state (0A), UDP in any state.
-func isListening(network, addr string) bool {
+// TCP in LISTEN state (0A), UDP in any state, and owned by the design (its
+// inode among the design's sockets), so that another process's socket on
+// the same port never passes for the design's.
+func isListening(network, addr string, owned map[string]bool) bool {
 	_, portNum, err := splitHostPortNum(addr)
 	if err != nil {
 		return false
@@ -177,15 +179,31 @@ func isListening(network, addr string) bool {
 		sc := bufio.NewScanner(bytes.NewReader(data))
 		for sc.Scan() {
 			f := strings.Fields(sc.Text())
-			if len(f) < 4 || !strings.HasSuffix(f[1], port) {
+			if len(f) < 10 || !strings.HasSuffix(f[1], port) {
 				continue
 			}
-			if network == "udp" || f[3] == "0A" {
+			if (network == "udp" || f[3] == "0A") && owned[f[9]] {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// socketInodes are the inodes of the sockets the design's processes hold.
+func (i *Instance) socketInodes() map[string]bool {
+	out := map[string]bool{}
+	for _, pid := range i.PIDs() {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		fds, _ := os.ReadDir(dir)
+		for _, fd := range fds {
+			link, err := os.Readlink(filepath.Join(dir, fd.Name()))
+			if err == nil && strings.HasPrefix(link, "socket:[") {
+				out[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+			}
+		}
+	}
+	return out
 }
 
 func splitHostPortNum(addr string) (string, int, error) {

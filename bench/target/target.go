@@ -16,8 +16,11 @@ package target
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -152,21 +155,60 @@ func Lookup(name string) (Target, error) {
 func FreePort(network string) (string, error) { return freePortOn(network, "127.0.0.1") }
 
 func freePortOn(network, host string) (string, error) {
-	addr := net.JoinHostPort(host, "0")
-	if network == "udp" {
-		pc, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return "", err
+	lo, hi := portRange()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	if len(portsGiven) > (hi-lo)/2 {
+		clear(portsGiven) // a very long run: the oldest designs are gone
+	}
+	start := lo + rand.IntN(hi-lo)
+	for k := 0; k < hi-lo; k++ {
+		port := lo + (start-lo+k)%(hi-lo)
+		if portsGiven[port] {
+			continue
 		}
-		defer pc.Close()
-		return pc.LocalAddr().String(), nil
+		addr := net.JoinHostPort(host, strconv.Itoa(port))
+		var err error
+		if network == "udp" {
+			var pc net.PacketConn
+			if pc, err = net.ListenPacket("udp", addr); err == nil {
+				_ = pc.Close()
+			}
+		} else {
+			var ln net.Listener
+			if ln, err = net.Listen("tcp", addr); err == nil {
+				_ = ln.Close()
+			}
+		}
+		if err == nil {
+			portsGiven[port] = true
+			return addr, nil
+		}
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", err
+	return "", fmt.Errorf("no free %s port on %s in %d-%d", network, host, lo, hi-1)
+}
+
+// Ports for designs come from below the kernel's ephemeral range, so that
+// no backend listening on port 0 and no client's local port can take one
+// between the pick and the design's bind; and none is handed out twice in
+// a run, so designs started at once never race for one.
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// portRange is [10000, the start of ip_local_port_range), or
+// [10000, 32768) when that cannot be read.
+func portRange() (lo, hi int) {
+	lo, hi = 10000, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > lo+1000 {
+				hi = n
+			}
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return lo, hi
 }
 
 // listenHost is the address the design's entrypoints bind.

@@ -164,3 +164,36 @@ func TestPickAddrKeepsTheHostAsked(t *testing.T) {
 		assert.Equal(t, addr, inst.Addrs[tt.kind])
 	}
 }
+
+// TestReadinessIgnoresOtherProcessesSockets: a port listened on by
+// someone else must not pass for the design's (it did when a design
+// failed to bind a port that another case's backend had just taken).
+func TestReadinessIgnoresOtherProcessesSockets(t *testing.T) {
+	other, err := net.Listen("tcp", "127.0.0.1:0") // not the design's
+	require.NoError(t, err)
+	defer other.Close()
+	i := &Instance{Target: "sleeper", Addrs: map[string]string{Echo: other.Addr().String()}}
+	require.NoError(t, i.launch(t.TempDir(), "sleeper.log", "", nil, "sleep", "5"))
+	defer i.Stop()
+	err = i.waitListening(300 * time.Millisecond)
+	require.Error(t, err, "another process's listener was taken for the design's")
+	assert.Contains(t, err.Error(), "not listening on "+other.Addr().String())
+}
+
+// TestPortsComeFromBelowTheEphemeralRange: designs' ports can never be
+// taken by a port-0 listener or a client's local port in the meantime,
+// and no port is handed out twice.
+func TestPortsComeFromBelowTheEphemeralRange(t *testing.T) {
+	lo, hi := portRange()
+	seen := map[string]bool{}
+	for range 50 {
+		addr, err := freePortOn("tcp", "127.0.0.1")
+		require.NoError(t, err)
+		_, port, err := splitHostPortNum(addr)
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, port, lo)
+		assert.Less(t, port, hi)
+		assert.False(t, seen[addr], "port handed out twice: %s", addr)
+		seen[addr] = true
+	}
+}
