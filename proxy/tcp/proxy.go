@@ -193,7 +193,7 @@ func (p *Proxy) trackConn(c io.Closer, add bool) bool {
 // Over the cap it is counted, and logged at warn with the running count
 // for the first refusal and every 1000th after it.
 func (p *Proxy) refuse(c *net.TCPConn) {
-	_ = c.Close()
+	defer c.Close() // after counting: whoever sees the close sees the count
 	if p.isShutdown() {
 		return
 	}
