@@ -360,14 +360,7 @@ func TestFDExhaustionKeepsListener(t *testing.T) {
 		t.Run(strategy, func(t *testing.T) {
 			p := startWrapped(t, []string{prlimit, "--nofile=48:48", "--"},
 				"--listen", "127.0.0.1:0", "--backend", echo.Addr(), "--strategy", strategy)
-			roundTrip := func(c net.Conn) error {
-				if _, err := c.Write([]byte("x")); err != nil {
-					return err
-				}
-				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-				_, err := io.ReadFull(c, make([]byte, 1))
-				return err
-			}
+			roundTrip := func(c net.Conn) error { return echoRoundTrip(c, 1, 2*time.Second) }
 			var held []net.Conn
 			failed := 0
 			for range 60 {
@@ -403,6 +396,11 @@ func TestFDExhaustionKeepsListener(t *testing.T) {
 // make a pipe for every direction. Go would then copy through user space
 // without a word; l4proxy must say so (a warn line with a running count),
 // still forward every byte, and strace must show the mixed data path.
+//
+// The limit is set on the running process, from the fds it holds, so that
+// the next connection's two sockets fit and its pipe does not: a fixed
+// limit given at start would depend on how many fds the process happens to
+// open first, and could make accept fail instead.
 func TestSpliceFallbackIsVisible(t *testing.T) {
 	prlimit, err := exec.LookPath("prlimit")
 	require.NoError(t, err, "prlimit (util-linux) is needed to lower l4proxy's fd limit")
@@ -412,56 +410,46 @@ func TestSpliceFallbackIsVisible(t *testing.T) {
 	require.NoError(t, err)
 	defer echo.Close()
 	out := filepath.Join(t.TempDir(), "strace.out")
-	wrapper := append([]string{prlimit, "--nofile=48:48", "--", straceBin}, measure.StraceArgs(out)...)
+	wrapper := append([]string{straceBin}, measure.StraceArgs(out)...)
 	p := startWrapped(t, wrapper, "--listen", "127.0.0.1:0", "--backend", echo.Addr(), "--strategy", "splice")
 
-	roundTrip := func(c net.Conn, n int) error {
-		msg := bytes.Repeat([]byte{'x'}, n)
-		errc := make(chan error, 1)
-		go func() { _, err := c.Write(msg); errc <- err }()
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		got := make([]byte, n)
-		if _, err := io.ReadFull(c, got); err != nil {
-			return err
-		}
-		if err := <-errc; err != nil {
-			return err
-		}
-		if !bytes.Equal(got, msg) {
-			return errors.New("echo differs")
-		}
-		return nil
-	}
 	var held []net.Conn
 	defer func() {
 		for _, c := range held {
 			_ = c.Close()
 		}
 	}()
+	// One spliced connection first, so that what the runtime opens lazily
+	// (pipes, the poller) is open before the fds are counted.
+	c, err := net.DialTimeout("tcp", p.addr, time.Second)
+	require.NoError(t, err)
+	held = append(held, c)
+	require.NoError(t, echoRoundTrip(c, 1, 5*time.Second))
+
 	fellBack := func() bool { return strings.Contains(p.stderr.String(), "splice: no pipe can be made") }
-	for i := 0; i < 20 && !fellBack(); i++ {
+	for try := 0; try < 3 && !fellBack(); try++ {
+		// Room for the accepted socket and the backend socket, one fd short of a pipe.
+		limit := limitLeaving(t, p.pid, 3)
+		msg, err := exec.Command(prlimit, "--pid", strconv.Itoa(p.pid), fmt.Sprintf("--nofile=%d:", limit)).CombinedOutput()
+		require.NoError(t, err, "try %d, limit %d: prlimit: %s", try, limit, msg)
+		time.Sleep(1100 * time.Millisecond) // l4proxy reads its limit at most once a second
 		c, err := net.DialTimeout("tcp", p.addr, time.Second)
-		if err != nil {
-			continue
-		}
-		if roundTrip(c, 1) != nil {
-			_ = c.Close()
-			continue
-		}
+		require.NoError(t, err)
 		held = append(held, c)
+		require.NoError(t, echoRoundTrip(c, 1, 5*time.Second), "the connection under the limit is not served:\n%s", p.stderr)
 		time.Sleep(50 * time.Millisecond) // the warn line is written
 	}
-	require.True(t, fellBack(), "no fallback was logged with %d connections under a limit of 48 fds:\n%s", len(held), p.stderr)
+	require.True(t, fellBack(), "no fallback was logged with the fd limit one short of a pipe:\n%s", p.stderr)
 	// Every held connection, the one that fell back included, forwards.
 	for i, c := range held {
-		require.NoError(t, roundTrip(c, 2<<20), "connection %d", i)
+		require.NoError(t, echoRoundTrip(c, 2<<20, 5*time.Second), "connection %d", i)
 	}
 	for _, c := range held {
 		_ = c.Close()
 	}
 	held = nil
 	assert.Equal(t, 0, p.stop(t))
-	assert.Regexp(t, `splice_fallbacks_total=1\b`, p.stderr.String())
+	assert.Regexp(t, `splice_fallbacks_total=[12]\b`, p.stderr.String())
 
 	f, err := os.Open(out)
 	require.NoError(t, err)
@@ -470,4 +458,51 @@ func TestSpliceFallbackIsVisible(t *testing.T) {
 	require.NoError(t, err)
 	t.Log(prof)
 	assert.Equal(t, measure.VerdictMixed, prof.Verdict())
+}
+
+// limitLeaving is the fd limit under which process pid can open exactly
+// free more fds. The kernel hands out the lowest free number below the
+// limit, and a process may hold fds above it (inherited ones, such as a
+// CI runner's), so the limit is counted from the numbers in use, not from
+// how many there are.
+func limitLeaving(t *testing.T, pid, free int) int {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	require.NoError(t, err)
+	used := map[int]bool{}
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		require.NoError(t, err)
+		used[n] = true
+	}
+	limit := 0
+	for ; free > 0; limit++ {
+		if !used[limit] {
+			free--
+		}
+	}
+	for used[limit] { // a limit just below a used number leaves the same room
+		limit++
+	}
+	return limit
+}
+
+// echoRoundTrip writes n bytes to c and reads them back from the echo
+// behind the proxy, within the given time.
+func echoRoundTrip(c net.Conn, n int, within time.Duration) error {
+	msg := bytes.Repeat([]byte{'x'}, n)
+	errc := make(chan error, 1)
+	go func() { _, err := c.Write(msg); errc <- err }()
+	_ = c.SetReadDeadline(time.Now().Add(within))
+	got := make([]byte, n)
+	if _, err := io.ReadFull(c, got); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil {
+		return err
+	}
+	if !bytes.Equal(got, msg) {
+		return errors.New("echo differs")
+	}
+	return nil
 }
