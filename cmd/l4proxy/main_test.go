@@ -239,12 +239,7 @@ func TestDataPathUnderStrace(t *testing.T) {
 			require.Eventually(t, func() bool { return sink.Received() >= payload }, 10*time.Second, 10*time.Millisecond)
 			assert.Equal(t, 0, p.stop(t))
 
-			f, err := os.Open(out)
-			require.NoError(t, err)
-			defer f.Close()
-			prof, err := measure.ParseStrace(f)
-			require.NoError(t, err)
-			t.Log(prof)
+			prof := straceProfile(t, out)
 			assert.Equal(t, tt.verdict, prof.Verdict())
 			if tt.verdict == measure.VerdictSplice {
 				// All but what arrived in the same read as a PROXY header.
@@ -451,12 +446,7 @@ func TestSpliceFallbackIsVisible(t *testing.T) {
 	assert.Equal(t, 0, p.stop(t))
 	assert.Regexp(t, `splice_fallbacks_total=[12]\b`, p.stderr.String())
 
-	f, err := os.Open(out)
-	require.NoError(t, err)
-	defer f.Close()
-	prof, err := measure.ParseStrace(f)
-	require.NoError(t, err)
-	t.Log(prof)
+	prof := straceProfile(t, out)
 	assert.Equal(t, measure.VerdictMixed, prof.Verdict())
 }
 
@@ -485,6 +475,18 @@ func limitLeaving(t *testing.T, pid, free int) int {
 		limit++
 	}
 	return limit
+}
+
+// straceProfile parses the strace output file out and logs the profile.
+func straceProfile(t *testing.T, out string) *measure.Profile {
+	t.Helper()
+	f, err := os.Open(out)
+	require.NoError(t, err)
+	defer f.Close()
+	prof, err := measure.ParseStrace(f)
+	require.NoError(t, err)
+	t.Log(prof)
+	return prof
 }
 
 // echoRoundTrip writes n bytes to c and reads them back from the echo
