@@ -26,6 +26,9 @@ const (
 	KindCRR    = "crr"
 	KindIdle   = "idle"
 	KindUDP    = "udp"
+	// KindUDPCapacity searches for the highest rate a design forwards
+	// with loss ≤ 0.1%.
+	KindUDPCapacity = "udp-capacity"
 	// KindSyscalls traces each design with strace -f while a fixed payload
 	// crosses it; it adds to the results' syscalls section, not records.
 	KindSyscalls = "syscalls"
@@ -91,7 +94,7 @@ func parseCatalogue(data []byte) (*Catalogue, error) {
 		}
 		names[s.Name] = true
 		switch s.Kind {
-		case KindStream, KindRR, KindCRR, KindIdle, KindUDP, KindSyscalls:
+		case KindStream, KindRR, KindCRR, KindIdle, KindUDP, KindUDPCapacity, KindSyscalls:
 		default:
 			return nil, fmt.Errorf("scenario catalogue: %s: unknown kind %q", s.Name, s.Kind)
 		}

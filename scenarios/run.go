@@ -69,7 +69,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 			return nil, p.dir, fmt.Errorf("pin the load client to CPUs %s: %w", p.clientCPU, err)
 		}
 	}
-	needUDP := slices.ContainsFunc(p.scenarios, func(s Scenario) bool { return s.Kind == KindUDP })
+	needUDP := slices.ContainsFunc(p.scenarios, func(s Scenario) bool { return s.Kind == KindUDP || s.Kind == KindUDPCapacity })
 	bes, err := startBackends(needUDP)
 	if err != nil {
 		return nil, p.dir, err
@@ -213,6 +213,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 	}
 	res.Finished = time.Now().UTC()
 	res.Notes = append(res.Notes, harnessCheck(res)...)
+	res.Notes = append(res.Notes, latenessCheck(res)...)
 	res.Notes = append(res.Notes, verdictChanges(filepath.Dir(p.dir), p.dir, res)...)
 	if err := res.Save(filepath.Join(p.dir, "results.json")); err != nil {
 		return res, p.dir, err
@@ -221,6 +222,13 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		return res, p.dir, fmt.Errorf("report: %w", err)
 	}
 	return res, p.dir, nil
+}
+
+// noteOnce adds a note to the results unless it is there already.
+func (p *plan) noteOnce(res *report.Results, note string) {
+	if !slices.Contains(res.Notes, note) {
+		res.Notes = append(res.Notes, note)
+	}
 }
 
 func (p *plan) say(format string, args ...any) {
@@ -236,7 +244,7 @@ func (p *plan) say(format string, args ...any) {
 func (d *running) addressFor(s Scenario) (string, string) {
 	kind := target.Echo
 	switch {
-	case s.Kind == KindUDP:
+	case s.Kind == KindUDP, s.Kind == KindUDPCapacity:
 		kind = target.UDP
 	case s.Kind == KindStream && s.Direction == load.Up:
 		kind = target.Sink
@@ -335,6 +343,8 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 		res.Add(s.Name, name, "latency_p999", r.Latency.P999)
 		if s.Rate > 0 {
 			res.Add(s.Name, name, "latency_p9999", r.Latency.P9999)
+			res.Add(s.Name, name, "send_lateness_p50", r.Lateness.P50)
+			res.Add(s.Name, name, "send_lateness_p99", r.Lateness.P99)
 		}
 	case KindCRR:
 		r, err := load.CRR(ctx, load.CRROptions{Addr: addr, Workers: s.Workers, MessageSize: s.MessageSize, Duration: dur})
@@ -342,21 +352,38 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 			return err
 		}
 		res.Add(s.Name, name, "conn_rate", r.Rate())
-		res.Add(s.Name, name, "latency_p50", r.Connect.P50)
-		res.Add(s.Name, name, "latency_p99", r.Connect.P99)
+		// The whole exchange: connect, request, response, close. The
+		// connect alone ends when the kernel completes the handshake,
+		// before the design has accepted or dialled anything.
+		res.Add(s.Name, name, "latency_p50", r.Cycle.P50)
+		res.Add(s.Name, name, "latency_p99", r.Cycle.P99)
+		res.Add(s.Name, name, "connect_p50", r.Connect.P50)
+		res.Add(s.Name, name, "connect_p99", r.Connect.P99)
 	case KindIdle:
 		return p.sampleIdle(ctx, res, s, d, addr, idleConns)
+	case KindUDPCapacity:
+		// Four steps of a search fit in one profile duration.
+		step := max(dur/4, 100*time.Millisecond)
+		r, err := load.UDPCapacity(ctx, load.CapacityOptions{Addr: addr, Clients: s.Clients, Size: s.Size, Step: step})
+		if err != nil {
+			return err
+		}
+		res.Add(s.Name, name, "udp_capacity_pps", r.PPS)
+		if r.ClientBound {
+			p.noteOnce(res, fmt.Sprintf("%s: %s: the load client could not send faster than %.0f datagrams/s, so this figure is the harness's limit, not the design's", s.Name, name, r.PPS))
+		}
 	case KindUDP:
 		r, err := load.UDP(ctx, load.UDPOptions{Addr: addr, Clients: s.Clients, Rate: s.Rate, Size: s.Size, Duration: dur})
 		if err != nil {
 			return err
 		}
-		res.Add(s.Name, name, "udp_pps", r.PPS())
 		res.Add(s.Name, name, "udp_loss", r.Loss())
 		if r.Received > 0 {
 			res.Add(s.Name, name, "latency_p50", r.Latency.P50)
 			res.Add(s.Name, name, "latency_p99", r.Latency.P99)
 		}
+		res.Add(s.Name, name, "send_lateness_p50", r.Lateness.P50)
+		res.Add(s.Name, name, "send_lateness_p99", r.Lateness.P99)
 	}
 	return nil
 }
@@ -448,6 +475,31 @@ func harnessCheck(res *report.Results) []string {
 	}
 	return []string{fmt.Sprintf("l4bench's client reached %.0f%% of iperf3 on direct (%s vs %s)", ratio*100,
 		report.FormatValue(own.Median, own.Unit), report.FormatValue(ip.Median, ip.Unit))}
+}
+
+// latenessShare is the share of a latency median that a paced client's
+// send lateness (p99) may reach before the figure is flagged.
+const latenessShare = 0.10
+
+// latenessCheck flags every paced sample set whose send lateness is a
+// noticeable share of the latency it reports: that part of the figure is
+// the client's timing, not the design.
+func latenessCheck(res *report.Results) []string {
+	var out []string
+	for _, rec := range res.Records {
+		if rec.Metric != "send_lateness_p99" {
+			continue
+		}
+		lat := res.Find(rec.Scenario, rec.Target, "latency_p50")
+		if lat == nil || lat.Median <= 0 {
+			continue
+		}
+		if share := rec.Median / lat.Median; share > latenessShare {
+			out = append(out, fmt.Sprintf("%s / %s: the client sent late by up to %.1f µs (p99 of the sends, median of the rounds), %.0f%% of the latency p50 of %.0f µs: that share of the figure is the harness's timing",
+				rec.Scenario, rec.Target, rec.Median, share*100, lat.Median))
+		}
+	}
+	return out
 }
 
 func hostInfo() report.Host {

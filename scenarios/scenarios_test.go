@@ -95,7 +95,7 @@ func TestTinyRun(t *testing.T) {
 	out := t.TempDir()
 	res, dir, err := Run(context.Background(), Options{
 		Profile: "quick", Count: 2, Out: out, Targets: []string{"l4proxy-splice"},
-		Scenarios: []string{"tcp-stream-1", "tcp-rr", "tcp-crr", "tcp-idle", "udp-echo"},
+		Scenarios: []string{"tcp-stream-1", "tcp-rr", "tcp-rr-open", "tcp-crr", "tcp-idle", "udp-echo", "udp-capacity"},
 	})
 	require.NoError(t, err)
 	back, err := report.Load(filepath.Join(dir, "results.json"))
@@ -106,8 +106,10 @@ func TestTinyRun(t *testing.T) {
 	want := map[string][]string{
 		"tcp-stream-1": {"throughput"},
 		"tcp-rr":       {"rps", "latency_p50", "latency_p99"},
-		"tcp-crr":      {"conn_rate", "latency_p50"},
-		"udp-echo":     {"udp_pps", "udp_loss"},
+		"tcp-rr-open":  {"latency_p50", "send_lateness_p50", "send_lateness_p99"},
+		"tcp-crr":      {"conn_rate", "latency_p50", "connect_p50"},
+		"udp-echo":     {"udp_loss", "latency_p50", "send_lateness_p99"},
+		"udp-capacity": {"udp_capacity_pps"},
 	}
 	for scenario, metrics := range want {
 		for _, m := range metrics {
@@ -138,7 +140,38 @@ func TestTinyRun(t *testing.T) {
 	ratio := p.Median / d.Median
 	assert.Greater(t, ratio, 0.02, "a proxy is not 50x slower than direct")
 	assert.Less(t, ratio, 3.0, "a proxy is not 3x faster than direct")
+	for _, tg := range []string{"direct", "l4proxy-splice"} {
+		// The connect alone ends before the exchange does.
+		assert.Less(t, back.Find("tcp-crr", tg, "connect_p50").Median, back.Find("tcp-crr", tg, "latency_p50").Median, tg)
+		assert.Positive(t, back.Find("udp-capacity", tg, "udp_capacity_pps").Median, tg)
+	}
 	loss := back.Find("udp-echo", "l4proxy-splice", "udp_loss")
 	assert.GreaterOrEqual(t, loss.Median, 0.0)
 	assert.LessOrEqual(t, loss.Median, 1.0)
+}
+
+func TestLatenessCheckFlagsANoticeableShare(t *testing.T) {
+	tests := []struct {
+		name             string
+		lateness, median float64
+		flagged          bool
+	}{
+		{"on time", 1, 100, false},
+		{"just under", 9.9, 100, false},
+		{"a noticeable share", 25, 100, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := &report.Results{}
+			res.Add("udp-echo", "nginx", "latency_p50", tt.median)
+			res.Add("udp-echo", "nginx", "send_lateness_p99", tt.lateness)
+			notes := latenessCheck(res)
+			if tt.flagged {
+				require.Len(t, notes, 1)
+				assert.Contains(t, notes[0], "udp-echo / nginx")
+			} else {
+				assert.Empty(t, notes)
+			}
+		})
+	}
 }

@@ -107,3 +107,74 @@ func TestUDPStopsOnCancel(t *testing.T) {
 	assert.Less(t, time.Since(began), time.Second)
 	goleak.VerifyNone(t, before)
 }
+
+func TestOpenLoopsRecordLateness(t *testing.T) {
+	echo := start(t, backend.Echo, false)
+	rr, err := RR(context.Background(), RROptions{Addr: echo, Conns: 3, Duration: 400 * time.Millisecond, Rate: 1000})
+	require.NoError(t, err)
+	assert.Equal(t, rr.Requests, rr.Lateness.Count, "every paced send has its lateness recorded")
+	assert.LessOrEqual(t, rr.Lateness.P50, rr.Lateness.P99)
+	assert.LessOrEqual(t, rr.Lateness.P99, rr.Lateness.Max)
+	t.Logf("rr open loop: lateness p50 %.1f µs p99 %.1f µs max %.1f µs; latency %v", rr.Lateness.P50, rr.Lateness.P99, rr.Lateness.Max, rr.Latency)
+
+	u, err := UDP(context.Background(), UDPOptions{Addr: start(t, backend.Echo, true), Clients: 3, Rate: 1000, Duration: 400 * time.Millisecond})
+	require.NoError(t, err)
+	assert.InDelta(t, 400, u.Sent, 2, "a fixed schedule: 1000/s for 0.4 s")
+	assert.Equal(t, u.Sent, u.Lateness.Count)
+	t.Logf("udp: lateness p50 %.1f µs p99 %.1f µs max %.1f µs; latency %v", u.Lateness.P50, u.Lateness.P99, u.Lateness.Max, u.Latency)
+}
+
+// TestUDPCountsFailedSendsAndOutlivesICMPErrors: datagrams to a port
+// nobody listens on are lost, and the ICMP errors they cause come back as
+// ECONNREFUSED on the next send or read, whichever comes first; a failed
+// send still counts as sent. The receivers must keep reading, so that
+// once an echo server binds the port, its echoes are counted.
+func TestUDPCountsFailedSendsAndOutlivesICMPErrors(t *testing.T) {
+	b, err := backend.Start(backend.Echo, "127.0.0.1:0", true, 0)
+	require.NoError(t, err)
+	addr := b.Addr()
+	require.NoError(t, b.Close())
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		b2, err := backend.Start(backend.Echo, addr, true, 0)
+		if err == nil {
+			t.Cleanup(func() { _ = b2.Close() })
+		}
+	}()
+	u, err := UDP(context.Background(), UDPOptions{Addr: addr, Clients: 1, Rate: 500, Duration: 800 * time.Millisecond})
+	require.NoError(t, err, "ECONNREFUSED is loss, not a failure of the client")
+	assert.InDelta(t, 400, u.Sent, 2, "failed sends count as sent")
+	assert.Positive(t, u.Received, "the receiver kept reading after the ICMP errors")
+	assert.Less(t, u.Received, u.Sent, "what was sent before the echo server bound is lost")
+	assert.InDelta(t, float64(u.Sent-u.Received)/float64(u.Sent), u.Loss(), 1e-9)
+}
+
+func TestUDPCapacitySearch(t *testing.T) {
+	tests := []struct {
+		name     string
+		backend  string
+		positive bool
+	}{{"echo", backend.Echo, true}, {"nothing comes back", backend.Sink, false}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := CapacityOptions{Addr: start(t, tt.backend, true), Clients: 2, Step: 100 * time.Millisecond, From: 5000, Ceiling: 40000, Bisections: 2}
+			r, err := UDPCapacity(context.Background(), o)
+			require.NoError(t, err)
+			require.NotEmpty(t, r.Steps)
+			assert.LessOrEqual(t, len(r.Steps), 4+2, "bounded: doublings from 5000 to 40000, then 2 bisections")
+			if !tt.positive {
+				assert.Zero(t, r.PPS, "no rate is forwarded when nothing comes back")
+				assert.Len(t, r.Steps, 1, "the search stops at the first lost rate")
+				return
+			}
+			assert.Positive(t, r.PPS)
+			for _, st := range r.Steps {
+				assert.Positive(t, st.Sent)
+				if st.Loss <= 0.001 {
+					assert.LessOrEqual(t, st.Achieved, r.PPS, "the result is the highest rate forwarded")
+				}
+			}
+			t.Logf("capacity %.0f/s (client bound %v) steps %+v", r.PPS, r.ClientBound, r.Steps)
+		})
+	}
+}

@@ -30,6 +30,9 @@ type RRResult struct {
 	Elapsed  time.Duration
 	Latency  Latency
 	Hist     *hdrhistogram.Histogram
+	// Lateness is how late the open loop's sends left after their
+	// intended times (zero for the closed loop).
+	Lateness Lateness
 }
 
 // RPS is completed requests per second.
@@ -52,6 +55,9 @@ func RR(ctx context.Context, o RROptions) (RRResult, error) {
 		return RRResult{}, err
 	}
 	defer closeAll(conns)
+	if o.Rate > 0 {
+		return openLoop(ctx, conns, o)
+	}
 	hists := make([]*hdrhistogram.Histogram, len(conns))
 	errs := make([]error, len(conns))
 	var wg sync.WaitGroup
@@ -63,21 +69,21 @@ func RR(ctx context.Context, o RROptions) (RRResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if o.Rate > 0 {
-				errs[i] = openLoop(ctx, c, o, o.Rate/float64(len(conns)), start, end, hists[i])
-			} else {
-				errs[i] = closedLoop(ctx, c, o.MessageSize, end, hists[i])
-			}
+			errs[i] = closedLoop(ctx, c, o.MessageSize, end, hists[i])
 		}()
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	total := mergeHists(hists)
+	return RRResult{Requests: total.TotalCount(), Elapsed: elapsed, Latency: summarize(total), Hist: total}, errors.Join(errs...)
+}
+
+func mergeHists(hists []*hdrhistogram.Histogram) *hdrhistogram.Histogram {
 	total := newHist()
 	for _, h := range hists {
 		total.Merge(h)
 	}
-	res := RRResult{Requests: total.TotalCount(), Elapsed: elapsed, Latency: summarize(total), Hist: total}
-	return res, errors.Join(errs...)
+	return total
 }
 
 func closedLoop(ctx context.Context, c *net.TCPConn, size int, end time.Time, h *hdrhistogram.Histogram) error {
@@ -99,52 +105,67 @@ func closedLoop(ctx context.Context, c *net.TCPConn, size int, end time.Time, h 
 	return ctx.Err()
 }
 
-func openLoop(ctx context.Context, c *net.TCPConn, o RROptions, rate float64, start, end time.Time, h *hdrhistogram.Histogram) error {
-	interval := time.Duration(float64(time.Second) / rate)
+// openLoop sends every request from one pacer, round robin over the
+// connections at the total rate, and reads each connection's replies on a
+// goroutine of its own.
+func openLoop(ctx context.Context, conns []*net.TCPConn, o RROptions) (RRResult, error) {
+	interval := time.Duration(float64(time.Second) / o.Rate)
 	if interval <= 0 {
-		return fmt.Errorf("rate %.0f/s per connection is too high", rate)
+		return RRResult{}, fmt.Errorf("rate %.0f/s is too high", o.Rate)
 	}
-	intended := make(chan time.Time, 1<<16)
-	readErr := make(chan error, 1)
-	go func() { // reader: replies come back in order
-		buf := make([]byte, o.MessageSize)
-		for t := range intended {
-			if _, err := io.ReadFull(c, buf); err != nil {
-				readErr <- fmt.Errorf("rr read: %w", err)
-				for range intended {
+	hists := make([]*hdrhistogram.Histogram, len(conns))
+	intended := make([]chan time.Time, len(conns))
+	errs := make([]error, len(conns)+1)
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		hists[i] = newHist()
+		intended[i] = make(chan time.Time, 1<<16)
+		_ = c.SetDeadline(time.Now().Add(o.Duration + 2*time.Second))
+		wg.Add(1)
+		go func() { // reader: replies come back in order
+			defer wg.Done()
+			buf := make([]byte, o.MessageSize)
+			for t := range intended[i] {
+				if _, err := io.ReadFull(c, buf); err != nil {
+					errs[i] = fmt.Errorf("rr read: %w", err)
+					for range intended[i] {
+					}
+					return
 				}
+				_ = hists[i].RecordValue(max(time.Since(t).Microseconds(), 1))
+			}
+		}()
+	}
+	var start time.Time
+	lateness := runPaced(ctx, func(p *pacer) {
+		defer func() {
+			for _, ch := range intended {
+				close(ch)
+			}
+		}()
+		start = p.start
+		end := start.Add(o.Duration)
+		msg := make([]byte, o.MessageSize)
+		for i := 0; i < MaxOps; i++ {
+			at := start.Add(time.Duration(i) * interval)
+			if !at.Before(end) || !p.wait(at) {
 				return
 			}
-			_ = h.RecordValue(max(time.Since(t).Microseconds(), 1))
+			k := i % len(conns)
+			if _, err := conns[k].Write(msg); err != nil {
+				errs[len(conns)] = fmt.Errorf("rr write: %w", err)
+				return
+			}
+			select {
+			case intended[k] <- at:
+			default:
+				errs[len(conns)] = errors.New("rr: more than 65536 requests outstanding on one connection; lower the rate")
+				return
+			}
 		}
-		readErr <- nil
-	}()
-	msg := make([]byte, o.MessageSize)
-	var err error
-	for i := 0; i < MaxOps && ctx.Err() == nil; i++ {
-		at := start.Add(time.Duration(i) * interval)
-		if !at.Before(end) {
-			break
-		}
-		if d := time.Until(at); d > 0 {
-			time.Sleep(d)
-		}
-		if _, err = c.Write(msg); err != nil {
-			err = fmt.Errorf("rr write: %w", err)
-			break
-		}
-		select {
-		case intended <- at:
-		default:
-			err = errors.New("rr: more than 65536 requests outstanding; lower the rate")
-		}
-		if err != nil {
-			break
-		}
-	}
-	close(intended)
-	if rerr := <-readErr; err == nil {
-		err = rerr
-	}
-	return err
+	})
+	wg.Wait()
+	total := mergeHists(hists)
+	return RRResult{Requests: total.TotalCount(), Elapsed: time.Since(start), Latency: summarize(total), Hist: total,
+		Lateness: summarizeLateness(lateness)}, errors.Join(errs...)
 }

@@ -22,9 +22,13 @@ type UDPOptions struct {
 
 // UDPResult counts datagrams.
 type UDPResult struct {
-	Sent, Received int64
-	Elapsed        time.Duration
-	Latency        Latency
+	// Sent counts every datagram the schedule sent, those whose send
+	// failed (SendErrors) included: they are lost.
+	Sent, Received, SendErrors int64
+	Elapsed                    time.Duration
+	Latency                    Latency
+	Hist                       *histT
+	Lateness                   Lateness // of the sends after their intended times
 }
 
 // Loss is the fraction of datagrams sent that did not come back.
@@ -70,32 +74,40 @@ func UDP(ctx context.Context, o UDPOptions) (UDPResult, error) {
 		_ = c.SetReadBuffer(4 << 20)
 		conns = append(conns, c)
 	}
-	var sent, received atomic.Int64
+	var sent, received, sendErrors atomic.Int64
 	hists := make([]*histT, o.Clients)
 	var wg sync.WaitGroup
-	start := time.Now()
-	end := start.Add(o.Duration)
-	interval := time.Duration(float64(time.Second) * float64(o.Clients) / o.Rate)
-	errs := make([]error, o.Clients)
+	interval := time.Duration(float64(time.Second) / o.Rate)
+	var sendErr error
 	stop := context.AfterFunc(ctx, func() { // a cancelled run ends its receivers at once
 		for _, c := range conns {
 			_ = c.SetReadDeadline(time.Unix(1, 0))
 		}
 	})
 	defer stop()
+	// Replies still in flight 500 ms after the last send count as lost.
+	linger := o.Duration + 100*time.Microsecond + 500*time.Millisecond
+	for _, c := range conns {
+		if ctx.Err() == nil {
+			_ = c.SetReadDeadline(time.Now().Add(linger))
+		}
+	}
 	for i, c := range conns {
 		hists[i] = newHist()
-		wg.Add(2)
+		wg.Add(1)
 		go func() { // receiver
 			defer wg.Done()
 			buf := make([]byte, 65536)
-			if ctx.Err() == nil {
-				_ = c.SetReadDeadline(end.Add(500 * time.Millisecond))
-			}
 			for {
 				n, err := c.Read(buf)
 				if err != nil {
-					return
+					if isTimeout(err) || errors.Is(err, net.ErrClosed) {
+						return
+					}
+					// An ICMP error (ECONNREFUSED while the design had no
+					// session yet) is reported on the next read: the
+					// datagram it belongs to is lost, later ones may not be.
+					continue
 				}
 				if n >= 8 {
 					at := time.Unix(0, int64(binary.BigEndian.Uint64(buf)))
@@ -104,34 +116,31 @@ func UDP(ctx context.Context, o UDPOptions) (UDPResult, error) {
 				received.Add(1)
 			}
 		}()
-		go func() { // sender on a fixed schedule, staggered per client
-			defer wg.Done()
-			msg := make([]byte, o.Size)
-			offset := time.Duration(i) * interval / time.Duration(o.Clients)
-			for k := 0; k < MaxOps && ctx.Err() == nil; k++ {
-				at := start.Add(offset + time.Duration(k)*interval)
-				if !at.Before(end) {
-					return
-				}
-				if d := time.Until(at); d > 0 {
-					time.Sleep(d)
-				}
-				binary.BigEndian.PutUint64(msg, uint64(at.UnixNano()))
-				if _, err := c.Write(msg); err != nil {
-					if !errors.Is(err, syscallECONNREFUSED) {
-						errs[i] = err
-					}
-					continue
-				}
-				sent.Add(1)
-			}
-		}()
 	}
+	// One pacer sends every datagram, round robin over the clients at the
+	// total rate. A send that fails counts as sent and lost.
+	var start, end time.Time
+	lateness := runPaced(ctx, func(p *pacer) {
+		start, end = p.start, p.start.Add(o.Duration)
+		msg := make([]byte, o.Size)
+		for k := 0; k < MaxOps; k++ {
+			at := start.Add(time.Duration(k) * interval)
+			if !at.Before(end) || !p.wait(at) {
+				return
+			}
+			binary.BigEndian.PutUint64(msg, uint64(at.UnixNano()))
+			sent.Add(1)
+			if _, err := conns[k%len(conns)].Write(msg); err != nil {
+				sendErrors.Add(1)
+				if sendErr == nil && !errors.Is(err, syscallECONNREFUSED) {
+					sendErr = fmt.Errorf("udp send: %w", err)
+				}
+			}
+		}
+	})
 	wg.Wait()
 	elapsed := end.Sub(start)
-	total := newHist()
-	for _, h := range hists {
-		total.Merge(h)
-	}
-	return UDPResult{Sent: sent.Load(), Received: received.Load(), Elapsed: elapsed, Latency: summarize(total)}, errors.Join(errs...)
+	total := mergeHists(hists)
+	return UDPResult{Sent: sent.Load(), Received: received.Load(), SendErrors: sendErrors.Load(), Elapsed: elapsed,
+		Latency: summarize(total), Hist: total, Lateness: summarizeLateness(lateness)}, sendErr
 }

@@ -93,6 +93,13 @@ var Metrics = map[string]Metric{
 	"rss_peak":         {"KiB", "lower"},
 	"rss_steady":       {"KiB", "lower"},
 	"threads":          {"threads", "lower"},
+	// How late a paced client sent after the intended time: a property of
+	// the harness, shown so a reader can judge the latency beside it.
+	"send_lateness_p50": {"us", "lower"},
+	"send_lateness_p99": {"us", "lower"},
+	"connect_p50":       {"us", "lower"},
+	"connect_p99":       {"us", "lower"},
+	"udp_capacity_pps":  {"datagrams/s", "higher"},
 }
 
 // Add appends a sample to the record of (scenario, target, metric),
