@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,12 +140,15 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 			timed = append(timed, s)
 		}
 	}
+	seed := time.Now().UnixNano()
+	res.Settings.Seed = seed
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	var firsts []*running
 	total := p.profile.Count * len(designs) * len(timed)
 	prog := newProgress(p.opts.Progress, p.opts.PlainProgress, total)
 	for si, s := range timed {
 		for round := 0; round < p.profile.Count; round++ {
-			// Rotate the order every round so drift hits all designs alike.
-			order := append(append([]*running{}, designs[round%len(designs):]...), designs[:round%len(designs)]...)
+			order := roundOrder(designs, rng, &firsts)
 			for _, d := range order {
 				if err := ctx.Err(); err != nil {
 					return nil, p.dir, err
@@ -167,7 +171,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 					}
 					continue
 				}
-				err := p.sample(ctx, res, s, d, addr, idleConns)
+				err := p.sample(ctx, res, s, d, addr, idleConns, round+1)
 				if err != nil {
 					res.Notes = append(res.Notes, fmt.Sprintf("%s round %d: %s: sample failed: %v", s.Name, round+1, d.t.Name(), err))
 					p.say("%s round %d: %s: %v", s.Name, round+1, d.t.Name(), err)
@@ -183,7 +187,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 					} else if bps, err := iperf3(ctx, time.Duration(p.profile.Duration)); err != nil {
 						res.Notes = append(res.Notes, fmt.Sprintf("iperf3 round %d failed: %v", round+1, err))
 					} else {
-						res.Add(s.Name, IperfTarget, "throughput", bps)
+						res.AddRound(round+1, s.Name, IperfTarget, "throughput", bps)
 					}
 				}
 			}
@@ -237,6 +241,28 @@ func (p *plan) say(format string, args ...any) {
 	} else if p.opts.Progress != nil {
 		fmt.Fprintf(p.opts.Progress, "\r\033[K"+format+"\n", args...)
 	}
+}
+
+// roundOrder is the order in which the designs run in a round: shuffled,
+// so that no design keeps the same neighbours, with the first place dealt
+// from a shuffled deck of all designs, so that over the rounds every
+// design runs first as often as any other (to within one). firsts is the
+// deck, refilled when empty.
+func roundOrder[T comparable](designs []T, rng *rand.Rand, firsts *[]T) []T {
+	if len(*firsts) == 0 {
+		*firsts = slices.Clone(designs)
+		rng.Shuffle(len(*firsts), func(i, j int) { (*firsts)[i], (*firsts)[j] = (*firsts)[j], (*firsts)[i] })
+	}
+	first := (*firsts)[0]
+	*firsts = (*firsts)[1:]
+	rest := make([]T, 0, len(designs))
+	for _, d := range designs {
+		if d != first {
+			rest = append(rest, d)
+		}
+	}
+	rng.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
+	return append([]T{first}, rest...)
 }
 
 // addressFor returns the address to load for a scenario, or why the design
@@ -306,8 +332,8 @@ func (d *running) sampleMemory() func() measure.ProcStats {
 	}
 }
 
-// sample runs one scenario once against one design and adds its records.
-func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *running, addr string, idleConns int) error {
+// sample runs scenario s once against design d, in round (from 1).
+func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *running, addr string, idleConns, round int) error {
 	dur := time.Duration(p.profile.Duration)
 	name := d.t.Name()
 	switch s.Kind {
@@ -321,13 +347,13 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 		}
 		time.Sleep(100 * time.Millisecond) // let the design finish its last writes
 		cpu := d.cpu() - cpu0
-		res.Add(s.Name, name, "throughput", r.Throughput())
+		res.AddRound(round, s.Name, name, "throughput", r.Throughput())
 		if len(d.inst.PIDs()) > 0 && r.Bytes > 0 {
-			res.Add(s.Name, name, "cpu_per_gib", cpu/(float64(r.Bytes)/(1<<30)))
-			res.Add(s.Name, name, "rss_peak", float64(peak.RSSKiB))
-			res.Add(s.Name, name, "threads", float64(peak.Threads))
+			res.AddRound(round, s.Name, name, "cpu_per_gib", cpu/(float64(r.Bytes)/(1<<30)))
+			res.AddRound(round, s.Name, name, "rss_peak", float64(peak.RSSKiB))
+			res.AddRound(round, s.Name, name, "threads", float64(peak.Threads))
 			if steady, err := measure.ReadProcs(d.inst.PIDs()); err == nil {
-				res.Add(s.Name, name, "rss_steady", float64(steady.RSSKiB))
+				res.AddRound(round, s.Name, name, "rss_steady", float64(steady.RSSKiB))
 			}
 		}
 	case KindRR:
@@ -336,31 +362,31 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 			return err
 		}
 		if s.Rate == 0 {
-			res.Add(s.Name, name, "rps", r.RPS())
+			res.AddRound(round, s.Name, name, "rps", r.RPS())
 		}
-		res.Add(s.Name, name, "latency_p50", r.Latency.P50)
-		res.Add(s.Name, name, "latency_p99", r.Latency.P99)
-		res.Add(s.Name, name, "latency_p999", r.Latency.P999)
+		res.AddRound(round, s.Name, name, "latency_p50", r.Latency.P50)
+		res.AddRound(round, s.Name, name, "latency_p99", r.Latency.P99)
+		res.AddRound(round, s.Name, name, "latency_p999", r.Latency.P999)
 		if s.Rate > 0 {
-			res.Add(s.Name, name, "latency_p9999", r.Latency.P9999)
-			res.Add(s.Name, name, "send_lateness_p50", r.Lateness.P50)
-			res.Add(s.Name, name, "send_lateness_p99", r.Lateness.P99)
+			res.AddRound(round, s.Name, name, "latency_p9999", r.Latency.P9999)
+			res.AddRound(round, s.Name, name, "send_lateness_p50", r.Lateness.P50)
+			res.AddRound(round, s.Name, name, "send_lateness_p99", r.Lateness.P99)
 		}
 	case KindCRR:
 		r, err := load.CRR(ctx, load.CRROptions{Addr: addr, Workers: s.Workers, MessageSize: s.MessageSize, Duration: dur})
 		if err != nil {
 			return err
 		}
-		res.Add(s.Name, name, "conn_rate", r.Rate())
+		res.AddRound(round, s.Name, name, "conn_rate", r.Rate())
 		// The whole exchange: connect, request, response, close. The
 		// connect alone ends when the kernel completes the handshake,
 		// before the design has accepted or dialled anything.
-		res.Add(s.Name, name, "latency_p50", r.Cycle.P50)
-		res.Add(s.Name, name, "latency_p99", r.Cycle.P99)
-		res.Add(s.Name, name, "connect_p50", r.Connect.P50)
-		res.Add(s.Name, name, "connect_p99", r.Connect.P99)
+		res.AddRound(round, s.Name, name, "latency_p50", r.Cycle.P50)
+		res.AddRound(round, s.Name, name, "latency_p99", r.Cycle.P99)
+		res.AddRound(round, s.Name, name, "connect_p50", r.Connect.P50)
+		res.AddRound(round, s.Name, name, "connect_p99", r.Connect.P99)
 	case KindIdle:
-		return p.sampleIdle(ctx, res, s, d, addr, idleConns)
+		return p.sampleIdle(ctx, res, s, d, addr, idleConns, round)
 	case KindUDPCapacity:
 		// Four steps of a search fit in one profile duration.
 		step := max(dur/4, 100*time.Millisecond)
@@ -368,7 +394,7 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 		if err != nil {
 			return err
 		}
-		res.Add(s.Name, name, "udp_capacity_pps", r.PPS)
+		res.AddRound(round, s.Name, name, "udp_capacity_pps", r.PPS)
 		if r.ClientBound {
 			p.noteOnce(res, fmt.Sprintf("%s: %s: the load client could not send faster than %.0f datagrams/s, so this figure is the harness's limit, not the design's", s.Name, name, r.PPS))
 		}
@@ -377,18 +403,18 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 		if err != nil {
 			return err
 		}
-		res.Add(s.Name, name, "udp_loss", r.Loss())
+		res.AddRound(round, s.Name, name, "udp_loss", r.Loss())
 		if r.Received > 0 {
-			res.Add(s.Name, name, "latency_p50", r.Latency.P50)
-			res.Add(s.Name, name, "latency_p99", r.Latency.P99)
+			res.AddRound(round, s.Name, name, "latency_p50", r.Latency.P50)
+			res.AddRound(round, s.Name, name, "latency_p99", r.Latency.P99)
 		}
-		res.Add(s.Name, name, "send_lateness_p50", r.Lateness.P50)
-		res.Add(s.Name, name, "send_lateness_p99", r.Lateness.P99)
+		res.AddRound(round, s.Name, name, "send_lateness_p50", r.Lateness.P50)
+		res.AddRound(round, s.Name, name, "send_lateness_p99", r.Lateness.P99)
 	}
 	return nil
 }
 
-func (p *plan) sampleIdle(ctx context.Context, res *report.Results, s Scenario, d *running, addr string, n int) error {
+func (p *plan) sampleIdle(ctx context.Context, res *report.Results, s Scenario, d *running, addr string, n, round int) error {
 	pids := d.inst.PIDs()
 	mem := func(st measure.ProcStats) float64 {
 		if len(pids) > 1 && st.PSSKiB > 0 {
@@ -417,9 +443,9 @@ func (p *plan) sampleIdle(ctx context.Context, res *report.Results, s Scenario, 
 	if len(d.inst.PIDs()) > 1 && len(pids) == 1 {
 		pids = d.inst.PIDs() // count PSS for forking designs
 	}
-	res.Add(s.Name, d.t.Name(), "rss_per_conn", (mem(after)-mem(before))/float64(n))
-	res.Add(s.Name, d.t.Name(), "fds_per_conn", float64(after.FDs-before.FDs)/float64(n))
-	res.Add(s.Name, d.t.Name(), "slab_per_conn", float64(slab1["Slab"]-slab0["Slab"])/float64(n))
+	res.AddRound(round, s.Name, d.t.Name(), "rss_per_conn", (mem(after)-mem(before))/float64(n))
+	res.AddRound(round, s.Name, d.t.Name(), "fds_per_conn", float64(after.FDs-before.FDs)/float64(n))
+	res.AddRound(round, s.Name, d.t.Name(), "slab_per_conn", float64(slab1["Slab"]-slab0["Slab"])/float64(n))
 	return nil
 }
 

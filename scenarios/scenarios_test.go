@@ -3,8 +3,10 @@ package scenarios
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -173,5 +175,30 @@ func TestLatenessCheckFlagsANoticeableShare(t *testing.T) {
 				assert.Empty(t, notes)
 			}
 		})
+	}
+}
+
+// TestRoundOrderDealsFirstPlacesEvenly: over the rounds every design runs
+// first as often as any other (to within one), each round holds every
+// design once, and neighbours change.
+func TestRoundOrderDealsFirstPlacesEvenly(t *testing.T) {
+	designs := []string{"direct", "a", "b", "c", "d", "e", "f"}
+	for _, rounds := range []int{5, 7, 10, 21} {
+		rng := rand.New(rand.NewPCG(uint64(rounds), 0))
+		var deck []string
+		firsts := map[string]int{}
+		orders := map[string]bool{}
+		for range rounds {
+			order := roundOrder(designs, rng, &deck)
+			assert.ElementsMatch(t, designs, order)
+			firsts[order[0]]++
+			orders[strings.Join(order, ",")] = true
+		}
+		lo, hi := rounds, 0
+		for _, d := range designs {
+			lo, hi = min(lo, firsts[d]), max(hi, firsts[d])
+		}
+		assert.LessOrEqual(t, hi-lo, 1, "%d rounds: first places %v", rounds, firsts)
+		assert.Len(t, orders, rounds, "%d rounds: every round's order differs", rounds)
 	}
 }

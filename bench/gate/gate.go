@@ -120,7 +120,7 @@ func Compare(baseline, current *report.Results, opts Options) ([]Row, error) {
 		oldD, newD := baseline.Find(cur.Scenario, "direct", cur.Metric), current.Find(cur.Scenario, "direct", cur.Metric)
 		if oldD != nil && newD != nil {
 			row.Relative = true
-			row.Old, row.New = ratios(old.Samples, oldD.Samples), ratios(cur.Samples, newD.Samples)
+			row.Old, row.New = ratios(old, oldD), ratios(&cur, newD)
 		} else {
 			row.Old, row.New = clean(old.Samples), clean(cur.Samples)
 		}
@@ -168,11 +168,16 @@ func verdict(r Row, opts Options) string {
 
 // ratios pairs samples by round: the design's value over direct's in the
 // same round. Rounds missing on either side are dropped.
-func ratios(xs, direct []float64) []float64 {
+func ratios(rec, direct *report.Record) []float64 {
+	d := direct.ByRound()
 	var out []float64
-	for i := range min(len(xs), len(direct)) {
-		if direct[i] != 0 && !math.IsNaN(xs[i]) && !math.IsNaN(direct[i]) {
-			out = append(out, xs[i]/direct[i])
+	for i, x := range rec.Samples {
+		round := i + 1
+		if len(rec.Rounds) == len(rec.Samples) {
+			round = rec.Rounds[i]
+		}
+		if y, ok := d[round]; ok && y != 0 && !math.IsNaN(x) && !math.IsNaN(y) {
+			out = append(out, x/y)
 		}
 	}
 	return out

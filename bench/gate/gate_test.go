@@ -165,3 +165,23 @@ func countSamples(r *report.Results) int {
 	}
 	return n
 }
+
+// TestRatiosPairByRound: a design that lost its second sample must not be
+// divided by direct's second round from then on.
+func TestRatiosPairByRound(t *testing.T) {
+	direct := &report.Record{Samples: []float64{100, 50, 100}, Rounds: []int{1, 2, 3}}
+	tests := []struct {
+		name string
+		rec  report.Record
+		want []float64
+	}{
+		{"every round", report.Record{Samples: []float64{50, 25, 50}, Rounds: []int{1, 2, 3}}, []float64{0.5, 0.5, 0.5}},
+		{"round 2 missing", report.Record{Samples: []float64{50, 50}, Rounds: []int{1, 3}}, []float64{0.5, 0.5}},
+		{"no rounds: by position", report.Record{Samples: []float64{50, 25}}, []float64{0.5, 0.5}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, ratios(&tt.rec, direct))
+		})
+	}
+}

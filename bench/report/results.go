@@ -49,6 +49,9 @@ type Settings struct {
 	ProxyCPUs  string `json:"proxy_cpus,omitempty"`
 	ClientCPUs string `json:"client_cpus,omitempty"`
 	Count      int    `json:"count"`
+	// Seed drew the order of the designs in each round (shuffled, with
+	// the first place dealt evenly).
+	Seed int64 `json:"seed,omitempty"`
 }
 
 // Record is one metric of one design in one scenario.
@@ -59,7 +62,24 @@ type Record struct {
 	Unit     string    `json:"unit"`
 	Better   string    `json:"better"` // "higher" or "lower"
 	Samples  []float64 `json:"samples"`
-	Median   float64   `json:"median"`
+	// Rounds says which round (from 1) each sample came from, so ratios
+	// pair by round even when a sample is missing.
+	Rounds []int   `json:"rounds,omitempty"`
+	Median float64 `json:"median"`
+}
+
+// ByRound returns the record's samples keyed by round. A record from
+// before rounds were kept pairs by position (round i+1 for sample i).
+func (rec *Record) ByRound() map[int]float64 {
+	out := make(map[int]float64, len(rec.Samples))
+	for i, v := range rec.Samples {
+		round := i + 1
+		if len(rec.Rounds) == len(rec.Samples) {
+			round = rec.Rounds[i]
+		}
+		out[round] = v
+	}
+	return out
 }
 
 // Target is how one design ran, or why it did not.
@@ -102,22 +122,32 @@ var Metrics = map[string]Metric{
 	"udp_capacity_pps":  {"datagrams/s", "higher"},
 }
 
-// Add appends a sample to the record of (scenario, target, metric),
-// creating it with the metric's unit and direction.
+// Add appends a sample to the record of (scenario, target, metric), as
+// the round after the record's last.
 func (r *Results) Add(scenario, target, metric string, v float64) {
-	for i := range r.Records {
-		rec := &r.Records[i]
-		if rec.Scenario == scenario && rec.Target == target && rec.Metric == metric {
-			rec.Samples = append(rec.Samples, v)
-			rec.Median = stats.Median(rec.Samples)
-			return
-		}
+	round := 1
+	if rec := r.Find(scenario, target, metric); rec != nil && len(rec.Rounds) > 0 {
+		round = rec.Rounds[len(rec.Rounds)-1] + 1
+	}
+	r.AddRound(round, scenario, target, metric, v)
+}
+
+// AddRound appends the sample of round (from 1) to the record of
+// (scenario, target, metric), creating it with the metric's unit and
+// direction.
+func (r *Results) AddRound(round int, scenario, target, metric string, v float64) {
+	if rec := r.Find(scenario, target, metric); rec != nil {
+		rec.Samples = append(rec.Samples, v)
+		rec.Rounds = append(rec.Rounds, round)
+		rec.Median = stats.Median(rec.Samples)
+		return
 	}
 	m, ok := Metrics[metric]
 	if !ok {
 		panic("report: unknown metric " + metric)
 	}
-	r.Records = append(r.Records, Record{Scenario: scenario, Target: target, Metric: metric, Unit: m.Unit, Better: m.Better, Samples: []float64{v}, Median: v})
+	r.Records = append(r.Records, Record{Scenario: scenario, Target: target, Metric: metric, Unit: m.Unit, Better: m.Better,
+		Samples: []float64{v}, Rounds: []int{round}, Median: v})
 }
 
 // Find returns the record of (scenario, target, metric), or nil.

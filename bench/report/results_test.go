@@ -54,6 +54,7 @@ func TestResultsGolden(t *testing.T) {
 	rec := back.Find("tcp-stream-1", "l4proxy-splice", "throughput")
 	require.NotNil(t, rec)
 	assert.Equal(t, []float64{1.1e9, 1.2e9, 1.15e9}, rec.Samples, "every repetition kept, in order")
+	assert.Equal(t, []int{1, 2, 3}, rec.Rounds, "each sample says its round")
 	assert.Equal(t, 1.15e9, rec.Median)
 	assert.Equal(t, "higher", rec.Better)
 }
