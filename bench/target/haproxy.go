@@ -7,6 +7,10 @@ import (
 	"time"
 )
 
+// GoSplicePipeSize is the size Go gives its splice pipes (1 MiB), which
+// haproxy's splicing modes are configured with too.
+const GoSplicePipeSize = 1 << 20
+
 // HAProxy is haproxy in mode tcp with one of three splice settings:
 //
 //   - "splice": option splice-request and splice-response, forcing
@@ -52,6 +56,11 @@ func (h HAProxy) Start(spec Spec) (*Instance, error) {
 	fmt.Fprintf(&b, "# written by l4bench\nglobal\n    nbthread %d\n    maxconn 7000\n", spec.workers())
 	if h.Mode == "copy" {
 		b.WriteString("    nosplice\n")
+	} else {
+		// Go grows each splice pipe to 1 MiB (internal/poll); haproxy keeps
+		// the kernel's 64 KiB unless told. The same pipe size for both
+		// splicing designs, so syscalls per MiB and CPU compare alike.
+		fmt.Fprintf(&b, "    tune.pipesize %d\n", GoSplicePipeSize)
 	}
 	// timeout client also bounds the wait for an accepted PROXY header.
 	client, server, connect := time.Hour, time.Hour, 5*time.Second
@@ -64,7 +73,9 @@ func (h HAProxy) Start(spec Spec) (*Instance, error) {
 	if spec.ConnectTimeout > 0 {
 		connect = spec.ConnectTimeout
 	}
-	fmt.Fprintf(&b, "\ndefaults\n    mode tcp\n    maxconn 7000\n    timeout connect %dms\n    timeout client %dms\n    timeout server %dms\n",
+	// retries 0: l4proxy, nginx (one server) and socat make one connect
+	// attempt; haproxy's default of 3 would make it alone retry.
+	fmt.Fprintf(&b, "\ndefaults\n    mode tcp\n    maxconn 7000\n    retries 0\n    timeout connect %dms\n    timeout client %dms\n    timeout server %dms\n",
 		connect.Milliseconds(), client.Milliseconds(), server.Milliseconds())
 	if spec.HalfClose > 0 {
 		fmt.Fprintf(&b, "    timeout client-fin %dms\n    timeout server-fin %dms\n", spec.HalfClose.Milliseconds(), spec.HalfClose.Milliseconds())

@@ -327,7 +327,7 @@ func Timeouts() map[string]string {
 	return map[string]string{
 		"half-close timeout (l4proxy and traefik terminationDelay, haproxy timeout client-fin/server-fin, socat -t; nginx proxy_half_close on)":                               HalfClose.String(),
 		"connect timeout in tcp-backend-connect-timeout (l4proxy and traefik dialTimeout, haproxy timeout connect, nginx proxy_connect_timeout, socat connect-timeout)":       ConnectTimeout.String(),
-		"connect retries: each design's default (haproxy retries 3; l4proxy tryNextServer off; one server everywhere)":                                                        "default",
+		"connect retries: none anywhere (haproxy retries 0, its default being 3; l4proxy tryNextServer off; one server everywhere)":                                           "0",
 		"idle timeout in tcp-idle-timeout (l4proxy idleTimeout, haproxy timeout client/server, nginx proxy_timeout, socat -T; traefik has none), connect timeout there 300ms": IdleTimeout.String(),
 		"UDP session timeout in udp-session-idle-timeout and udp-many-clients (l4proxy udpTimeout, nginx proxy_timeout, traefik udp.timeout)":                                 UDPTimeout.String(),
 		"PROXY header timeout in pp-recv-* (l4proxy headerTimeout, haproxy timeout client, nginx proxy_protocol_timeout, traefik readTimeout)":                                HeaderTimeout.String(),
