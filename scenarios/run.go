@@ -184,8 +184,8 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 						if round == 0 {
 							res.Notes = append(res.Notes, "iperf3 not installed: no cross-check of the direct throughput (run scripts/install-peers.sh)")
 						}
-					} else if bps, err := iperf3(ctx, time.Duration(p.profile.Duration)); err != nil {
-						res.Notes = append(res.Notes, fmt.Sprintf("iperf3 round %d failed: %v", round+1, err))
+					} else if bps, err := iperf3(ctx, time.Duration(p.profile.Duration), directBytes(res, s.Name, round+1, time.Duration(p.profile.Duration))); err != nil {
+						res.Notes = append(res.Notes, fmt.Sprintf("iperf3 round %d rejected: %v", round+1, err))
 					} else {
 						res.AddRound(round+1, s.Name, IperfTarget, "throughput", bps)
 					}
@@ -218,6 +218,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 	res.Finished = time.Now().UTC()
 	res.Notes = append(res.Notes, harnessCheck(res)...)
 	res.Notes = append(res.Notes, latenessCheck(res)...)
+	res.Notes = append(res.Notes, workersCheck(res)...)
 	res.Notes = append(res.Notes, verdictChanges(filepath.Dir(p.dir), p.dir, res)...)
 	if err := res.Save(filepath.Join(p.dir, "results.json")); err != nil {
 		return res, p.dir, err
@@ -350,6 +351,9 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 		res.AddRound(round, s.Name, name, "throughput", r.Throughput())
 		if len(d.inst.PIDs()) > 0 && r.Bytes > 0 {
 			res.AddRound(round, s.Name, name, "cpu_per_gib", cpu/(float64(r.Bytes)/(1<<30)))
+			// CPUs the design kept busy: above its worker count for a
+			// design that forks (socat) or runs helper threads.
+			res.AddRound(round, s.Name, name, "cpus_used", cpu/r.Elapsed.Seconds())
 			res.AddRound(round, s.Name, name, "rss_peak", float64(peak.RSSKiB))
 			res.AddRound(round, s.Name, name, "threads", float64(peak.Threads))
 			if steady, err := measure.ReadProcs(d.inst.PIDs()); err == nil {
@@ -449,9 +453,25 @@ func (p *plan) sampleIdle(ctx context.Context, res *report.Results, s Scenario, 
 	return nil
 }
 
+// directBytes is what l4bench's own client moved through direct in the
+// given round of scenario, so that iperf3 can be asked to move as much
+// and run about as long (its -t takes whole seconds only), or 0.
+func directBytes(res *report.Results, scenario string, round int, dur time.Duration) int64 {
+	rec := res.Find(scenario, "direct", "throughput")
+	if rec == nil {
+		return 0
+	}
+	if v, ok := rec.ByRound()[round]; ok && v > 0 {
+		return int64(v * dur.Seconds())
+	}
+	return 0
+}
+
 // iperf3 measures direct loopback throughput with iperf3 itself, as the
-// cross-check that l4bench's own client is not the bottleneck.
-func iperf3(ctx context.Context, dur time.Duration) (float64, error) {
+// cross-check that l4bench's own client is not the bottleneck. It moves
+// bytes (-n) when given, else runs for dur rounded to whole seconds. An
+// errored run, or one that moved nothing, is rejected.
+func iperf3(ctx context.Context, dur time.Duration, bytes int64) (float64, error) {
 	addr, err := target.FreePort("tcp")
 	if err != nil {
 		return 0, err
@@ -462,10 +482,13 @@ func iperf3(ctx context.Context, dur time.Duration) (float64, error) {
 		return 0, err
 	}
 	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	secs := max(1, int(dur.Round(time.Second)/time.Second))
+	amount := []string{"-t", strconv.Itoa(max(1, int(dur.Round(time.Second)/time.Second)))}
+	if bytes > 0 {
+		amount = []string{"-n", strconv.FormatInt(bytes, 10)}
+	}
 	var out []byte
 	for try := 0; try < 50; try++ { // until the server listens
-		out, err = exec.CommandContext(ctx, "iperf3", "-c", "127.0.0.1", "-p", port, "-t", strconv.Itoa(secs), "-J").Output()
+		out, err = exec.CommandContext(ctx, "iperf3", append([]string{"-c", "127.0.0.1", "-p", port, "-J"}, amount...)...).Output()
 		if err == nil {
 			break
 		}
@@ -474,9 +497,17 @@ func iperf3(ctx context.Context, dur time.Duration) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("iperf3 client: %w", err)
 	}
+	return parseIperf3(out)
+}
+
+// parseIperf3 reads the received rate from iperf3's JSON output.
+func parseIperf3(out []byte) (float64, error) {
 	var r struct {
-		End struct {
+		Error string `json:"error"`
+		End   struct {
 			SumReceived struct {
+				Seconds       float64 `json:"seconds"`
+				Bytes         float64 `json:"bytes"`
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
@@ -484,7 +515,14 @@ func iperf3(ctx context.Context, dur time.Duration) (float64, error) {
 	if err := json.Unmarshal(out, &r); err != nil {
 		return 0, fmt.Errorf("iperf3 output: %w", err)
 	}
-	return r.End.SumReceived.BitsPerSecond / 8, nil
+	if r.Error != "" {
+		return 0, fmt.Errorf("iperf3: %s", r.Error)
+	}
+	sr := r.End.SumReceived
+	if sr.BitsPerSecond <= 0 || sr.Bytes <= 0 || sr.Seconds <= 0 {
+		return 0, fmt.Errorf("iperf3 received nothing (%.0f bytes in %.2f s)", sr.Bytes, sr.Seconds)
+	}
+	return sr.BitsPerSecond / 8, nil
 }
 
 // harnessCheck compares l4bench's direct throughput with iperf3's.
@@ -495,6 +533,10 @@ func harnessCheck(res *report.Results) []string {
 		return nil
 	}
 	ratio := own.Median / ip.Median
+	if ratio > 1 {
+		return []string{fmt.Sprintf("l4bench's client was %.0f%% faster than iperf3 on direct (%s vs %s)", (ratio-1)*100,
+			report.FormatValue(own.Median, own.Unit), report.FormatValue(ip.Median, ip.Unit))}
+	}
 	if ratio < 0.9 {
 		return []string{fmt.Sprintf("**l4bench's own client reached only %.0f%% of iperf3 on direct (%s vs %s): the harness may be the bottleneck**",
 			ratio*100, report.FormatValue(own.Median, own.Unit), report.FormatValue(ip.Median, ip.Unit))}
@@ -523,6 +565,20 @@ func latenessCheck(res *report.Results) []string {
 		if share := rec.Median / lat.Median; share > latenessShare {
 			out = append(out, fmt.Sprintf("%s / %s: the client sent late by up to %.1f µs (p99 of the sends, median of the rounds), %.0f%% of the latency p50 of %.0f µs: that share of the figure is the harness's timing",
 				rec.Scenario, rec.Target, rec.Median, share*100, lat.Median))
+		}
+	}
+	return out
+}
+
+// workersCheck names every design that kept more CPUs busy than the
+// workers it was given, since the report says every design had the same.
+func workersCheck(res *report.Results) []string {
+	var out []string
+	workers := float64(max(res.Settings.Workers, 1))
+	for _, rec := range res.Records {
+		if rec.Metric == "cpus_used" && rec.Median > workers*1.1 {
+			out = append(out, fmt.Sprintf("%s / %s kept %.2f CPUs busy (median of the rounds) with %.0f worker configured: it forks or runs helpers, so it had more than one worker's CPU",
+				rec.Scenario, rec.Target, rec.Median, workers))
 		}
 	}
 	return out

@@ -72,6 +72,10 @@ func (o Options) allowance(r Row) float64 {
 // tails are the latency metrics that are not gated unless asked.
 var tails = []string{"latency_p99", "latency_p999", "latency_p9999"}
 
+// informational metrics are shown, never gated: the client's own timing,
+// and CPUs kept busy (a faster design may rightly use more per second).
+var informational = []string{"send_lateness_p50", "send_lateness_p99", "cpus_used"}
+
 // notGated are targets that are not designs: iperf3's cross-check.
 var notGated = []string{"direct", "direct-iperf3"}
 
@@ -111,7 +115,8 @@ func Compare(baseline, current *report.Results, opts Options) ([]Row, error) {
 		if cur.Target == "direct" {
 			continue
 		}
-		gated := !slices.Contains(notGated, cur.Target) && (opts.GateTails || !slices.Contains(tails, cur.Metric))
+		gated := !slices.Contains(notGated, cur.Target) && (opts.GateTails || !slices.Contains(tails, cur.Metric)) &&
+			!slices.Contains(informational, cur.Metric)
 		old := baseline.Find(cur.Scenario, cur.Target, cur.Metric)
 		if old == nil {
 			continue

@@ -120,6 +120,7 @@ var Metrics = map[string]Metric{
 	"connect_p50":       {"us", "lower"},
 	"connect_p99":       {"us", "lower"},
 	"udp_capacity_pps":  {"datagrams/s", "higher"},
+	"cpus_used":         {"CPUs", "lower"},
 }
 
 // Add appends a sample to the record of (scenario, target, metric), as
