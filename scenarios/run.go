@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -216,6 +217,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		res.Conformance = &m.Conformance
 	}
 	res.Finished = time.Now().UTC()
+	ownSlab(res)
 	res.Notes = append(res.Notes, harnessCheck(res)...)
 	res.Notes = append(res.Notes, latenessCheck(res)...)
 	res.Notes = append(res.Notes, workersCheck(res)...)
@@ -277,9 +279,6 @@ func (d *running) addressFor(s Scenario) (string, string) {
 		kind = target.Sink
 	case s.Kind == KindStream && s.Direction == load.Down:
 		kind = target.Source
-	}
-	if s.Kind == KindIdle && d.t.Name() == "direct" {
-		return "", "no proxy process to measure"
 	}
 	if a, ok := d.inst.Addrs[kind]; ok {
 		return a, ""
@@ -447,9 +446,15 @@ func (p *plan) sampleIdle(ctx context.Context, res *report.Results, s Scenario, 
 	if len(d.inst.PIDs()) > 1 && len(pids) == 1 {
 		pids = d.inst.PIDs() // count PSS for forking designs
 	}
+	// Kernel slab is system-wide: it holds the client's and the backend's
+	// sockets too. direct measures exactly those, and ownSlab subtracts
+	// them per round once the run is done.
+	res.AddRound(round, s.Name, d.t.Name(), "slab_per_conn", float64(slab1["Slab"]-slab0["Slab"])/float64(n))
+	if len(pids) == 0 {
+		return nil // direct: no process of its own
+	}
 	res.AddRound(round, s.Name, d.t.Name(), "rss_per_conn", (mem(after)-mem(before))/float64(n))
 	res.AddRound(round, s.Name, d.t.Name(), "fds_per_conn", float64(after.FDs-before.FDs)/float64(n))
-	res.AddRound(round, s.Name, d.t.Name(), "slab_per_conn", float64(slab1["Slab"]-slab0["Slab"])/float64(n))
 	return nil
 }
 
@@ -568,6 +573,27 @@ func latenessCheck(res *report.Results) []string {
 		}
 	}
 	return out
+}
+
+// ownSlab adds slab_own_per_conn: each design's system-wide slab per idle
+// connection minus direct's in the same round, which is what the client's
+// and the backend's sockets cost without a proxy: the design's own share.
+func ownSlab(res *report.Results) {
+	for _, rec := range slices.Clone(res.Records) {
+		if rec.Metric != "slab_per_conn" || rec.Target == "direct" {
+			continue
+		}
+		direct := res.Find(rec.Scenario, "direct", "slab_per_conn")
+		if direct == nil {
+			continue
+		}
+		d, own := direct.ByRound(), rec.ByRound()
+		for _, round := range slices.Sorted(maps.Keys(own)) {
+			if dv, ok := d[round]; ok {
+				res.AddRound(round, rec.Scenario, rec.Target, "slab_own_per_conn", own[round]-dv)
+			}
+		}
+	}
 }
 
 // workersCheck names every design that kept more CPUs busy than the

@@ -133,6 +133,15 @@ func TestTinyRun(t *testing.T) {
 		}
 	}
 	assert.Nil(t, back.Find("tcp-stream-1", "direct", "rss_peak"), "direct has no process of its own")
+	assert.Nil(t, back.Find("tcp-idle", "direct", "rss_per_conn"), "direct has no process of its own")
+	require.NotNil(t, back.Find("tcp-idle", "direct", "slab_per_conn"), "direct's slab: the client's and backend's sockets")
+	own := back.Find("tcp-idle", "l4proxy-splice", "slab_own_per_conn")
+	if assert.NotNil(t, own) {
+		assert.Equal(t, []int{1, 2}, own.Rounds)
+		sys := back.Find("tcp-idle", "l4proxy-splice", "slab_per_conn").ByRound()
+		dir := back.Find("tcp-idle", "direct", "slab_per_conn").ByRound()
+		assert.InDelta(t, sys[1]-dir[1], own.Samples[0], 1e-9, "the design's share is its figure minus direct's in the same round")
+	}
 	idle := back.Find("tcp-idle", "l4proxy-splice", "fds_per_conn")
 	require.NotNil(t, idle)
 	assert.InDelta(t, 6, idle.Median, 0.5, "splice holds two sockets and two pipes per idle connection")

@@ -233,9 +233,11 @@ func (r *Results) Findings() []string {
 	if ip != nil && ib != nil && ib.Median > 0 {
 		out = append(out, fmt.Sprintf("An idle connection cost l4proxy-pooled %.1f KiB of RSS against %.1f KiB for l4proxy-buffered (%.0f%%).", ip.Median, ib.Median, 100*ip.Median/ib.Median))
 	}
-	is, il := r.Find("tcp-idle", "l4proxy-splice", "fds_per_conn"), r.Find("tcp-idle", "l4proxy-splice", "slab_per_conn")
+	is, il := r.Find("tcp-idle", "l4proxy-splice", "fds_per_conn"), r.Find("tcp-idle", "l4proxy-splice", "slab_own_per_conn")
 	if is != nil && il != nil {
-		out = append(out, fmt.Sprintf("l4proxy-splice held %.1f fds per idle connection (its two pipes) and the kernel's slab grew %.1f KiB per connection.", is.Median, il.Median))
+		out = append(out, fmt.Sprintf("l4proxy-splice held %.1f fds per idle connection (its two pipes), and the kernel's slab grew %.1f KiB per connection more than with no proxy (its own share: the system-wide growth minus direct's in the same round).", is.Median, il.Median))
+	} else if is != nil {
+		out = append(out, fmt.Sprintf("l4proxy-splice held %.1f fds per idle connection (its two pipes).", is.Median))
 	}
 	return out
 }

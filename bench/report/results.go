@@ -121,6 +121,9 @@ var Metrics = map[string]Metric{
 	"connect_p99":       {"us", "lower"},
 	"udp_capacity_pps":  {"datagrams/s", "higher"},
 	"cpus_used":         {"CPUs", "lower"},
+	// slab_per_conn is system-wide (client and backend sockets included);
+	// slab_own_per_conn subtracts direct's figure of the same round.
+	"slab_own_per_conn": {"KiB", "lower"},
 }
 
 // Add appends a sample to the record of (scenario, target, metric), as
