@@ -63,8 +63,9 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 	}
 	res := &report.Results{
 		Schema: report.Schema, Started: time.Now().UTC(), Profile: p.opts.Profile, Command: opts.Command,
-		Host:     hostInfo(),
-		Settings: report.Settings{Workers: max(opts.Workers, 1), ProxyCPUs: opts.ProxyCPUs, ClientCPUs: p.clientCPU, Count: p.profile.Count},
+		Host: hostInfo(),
+		Settings: report.Settings{Workers: max(opts.Workers, 1), ProxyCPUs: opts.ProxyCPUs, ClientCPUs: p.clientCPU, Count: p.profile.Count,
+			StreamWarmup: StreamWarmup(time.Duration(p.profile.Duration)).String()},
 	}
 	if p.clientCPU != "" {
 		if err := pinSelf(p.clientCPU); err != nil {
@@ -77,6 +78,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		return nil, p.dir, err
 	}
 	defer bes.close()
+	p.bes = bes
 
 	var designs []*running
 	defer func() {
@@ -231,6 +233,10 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 	return res, p.dir, nil
 }
 
+// StreamWarmup is the start of each stream sample that is not counted in
+// its throughput: a fifth of the duration, at most 250 ms.
+func StreamWarmup(dur time.Duration) time.Duration { return min(dur/5, 250*time.Millisecond) }
+
 // noteOnce adds a note to the results unless it is there already.
 func (p *plan) noteOnce(res *report.Results, note string) {
 	if !slices.Contains(res.Notes, note) {
@@ -338,21 +344,32 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 	name := d.t.Name()
 	switch s.Kind {
 	case KindStream:
+		sink := p.bes.byKind[target.Sink]
+		sink0 := sink.Received()
 		cpu0 := d.cpu()
+		t0 := time.Now()
 		stopSampling := d.sampleMemory()
-		r, err := load.Stream(ctx, load.StreamOptions{Addr: addr, Streams: s.Streams, Direction: s.Direction, Duration: dur})
+		r, err := load.Stream(ctx, load.StreamOptions{Addr: addr, Streams: s.Streams, Direction: s.Direction, Duration: dur,
+			Warmup: StreamWarmup(dur), Received: sink.Received})
 		peak := stopSampling()
 		if err != nil {
 			return err
 		}
 		time.Sleep(100 * time.Millisecond) // let the design finish its last writes
 		cpu := d.cpu() - cpu0
+		busy := time.Since(t0)
+		// CPU per GiB over the whole run, warm-up included, against every
+		// byte that arrived, the last ones in flight included for Up.
+		arrived := r.TotalBytes
+		if s.Direction == load.Up {
+			arrived = sink.Received() - sink0
+		}
 		res.AddRound(round, s.Name, name, "throughput", r.Throughput())
-		if len(d.inst.PIDs()) > 0 && r.Bytes > 0 {
-			res.AddRound(round, s.Name, name, "cpu_per_gib", cpu/(float64(r.Bytes)/(1<<30)))
+		if len(d.inst.PIDs()) > 0 && arrived > 0 {
+			res.AddRound(round, s.Name, name, "cpu_per_gib", cpu/(float64(arrived)/(1<<30)))
 			// CPUs the design kept busy: above its worker count for a
 			// design that forks (socat) or runs helper threads.
-			res.AddRound(round, s.Name, name, "cpus_used", cpu/r.Elapsed.Seconds())
+			res.AddRound(round, s.Name, name, "cpus_used", cpu/busy.Seconds())
 			res.AddRound(round, s.Name, name, "rss_peak", float64(peak.RSSKiB))
 			res.AddRound(round, s.Name, name, "threads", float64(peak.Threads))
 			if steady, err := measure.ReadProcs(d.inst.PIDs()); err == nil {

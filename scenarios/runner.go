@@ -68,6 +68,7 @@ type plan struct {
 	targets   []target.Target
 	dir       string
 	clientCPU string
+	bes       *backends // set once started
 }
 
 // Prepare validates options and creates the output folder, before
@@ -207,12 +208,13 @@ func checkLoopback(addr string, allow bool) error {
 
 // backends are the servers behind every design, in this process.
 type backends struct {
-	list []*backend.Backend
-	addr map[string]string
+	list   []*backend.Backend
+	addr   map[string]string
+	byKind map[string]*backend.Backend
 }
 
 func startBackends(udp bool) (*backends, error) {
-	b := &backends{addr: map[string]string{}}
+	b := &backends{addr: map[string]string{}, byKind: map[string]*backend.Backend{}}
 	kinds := []struct {
 		kind, name string
 		udp        bool
@@ -231,6 +233,7 @@ func startBackends(udp bool) (*backends, error) {
 		}
 		b.list = append(b.list, be)
 		b.addr[k.kind] = be.Addr()
+		b.byKind[k.kind] = be
 	}
 	return b, nil
 }

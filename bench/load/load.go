@@ -37,22 +37,33 @@ type StreamOptions struct {
 	Streams   int
 	Direction string
 	Duration  time.Duration
+	// Warmup is the start of the run that is not counted (default: none).
+	// It is part of Duration.
+	Warmup time.Duration
+	// Received counts bytes at the receiving end of an Up stream (the
+	// sink's counter); required for Up. Bytes a client has written may
+	// still sit in socket buffers, so they are not counted.
+	Received func() int64
 	// BufferSize is the client's read/write size (default 256 KiB).
 	BufferSize int
 }
 
-// StreamResult is what a stream run moved.
+// StreamResult is what a stream run moved, counted where the bytes
+// arrived: at the sink (Up), at the client (Down), or twice what came
+// back to the client (Both: each byte crossed the design both ways).
 type StreamResult struct {
-	Bytes   int64 // payload bytes through the design (both directions for Both)
-	Elapsed time.Duration
+	Bytes   int64         // after the warm-up
+	Elapsed time.Duration // after the warm-up
+	// TotalBytes is what arrived over the whole run, warm-up included.
+	TotalBytes int64
 }
 
-// Throughput is bytes per second.
+// Throughput is bytes per second after the warm-up.
 func (r StreamResult) Throughput() float64 { return float64(r.Bytes) / r.Elapsed.Seconds() }
 
-// Stream runs bulk transfers on parallel connections for the duration.
-// Bytes count what the client wrote (Up), read (Down), or both (Both); the
-// backend must be a sink, a source or an echo server accordingly.
+// Stream runs bulk transfers on parallel connections for the duration;
+// the backend must be a sink, a source or an echo server for Up, Down or
+// Both.
 func Stream(ctx context.Context, o StreamOptions) (StreamResult, error) {
 	if o.Streams <= 0 {
 		o.Streams = 1
@@ -60,12 +71,28 @@ func Stream(ctx context.Context, o StreamOptions) (StreamResult, error) {
 	if o.BufferSize <= 0 {
 		o.BufferSize = 256 << 10
 	}
+	if o.Warmup < 0 || o.Warmup >= o.Duration {
+		return StreamResult{}, fmt.Errorf("stream warm-up %v must be shorter than the duration %v", o.Warmup, o.Duration)
+	}
+	var read atomic.Int64 // bytes the client received
+	arrived := func() int64 {
+		switch o.Direction {
+		case Up:
+			return o.Received()
+		case Both:
+			return 2 * read.Load()
+		default:
+			return read.Load()
+		}
+	}
+	if o.Direction == Up && o.Received == nil {
+		return StreamResult{}, errors.New("an up stream needs the receiving end's counter (StreamOptions.Received)")
+	}
 	conns, err := dialAll(ctx, o.Addr, o.Streams)
 	if err != nil {
 		return StreamResult{}, err
 	}
 	defer closeAll(conns)
-	var total atomic.Int64
 	var wg sync.WaitGroup
 	var firstErr error
 	var errOnce sync.Once
@@ -75,6 +102,7 @@ func Stream(ctx context.Context, o StreamOptions) (StreamResult, error) {
 		}
 	}
 	start := time.Now()
+	at0 := arrived()
 	deadline := start.Add(o.Duration)
 	for _, c := range conns {
 		_ = c.SetDeadline(deadline)
@@ -84,9 +112,7 @@ func Stream(ctx context.Context, o StreamOptions) (StreamResult, error) {
 				defer wg.Done()
 				buf := make([]byte, o.BufferSize)
 				for {
-					n, err := c.Write(buf)
-					total.Add(int64(n))
-					if err != nil {
+					if _, err := c.Write(buf); err != nil {
 						fail(err)
 						return
 					}
@@ -100,7 +126,7 @@ func Stream(ctx context.Context, o StreamOptions) (StreamResult, error) {
 				buf := make([]byte, o.BufferSize)
 				for {
 					n, err := c.Read(buf)
-					total.Add(int64(n))
+					read.Add(int64(n))
 					if err != nil {
 						if err == io.EOF {
 							fail(errors.New("the backend closed the stream early"))
@@ -118,15 +144,31 @@ func Stream(ctx context.Context, o StreamOptions) (StreamResult, error) {
 		}
 	})
 	defer stop()
+	// The counting window: from the end of the warm-up to the deadline.
+	var warmAt time.Time
+	var warmBytes int64
+	marks := make(chan struct{})
+	go func() {
+		defer close(marks)
+		t := time.NewTimer(time.Until(start.Add(o.Warmup)))
+		defer t.Stop()
+		select {
+		case <-t.C:
+			warmAt, warmBytes = time.Now(), arrived()
+		case <-ctx.Done():
+		}
+	}()
 	wg.Wait()
-	elapsed := time.Since(start)
+	endAt, endBytes := time.Now(), arrived()
+	<-marks
 	if err := ctx.Err(); err != nil {
 		return StreamResult{}, err
 	}
-	if total.Load() == 0 && firstErr == nil {
+	res := StreamResult{Bytes: endBytes - warmBytes, Elapsed: endAt.Sub(warmAt), TotalBytes: endBytes - at0}
+	if res.TotalBytes == 0 && firstErr == nil {
 		firstErr = errors.New("no byte moved")
 	}
-	return StreamResult{Bytes: total.Load(), Elapsed: elapsed}, firstErr
+	return res, firstErr
 }
 
 func isTimeout(err error) bool {

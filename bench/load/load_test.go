@@ -28,13 +28,25 @@ func TestStreamDirections(t *testing.T) {
 	tests := []struct{ direction, backend string }{{Up, backend.Sink}, {Down, backend.Source}, {Both, backend.Echo}}
 	for _, tt := range tests {
 		t.Run(tt.direction, func(t *testing.T) {
-			r, err := Stream(context.Background(), StreamOptions{Addr: start(t, tt.backend, false), Streams: 2, Direction: tt.direction, Duration: 200 * time.Millisecond})
+			b, err := backend.Start(tt.backend, "127.0.0.1:0", false, 0)
+			require.NoError(t, err)
+			defer b.Close()
+			r, err := Stream(context.Background(), StreamOptions{Addr: b.Addr(), Streams: 2, Direction: tt.direction,
+				Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, Received: b.Received})
 			require.NoError(t, err)
 			assert.Positive(t, r.Bytes)
-			assert.GreaterOrEqual(t, r.Elapsed, 200*time.Millisecond)
+			assert.Less(t, r.Bytes, r.TotalBytes, "the warm-up is not counted")
+			assert.GreaterOrEqual(t, r.Elapsed, 190*time.Millisecond, "counted from the end of the warm-up")
 			assert.Less(t, r.Elapsed, 2*time.Second, "bounded by the duration")
+			if tt.direction == Up {
+				assert.LessOrEqual(t, r.TotalBytes, b.Received(), "counted at the sink: no more than arrived")
+			}
 		})
 	}
+	_, err := Stream(context.Background(), StreamOptions{Addr: "127.0.0.1:1", Direction: Up, Duration: time.Second})
+	assert.ErrorContains(t, err, "receiving end's counter")
+	_, err = Stream(context.Background(), StreamOptions{Addr: "127.0.0.1:1", Direction: Down, Duration: time.Second, Warmup: time.Second})
+	assert.ErrorContains(t, err, "warm-up")
 }
 
 func TestRRClosedAndOpen(t *testing.T) {

@@ -52,6 +52,9 @@ type Settings struct {
 	// Seed drew the order of the designs in each round (shuffled, with
 	// the first place dealt evenly).
 	Seed int64 `json:"seed,omitempty"`
+	// StreamWarmup is the start of each stream sample left out of its
+	// throughput, which counts bytes where they arrived.
+	StreamWarmup string `json:"stream_warmup,omitempty"`
 }
 
 // Record is one metric of one design in one scenario.
