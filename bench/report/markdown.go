@@ -3,7 +3,6 @@ package report
 import (
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,7 +31,7 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 		p("| %s | %s |\n", k, r.Host.Peers[k])
 	}
 	p("\n## Fairness\n\n")
-	p("Every design ran with %d worker (GOMAXPROCS, nbthread, worker_processes), a config written by the runner (saved beside this report), on loopback ports, interleaved in a rotated order in each of %d rounds. ", r.Settings.Workers, r.Settings.Count)
+	p("Every design ran with %d worker (GOMAXPROCS, nbthread, worker_processes), a config written by the runner (saved beside this report), on loopback ports, interleaved in a shuffled order in each of %d rounds (seed %d; the first place dealt evenly). ", r.Settings.Workers, r.Settings.Count, r.Settings.Seed)
 	if r.Settings.ProxyCPUs != "" {
 		p("Designs were pinned to CPUs %s, the load client and backends to CPUs %s.\n", r.Settings.ProxyCPUs, r.Settings.ClientCPUs)
 	} else {
@@ -60,7 +59,7 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 		}
 	}
 
-	p("\n## Results\n\nMedian of the rounds, spread (half the range, as a percentage of the median), and the ratio to `direct` (no proxy) measured in the same run. **Bold**: the best median.\n")
+	p("\n## Results\n\nMedian of the rounds with its 95%% confidence interval (benchstat's order-statistics interval; with fewer than 6 rounds 95%% cannot be reached and the range of the samples is shown, marked †), and the ratio to `direct` (no proxy) measured in the same run. **Bold**: the best design, only when it is better than every other design with significance (Mann-Whitney U, p ≤ %.2f); otherwise the table says it is a tie within noise. `direct` and iperf3 are never the best design. A latency below direct's is shown as a tie when not significant, and flagged when it is.\n", stats.Alpha)
 	type key struct{ scenario, metric string }
 	var keys []key
 	for _, rec := range r.Records {
@@ -75,36 +74,32 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 			p("\n### %s\n", k.scenario)
 			last = k.scenario
 		}
-		var recs []Record
-		for _, rec := range r.Records {
-			if rec.Scenario == k.scenario && rec.Metric == k.metric {
-				recs = append(recs, rec)
-			}
-		}
+		recs := r.metric(k.scenario, k.metric)
 		names := designOrder(recs, order)
-		best := ""
-		var bestRec *Record
-		for i := range recs {
-			if bestRec == nil || better(recs[i], *bestRec) {
-				bestRec = &recs[i]
-			}
-		}
-		if bestRec != nil && len(recs) > 1 {
-			best = bestRec.Target
-		}
-		direct := r.Find(k.scenario, "direct", k.metric)
-		p("\n%s (%s, %s is better)\n\n| design | median | spread | vs direct | samples |\n| --- | ---: | ---: | ---: | ---: |\n", k.metric, recs[0].Unit, recs[0].Better)
+		best := Best(recs)
+		direct := r.Find(k.scenario, Direct, k.metric)
+		p("\n%s (%s, %s is better)\n\n| design | median | 95%% CI | vs direct | samples |\n| --- | ---: | ---: | ---: | ---: |\n", k.metric, recs[0].Unit, recs[0].Better)
 		for _, n := range names {
 			rec := r.Find(k.scenario, n, k.metric)
 			val := FormatValue(rec.Median, rec.Unit)
 			if n == best {
 				val = "**" + val + "**"
 			}
-			ratio := "-"
-			if direct != nil && direct.Median != 0 && n != "direct" {
-				ratio = fmt.Sprintf("%.2fx", rec.Median/direct.Median)
+			iv := stats.CI(rec.Samples)
+			mark := ""
+			if iv.Warning != "" {
+				mark = " †"
 			}
-			p("| %s | %s | ±%.0f%% | %s | %d |\n", n, val, stats.SpreadPct(rec.Samples), ratio, len(rec.Samples))
+			p("| %s | %s | %s – %s%s | %s | %d |\n", n, val, FormatValue(iv.Lo, rec.Unit), FormatValue(iv.Hi, rec.Unit), mark, VsDirect(rec, direct), len(rec.Samples))
+		}
+		designs := 0
+		for _, rec := range recs {
+			if IsDesign(rec.Target) {
+				designs++
+			}
+		}
+		if best == "" && designs > 1 && !slices.Contains(Informational, k.metric) {
+			p("\nNo design is best with significance here: a tie within noise.\n")
 		}
 	}
 
@@ -152,41 +147,11 @@ func sortedKeys(m map[string]string) []string {
 	return out
 }
 
-// Findings are short sentences derived from this run's numbers only.
+// Findings are sentences derived from this run's numbers only: where
+// l4proxy's best design leads, trails or ties each peer on every ranked
+// metric (Standing), and what strace saw of the data paths.
 func (r *Results) Findings() []string {
-	var out []string
-	ratio := func(a, b float64) string {
-		if b == 0 || math.IsNaN(a) || math.IsNaN(b) {
-			return "n/a"
-		}
-		return fmt.Sprintf("%.1fx", a/b)
-	}
-	// Best throughput on one stream, against direct.
-	if recs := r.metric("tcp-stream-1", "throughput"); len(recs) > 1 {
-		var best *Record
-		for i := range recs {
-			if recs[i].Target == "direct" || recs[i].Target == "direct-iperf3" {
-				continue
-			}
-			if best == nil || recs[i].Median > best.Median {
-				best = &recs[i]
-			}
-		}
-		if d := r.Find("tcp-stream-1", "direct", "throughput"); best != nil && d != nil {
-			out = append(out, fmt.Sprintf("On one bulk stream, %s was the fastest design at %s (%.0f%% of direct's %s).",
-				best.Target, FormatValue(best.Median, best.Unit), 100*best.Median/d.Median, FormatValue(d.Median, d.Unit)))
-		}
-	}
-	// Splice against buffered inside l4proxy: syscalls and CPU.
-	sp, bu := r.syscallTotal("l4proxy-splice"), r.syscallTotal("l4proxy-buffered")
-	cs, cb := r.Find("tcp-stream-1", "l4proxy-splice", "cpu_per_gib"), r.Find("tcp-stream-1", "l4proxy-buffered", "cpu_per_gib")
-	if sp > 0 && bu > 0 && cs != nil && cb != nil {
-		out = append(out, fmt.Sprintf("Inside l4proxy, splice made %s fewer syscalls per MiB than buffered (%.1f vs %.1f) and used %.0f%% less CPU per GiB (%.3f vs %.3f s/GiB).",
-			ratio(bu, sp), sp, bu, 100*(1-cs.Median/cb.Median), cs.Median, cb.Median))
-	} else if cs != nil && cb != nil {
-		out = append(out, fmt.Sprintf("Inside l4proxy, splice used %.0f%% less CPU per GiB than buffered (%.3f vs %.3f s/GiB).", 100*(1-cs.Median/cb.Median), cs.Median, cb.Median))
-	}
-	// haproxy splice-auto: what it really did.
+	out := r.Standing()
 	for _, p := range r.Syscalls {
 		if p.Target == "haproxy-splice-auto" {
 			out = append(out, fmt.Sprintf("haproxy with option splice-auto was `%s` in %s (%d bytes spliced, %d through user space).", p.Verdict, p.Scenario, p.Spliced, p.User))
@@ -195,27 +160,6 @@ func (r *Results) Findings() []string {
 			out = append(out, fmt.Sprintf("**%s was `%s` in %s, not the expected `%s`.**", p.Target, p.Verdict, p.Scenario, p.Expected))
 		}
 	}
-	// traefik, the design l4proxy is modelled on: which path it took.
-	for _, p := range r.Syscalls {
-		if p.Target != "traefik" {
-			continue
-		}
-		line := fmt.Sprintf("traefik's data path was `%s` in %s: %d bytes spliced, %d through user space, %.1f syscalls per MiB", p.Verdict, p.Scenario, p.Spliced, p.User, p.Total)
-		for _, q := range r.Syscalls {
-			if q.Target == "l4proxy-splice" && q.Scenario == p.Scenario {
-				line += fmt.Sprintf(" against %.1f for l4proxy-splice (`%s`)", q.Total, q.Verdict)
-			}
-		}
-		out = append(out, line+".")
-		break
-	}
-	tt, ts := r.Find("tcp-stream-1", "traefik", "throughput"), r.Find("tcp-stream-1", "l4proxy-splice", "throughput")
-	tc, sc := r.Find("tcp-stream-1", "traefik", "cpu_per_gib"), r.Find("tcp-stream-1", "l4proxy-splice", "cpu_per_gib")
-	if tt != nil && ts != nil && tc != nil && sc != nil && ts.Median > 0 && sc.Median > 0 {
-		out = append(out, fmt.Sprintf("On one bulk stream traefik moved %s (%.0f%% of l4proxy-splice's %s) and used %.3f s of CPU per GiB against %.3f s/GiB (%.1fx).",
-			FormatValue(tt.Median, tt.Unit), 100*tt.Median/ts.Median, FormatValue(ts.Median, ts.Unit), tc.Median, sc.Median, tc.Median/sc.Median))
-	}
-	// l4proxy-splice with each feature that could wrap a conn.
 	var variants, spliced []string
 	for _, p := range r.Syscalls {
 		if name, ok := strings.CutPrefix(p.Target, "l4proxy-splice+"); ok {
@@ -228,17 +172,6 @@ func (r *Results) Findings() []string {
 	if len(variants) > 0 && len(spliced) == len(variants) {
 		out = append(out, fmt.Sprintf("l4proxy-splice still spliced with every feature that could wrap its conns turned on (%s).", strings.Join(variants, ", ")))
 	}
-	// Idle memory: pooled against buffered.
-	ip, ib := r.Find("tcp-idle", "l4proxy-pooled", "rss_per_conn"), r.Find("tcp-idle", "l4proxy-buffered", "rss_per_conn")
-	if ip != nil && ib != nil && ib.Median > 0 {
-		out = append(out, fmt.Sprintf("An idle connection cost l4proxy-pooled %.1f KiB of RSS against %.1f KiB for l4proxy-buffered (%.0f%%).", ip.Median, ib.Median, 100*ip.Median/ib.Median))
-	}
-	is, il := r.Find("tcp-idle", "l4proxy-splice", "fds_per_conn"), r.Find("tcp-idle", "l4proxy-splice", "slab_own_per_conn")
-	if is != nil && il != nil {
-		out = append(out, fmt.Sprintf("l4proxy-splice held %.1f fds per idle connection (its two pipes), and the kernel's slab grew %.1f KiB per connection more than with no proxy (its own share: the system-wide growth minus direct's in the same round).", is.Median, il.Median))
-	} else if is != nil {
-		out = append(out, fmt.Sprintf("l4proxy-splice held %.1f fds per idle connection (its two pipes).", is.Median))
-	}
 	return out
 }
 
@@ -250,17 +183,6 @@ func (r *Results) metric(scenario, metric string) []Record {
 		}
 	}
 	return out
-}
-
-// syscallTotal is a design's syscalls per MiB in the first syscall
-// scenario that has it.
-func (r *Results) syscallTotal(target string) float64 {
-	for _, p := range r.Syscalls {
-		if p.Target == target {
-			return p.Total
-		}
-	}
-	return 0
 }
 
 // WriteReport renders the plots and report.md into dir, beside

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/l4bench/l4bench/bench/stats"
 )
 
 var order = []string{"direct", "l4proxy-splice", "l4proxy-buffered", "l4proxy-pooled", "haproxy-splice",
@@ -40,18 +42,58 @@ func TestReportGolden(t *testing.T) {
 func TestFindingsComeFromTheNumbers(t *testing.T) {
 	r := loadStandard(t)
 	text := strings.Join(r.Findings(), "\n")
-	assert.Contains(t, text, "On one bulk stream, l4proxy-splice was the fastest design")
-	assert.Contains(t, text, "fewer syscalls per MiB than buffered")
+	// Where l4proxy trails is said, with the figures and the test.
+	assert.Contains(t, text, "tcp-crr, conn_rate: l4proxy's best, l4proxy-splice at 4308.7 conn/s, **trails** haproxy-copy 6051.1 conn/s, p=0.032")
+	assert.Contains(t, text, "tcp-idle, rss_per_conn: l4proxy's best, l4proxy-pooled at 14.5 KiB, **trails** haproxy-copy 3.3 KiB")
+	// A lead without significance is a tie.
+	assert.Contains(t, text, "tcp-rr, rps: l4proxy's best, l4proxy-splice at 7611.8 req/s, ties within noise with haproxy-copy")
 	assert.Contains(t, text, "haproxy with option splice-auto was")
+	assert.NotContains(t, text, "fastest", "no winner word without a test")
 
 	// Change the numbers: the sentences follow.
 	for i := range r.Records {
 		rec := &r.Records[i]
 		if rec.Scenario == "tcp-stream-1" && rec.Metric == "throughput" && rec.Target == "nginx" {
-			rec.Median = 1e12
+			for j := range rec.Samples {
+				rec.Samples[j] *= 100
+			}
+			rec.Median *= 100
 		}
 	}
-	assert.Contains(t, strings.Join(r.Findings(), "\n"), "On one bulk stream, nginx was the fastest design")
+	assert.Contains(t, strings.Join(r.Findings(), "\n"), "tcp-stream-1, throughput: l4proxy's best, l4proxy-splice at 1.78 GiB/s, **trails** nginx")
+}
+
+// TestBestNeedsSignificance: the best design is marked only when it beats
+// every other design with significance; direct never wins.
+func TestBestNeedsSignificance(t *testing.T) {
+	rec := func(target string, xs ...float64) Record {
+		return Record{Target: target, Metric: "throughput", Better: "higher", Samples: xs, Median: stats.Median(xs)}
+	}
+	tests := []struct {
+		name string
+		recs []Record
+		want string
+	}{
+		{"clear winner", []Record{rec("a", 10, 11, 12, 13, 14), rec("b", 1, 2, 3, 4, 5), rec("c", 2, 3, 4, 5, 6)}, "a"},
+		{"a lead within noise", []Record{rec("a", 10, 11, 12, 13, 14), rec("b", 9, 10, 11, 12, 13.5)}, ""},
+		{"three rounds cannot decide", []Record{rec("a", 10, 11, 12), rec("b", 1, 2, 3)}, ""},
+		{"direct is never best", []Record{rec("direct", 100, 101, 102, 103, 104), rec("a", 10, 11, 12, 13, 14), rec("b", 1, 2, 3, 4, 5)}, "a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { assert.Equal(t, tt.want, Best(tt.recs)) })
+	}
+}
+
+// TestLatencyBelowDirect: no proxy beats no proxy; a latency below
+// direct's is a tie unless significant, then it is flagged.
+func TestLatencyBelowDirect(t *testing.T) {
+	direct := &Record{Target: Direct, Metric: "latency_p50", Unit: "us", Samples: []float64{100, 101, 102, 103, 104}, Median: 102}
+	tie := &Record{Target: "a", Metric: "latency_p50", Unit: "us", Samples: []float64{95, 99, 101, 103, 98}, Median: 99}
+	assert.Contains(t, VsDirect(tie, direct), "tie")
+	below := &Record{Target: "a", Metric: "latency_p50", Unit: "us", Samples: []float64{50, 51, 52, 53, 54}, Median: 52}
+	assert.Contains(t, VsDirect(below, direct), "below direct")
+	above := &Record{Target: "a", Metric: "latency_p50", Unit: "us", Samples: []float64{200, 201, 202, 203, 204}, Median: 202}
+	assert.Equal(t, "1.98x", VsDirect(above, direct))
 }
 
 func TestUnexpectedVerdictIsFlagged(t *testing.T) {
@@ -89,18 +131,5 @@ func TestRenderPlots(t *testing.T) {
 		require.NoError(t, err)
 		assert.Contains(t, string(svg), "<svg")
 		assert.Greater(t, len(svg), 2000, "%s.svg has content", p.Name)
-	}
-}
-
-func TestTraefikFindingFollowsTheVerdict(t *testing.T) {
-	for _, verdict := range []string{"userspace", "splice"} {
-		r := loadStandard(t)
-		r.Syscalls = append(r.Syscalls, SyscallProfile{Scenario: "syscalls-up", Target: "traefik", MiB: 256, Total: 140.5, Verdict: verdict, Spliced: 0, User: 268435456})
-		r.Add("tcp-stream-1", "traefik", "throughput", 0.5*(1<<30))
-		r.Add("tcp-stream-1", "traefik", "cpu_per_gib", 0.9)
-		text := strings.Join(r.Findings(), "\n")
-		assert.Contains(t, text, "traefik's data path was `"+verdict+"` in syscalls-up")
-		assert.Contains(t, text, "against 4.8 for l4proxy-splice (`splice`)")
-		assert.Contains(t, text, "On one bulk stream traefik moved 512.00 MiB/s")
 	}
 }

@@ -76,11 +76,12 @@ func TestLoadRejects(t *testing.T) {
 	}
 }
 
-func TestSummaryMarksBestAndRatio(t *testing.T) {
+func TestSummaryShowsIntervalAndRatio(t *testing.T) {
 	var buf bytes.Buffer
 	sample().Summary(&buf, []string{"direct", "l4proxy-splice"}, false)
 	out := buf.String()
 	assert.Contains(t, out, "tcp-stream-1 · throughput (bytes/s, higher is better)")
-	assert.Contains(t, out, "2.89 GiB/s*", "direct is best and marked")
+	assert.NotContains(t, out, "*", "direct is never the best design, and one design alone is not best")
+	assert.Contains(t, out, "2.79 GiB/s – 2.98 GiB/s †", "three samples: the range, marked")
 	assert.Contains(t, out, "0.37x", "ratio of l4proxy-splice to direct")
 }

@@ -11,8 +11,9 @@ import (
 )
 
 // Summary writes one table per scenario and metric: each design's median,
-// spread and ratio to direct, the best median marked (bold with ANSI when
-// ansi, else with a trailing *).
+// 95% confidence interval (the range, marked †, with too few samples) and
+// ratio to direct; the best design, when it is best with significance
+// (Best), marked bold with ANSI when ansi, else with a trailing *.
 func (r *Results) Summary(w io.Writer, targetOrder []string, ansi bool) {
 	type key struct{ scenario, metric string }
 	var keys []key
@@ -38,23 +39,15 @@ func (r *Results) Summary(w io.Writer, targetOrder []string, ansi bool) {
 			}
 		}
 		slices.SortStableFunc(recs, func(a, b Record) int { return rank(a.Target) - rank(b.Target) })
-		best := -1
-		for i, rec := range recs {
-			if best < 0 || better(rec, recs[best]) {
-				best = i
-			}
-		}
-		direct := r.Find(k.scenario, "direct", k.metric)
+		best := Best(recs)
+		direct := r.Find(k.scenario, Direct, k.metric)
 		fmt.Fprintf(w, "\n%s · %s (%s, %s is better)\n", k.scenario, k.metric, recs[0].Unit, recs[0].Better)
-		fmt.Fprintf(w, "  %-22s %14s %9s %10s\n", "design", "median", "spread", "vs direct")
-		for i, rec := range recs {
-			ratio := "-"
-			if direct != nil && direct.Median != 0 && rec.Target != "direct" {
-				ratio = fmt.Sprintf("%.2fx", rec.Median/direct.Median)
-			}
+		fmt.Fprintf(w, "  %-22s %14s %25s %10s\n", "design", "median", "95% CI", "vs direct")
+		for _, rec := range recs {
+			ratio := VsDirect(&rec, direct)
 			val := FormatValue(rec.Median, rec.Unit)
 			mark := " "
-			if i == best && len(recs) > 1 {
+			if rec.Target == best {
 				if ansi {
 					val = "\x1b[1m" + val + "\x1b[0m"
 					// keep the column aligned despite the escape codes
@@ -63,7 +56,12 @@ func (r *Results) Summary(w io.Writer, targetOrder []string, ansi bool) {
 					mark = "*"
 				}
 			}
-			fmt.Fprintf(w, "  %-22s %14s%s %8s %10s\n", rec.Target, val, mark, fmt.Sprintf("±%.0f%%", stats.SpreadPct(rec.Samples)), ratio)
+			iv := stats.CI(rec.Samples)
+			ci := FormatValue(iv.Lo, rec.Unit) + " – " + FormatValue(iv.Hi, rec.Unit)
+			if iv.Warning != "" {
+				ci += " †"
+			}
+			fmt.Fprintf(w, "  %-22s %14s%s %25s %10s\n", rec.Target, val, mark, ci, ratio)
 		}
 	}
 }
