@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/l4bench/l4bench/bench/load"
@@ -220,6 +221,13 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 	}
 	res.Finished = time.Now().UTC()
 	ownSlab(res)
+	for _, k := range p.histOrder {
+		h, err := report.NewHistogram(k.scenario, k.target, k.what, p.hists[k])
+		if err != nil {
+			return res, p.dir, err
+		}
+		res.Histograms = append(res.Histograms, h)
+	}
 	res.Notes = append(res.Notes, harnessCheck(res)...)
 	res.Notes = append(res.Notes, latenessCheck(res)...)
 	res.Notes = append(res.Notes, workersCheck(res)...)
@@ -231,6 +239,35 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		return res, p.dir, fmt.Errorf("report: %w", err)
 	}
 	return res, p.dir, nil
+}
+
+// histKey names a merged histogram.
+type histKey struct{ scenario, target, what string }
+
+// addLatency records this round's percentiles of h, each only when at
+// least report.MinBeyond samples lie beyond it, as records named
+// what_p50 and so on (connect_p999 is not a metric in use, and is not
+// recorded), and merges h into the histogram of all rounds.
+func (p *plan) addLatency(res *report.Results, round int, scenario, target, what string, h *hdrhistogram.Histogram) {
+	if h == nil {
+		return
+	}
+	for _, pc := range report.Percentiles {
+		metric := what + "_" + pc.Name
+		if _, known := report.Metrics[metric]; known && report.Reportable(h.TotalCount(), pc.Q) {
+			res.AddRound(round, scenario, target, metric, float64(h.ValueAtQuantile(pc.Q*100)))
+		}
+	}
+	k := histKey{scenario, target, what}
+	if p.hists == nil {
+		p.hists = map[histKey]*hdrhistogram.Histogram{}
+	}
+	if m, ok := p.hists[k]; ok {
+		m.Merge(h)
+	} else {
+		p.hists[k] = hdrhistogram.Import(h.Export())
+		p.histOrder = append(p.histOrder, k)
+	}
 }
 
 // StreamWarmup is the start of each stream sample that is not counted in
@@ -384,11 +421,8 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 		if s.Rate == 0 {
 			res.AddRound(round, s.Name, name, "rps", r.RPS())
 		}
-		res.AddRound(round, s.Name, name, "latency_p50", r.Latency.P50)
-		res.AddRound(round, s.Name, name, "latency_p99", r.Latency.P99)
-		res.AddRound(round, s.Name, name, "latency_p999", r.Latency.P999)
+		p.addLatency(res, round, s.Name, name, "latency", r.Hist)
 		if s.Rate > 0 {
-			res.AddRound(round, s.Name, name, "latency_p9999", r.Latency.P9999)
 			res.AddRound(round, s.Name, name, "send_lateness_p50", r.Lateness.P50)
 			res.AddRound(round, s.Name, name, "send_lateness_p99", r.Lateness.P99)
 		}
@@ -401,10 +435,8 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 		// The whole exchange: connect, request, response, close. The
 		// connect alone ends when the kernel completes the handshake,
 		// before the design has accepted or dialled anything.
-		res.AddRound(round, s.Name, name, "latency_p50", r.Cycle.P50)
-		res.AddRound(round, s.Name, name, "latency_p99", r.Cycle.P99)
-		res.AddRound(round, s.Name, name, "connect_p50", r.Connect.P50)
-		res.AddRound(round, s.Name, name, "connect_p99", r.Connect.P99)
+		p.addLatency(res, round, s.Name, name, "latency", r.CycleHist)
+		p.addLatency(res, round, s.Name, name, "connect", r.ConnectHist)
 	case KindIdle:
 		return p.sampleIdle(ctx, res, s, d, addr, idleConns, round)
 	case KindUDPCapacity:
@@ -425,8 +457,7 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 		}
 		res.AddRound(round, s.Name, name, "udp_loss", r.Loss())
 		if r.Received > 0 {
-			res.AddRound(round, s.Name, name, "latency_p50", r.Latency.P50)
-			res.AddRound(round, s.Name, name, "latency_p99", r.Latency.P99)
+			p.addLatency(res, round, s.Name, name, "latency", r.Hist)
 		}
 		res.AddRound(round, s.Name, name, "send_lateness_p50", r.Lateness.P50)
 		res.AddRound(round, s.Name, name, "send_lateness_p99", r.Lateness.P99)

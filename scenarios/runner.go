@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
+
 	"github.com/l4bench/l4bench/bench/backend"
 	"github.com/l4bench/l4bench/bench/target"
 )
@@ -69,6 +71,9 @@ type plan struct {
 	dir       string
 	clientCPU string
 	bes       *backends // set once started
+	// hists merges each design's latency histograms over the rounds.
+	hists     map[histKey]*hdrhistogram.Histogram
+	histOrder []histKey
 }
 
 // Prepare validates options and creates the output folder, before

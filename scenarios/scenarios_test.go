@@ -156,6 +156,26 @@ func TestTinyRun(t *testing.T) {
 		assert.Less(t, back.Find("tcp-crr", tg, "connect_p50").Median, back.Find("tcp-crr", tg, "latency_p50").Median, tg)
 		assert.Positive(t, back.Find("udp-capacity", tg, "udp_capacity_pps").Median, tg)
 	}
+	// Percentiles: only those with 10 requests beyond them, per round; the
+	// histograms merged over the rounds, with their encoding.
+	for _, rec := range back.Records {
+		if rec.Scenario == "tcp-rr-open" && rec.Metric == "latency_p9999" {
+			t.Errorf("tcp-rr-open: p99.99 of a few hundred requests a round was recorded: %+v", rec)
+		}
+	}
+	var merged int
+	for _, h := range back.Histograms {
+		if h.Scenario != "tcp-rr-open" {
+			continue
+		}
+		merged++
+		dec, err := h.Decode()
+		require.NoError(t, err)
+		assert.Equal(t, h.Count, dec.TotalCount(), "the encoding holds every request")
+		assert.Contains(t, h.Percentiles, "p50")
+		assert.NotContains(t, h.Percentiles, "p9999", "%d requests cannot support p99.99", h.Count)
+	}
+	assert.Equal(t, 2, merged, "one merged histogram per design")
 	loss := back.Find("udp-echo", "l4proxy-splice", "udp_loss")
 	assert.GreaterOrEqual(t, loss.Median, 0.0)
 	assert.LessOrEqual(t, loss.Median, 1.0)

@@ -23,7 +23,9 @@ type CRRResult struct {
 	Conns   int64
 	Elapsed time.Duration
 	Connect Latency // time to establish the TCP connection
-	Cycle   Latency // connect + request + response
+	Cycle   Latency // connect + request + response + close
+	// The histograms behind Connect and Cycle (µs), to merge over rounds.
+	ConnectHist, CycleHist *histT
 }
 
 // Rate is connections per second.
@@ -80,5 +82,5 @@ func CRR(ctx context.Context, o CRROptions) (CRRResult, error) {
 		ch.Merge(connectH[w])
 		yh.Merge(cycleH[w])
 	}
-	return CRRResult{Conns: ch.TotalCount(), Elapsed: elapsed, Connect: summarize(ch), Cycle: summarize(yh)}, errors.Join(errs...)
+	return CRRResult{Conns: ch.TotalCount(), Elapsed: elapsed, Connect: summarize(ch), Cycle: summarize(yh), ConnectHist: ch, CycleHist: yh}, errors.Join(errs...)
 }

@@ -103,6 +103,19 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 		}
 	}
 
+	if len(r.Histograms) > 0 {
+		p("\n## Latency over all rounds\n\nEach design's latency histogram merged over every round (HdrHistogram, stored encoded in results.json). A percentile is shown only when at least %d requests lie beyond it; `-` means too few.\n\n", MinBeyond)
+		p("| scenario | design | timed | requests | p50 | p99 | p99.9 | p99.99 | max |\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		for _, h := range r.Histograms {
+			cell := func(name string) string {
+				if v, ok := h.Percentiles[name]; ok {
+					return FormatValue(v, h.Unit)
+				}
+				return "-"
+			}
+			p("| %s | %s | %s | %d | %s | %s | %s | %s | %s |\n", h.Scenario, h.Target, h.What, h.Count, cell("p50"), cell("p99"), cell("p999"), cell("p9999"), FormatValue(h.Max, h.Unit))
+		}
+	}
 	if len(r.Syscalls) > 0 {
 		p("\n## Data path (strace)\n\nEach design ran under `strace -f` in runs separate from every timed run, while a fixed payload crossed it. The verdict comes from which path carried the payload bytes: `splice` when bytes returned by read-like calls were under %.0f%% of the payload moved, `userspace` when spliced bytes were under %.0f%%, `mixed` otherwise.\n\n", MixedThresholdPct, MixedThresholdPct)
 		p("| scenario | design | MiB | syscalls/MiB | splice | read-like | write-like | epoll+futex | verdict |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")

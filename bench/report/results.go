@@ -31,6 +31,9 @@ type Results struct {
 	Syscalls []SyscallProfile `json:"syscalls,omitempty"`
 	// Conformance is the optional conformance section (l4bench run --conform).
 	Conformance *Conformance `json:"conformance,omitempty"`
+	// Histograms are the latency histograms of each design and scenario,
+	// merged over the rounds.
+	Histograms []Histogram `json:"histograms,omitempty"`
 }
 
 // Host describes the machine.
