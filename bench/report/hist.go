@@ -12,7 +12,9 @@ const MinBeyond = 10
 
 // Reportable says whether the percentile q (0.999 for p99.9) of count
 // samples has at least MinBeyond samples beyond it.
-func Reportable(count int64, q float64) bool { return float64(count)*(1-q) >= MinBeyond }
+func Reportable(count int64, q float64) bool {
+	return float64(count)*(1-q) >= MinBeyond-1e-6 // 1-0.9999 is not exact in floating point
+}
 
 // Percentiles are the ones the results report, by metric suffix.
 var Percentiles = []struct {
