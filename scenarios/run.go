@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -440,9 +441,9 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 	case KindIdle:
 		return p.sampleIdle(ctx, res, s, d, addr, idleConns, round)
 	case KindUDPCapacity:
-		// Four steps of a search fit in one profile duration.
-		step := max(dur/4, 100*time.Millisecond)
-		r, err := load.UDPCapacity(ctx, load.CapacityOptions{Addr: addr, Clients: s.Clients, Size: s.Size, Step: step})
+		// Six steps of a search fit in one profile duration.
+		step := max(dur/6, 100*time.Millisecond)
+		r, err := load.UDPCapacity(ctx, load.CapacityOptions{Addr: addr, Clients: s.Clients, Size: s.Size, Step: step, Bisections: 2})
 		if err != nil {
 			return err
 		}
@@ -539,18 +540,22 @@ func iperf3(ctx context.Context, dur time.Duration, bytes int64) (float64, error
 	if bytes > 0 {
 		amount = []string{"-n", strconv.FormatInt(bytes, 10)}
 	}
-	var out []byte
-	for try := 0; try < 50; try++ { // until the server listens
-		out, err = exec.CommandContext(ctx, "iperf3", append([]string{"-c", "127.0.0.1", "-p", port, "-J"}, amount...)...).Output()
-		if err == nil {
-			break
+	// Until the server listens: iperf3 -s -1 serves exactly one test, so
+	// readiness cannot be probed by connecting; the client is retried
+	// while it reports a refused connection, for up to 5 s.
+	var bps float64
+	for try := 0; try < 100; try++ {
+		out, runErr := exec.CommandContext(ctx, "iperf3", append([]string{"-c", "127.0.0.1", "-p", port, "-J"}, amount...)...).Output()
+		bps, err = parseIperf3(out)
+		if err == nil || !strings.Contains(err.Error(), "Connection refused") && runErr == nil {
+			return bps, err
 		}
-		time.Sleep(20 * time.Millisecond)
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	if err != nil {
-		return 0, fmt.Errorf("iperf3 client: %w", err)
-	}
-	return parseIperf3(out)
+	return 0, fmt.Errorf("iperf3's server never answered: %w", err)
 }
 
 // parseIperf3 reads the received rate from iperf3's JSON output.
@@ -658,8 +663,33 @@ func workersCheck(res *report.Results) []string {
 	return out
 }
 
+// revision is the VCS revision this binary was built from, "+dirty" when
+// the tree had changes, from the build info Go stamps into binaries built
+// in a checkout.
+func revision() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev + dirty
+}
+
 func hostInfo() report.Host {
-	h := report.Host{CPUs: runtime.NumCPU(), Go: runtime.Version(), FDLimit: fdLimit()}
+	h := report.Host{CPUs: runtime.NumCPU(), Go: runtime.Version(), FDLimit: fdLimit(), Revision: revision()}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
 		h.Kernel = unix.ByteSliceToString(u.Release[:])

@@ -27,6 +27,9 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 	}
 	p("\n\n## Host\n\n| | |\n| --- | --- |\n")
 	p("| kernel | %s |\n| CPUs | %d (%s) |\n| Go | %s |\n| fd limit | %d |\n", r.Host.Kernel, r.Host.CPUs, r.Host.CPUModel, r.Host.Go, r.Host.FDLimit)
+	if r.Host.Revision != "" {
+		p("| l4bench revision | %s |\n", r.Host.Revision)
+	}
 	for _, k := range sortedKeys(r.Host.Peers) {
 		p("| %s | %s |\n", k, r.Host.Peers[k])
 	}

@@ -44,6 +44,9 @@ type Host struct {
 	Go       string            `json:"go"`
 	Peers    map[string]string `json:"peers,omitempty"`
 	FDLimit  uint64            `json:"fd_limit,omitempty"`
+	// Revision is the VCS revision l4bench was built from, with "+dirty"
+	// for a modified tree ("" when the build carries none).
+	Revision string `json:"revision,omitempty"`
 }
 
 // Settings are the fairness settings every design ran with.
