@@ -51,8 +51,9 @@ type CapacityResult struct {
 }
 
 // UDPCapacity finds the highest rate at which datagrams come back with
-// loss ≤ MaxLoss, by a bounded search: at most log2(Ceiling/From)+1
-// doubling steps and Bisections more, each held for Step. Sends go out in
+// loss ≤ MaxLoss, by a bounded search: doubling from From while no rate is
+// lost (at most log2(Ceiling/From)+1 steps), or halving down to From/8 if
+// From already is, then Bisections more, each step held for Step. Sends go out in
 // batches, each what the schedule owes since the last one (time.Sleep
 // wakes every 0.2 to 1 ms here): the count matters here, not the timing of
 // each datagram, so the bursts are part of what is measured.
@@ -85,30 +86,56 @@ func UDPCapacity(ctx context.Context, o CapacityOptions) (CapacityResult, error)
 		st, err := capacityStep(ctx, raddr, o, rate)
 		if err == nil {
 			res.Steps = append(res.Steps, st)
+			if st.Achieved < 0.95*st.Offered {
+				res.ClientBound = true
+			}
 		}
 		return st, err
 	}
+	lost := func(st CapacityStep) bool { return st.Loss > o.MaxLoss }
 	good, bad := 0.0, 0.0
-	for rate := o.From; rate <= o.Ceiling; rate *= 2 {
-		st, err := try(rate)
-		if err != nil {
-			return res, err
-		}
-		if st.Achieved < 0.95*st.Offered {
-			res.ClientBound = true
-		}
-		if st.Loss > o.MaxLoss {
+	first, err := try(o.From)
+	if err != nil {
+		return res, err
+	}
+	if lost(first) {
+		// A first rate that is already lost (a stall of a few tens of ms
+		// at 10000/s is enough) is halved, down to From/8, so the result
+		// is a rate the design forwarded, not a bare zero.
+		bad = o.From
+		for rate := o.From / 2; rate >= o.From/8; rate /= 2 {
+			st, err := try(rate)
+			if err != nil {
+				return res, err
+			}
+			if !lost(st) {
+				good, res.PPS = rate, st.Achieved
+				break
+			}
 			bad = rate
-			break
 		}
-		good = rate
-		res.PPS = max(res.PPS, st.Achieved)
-		if res.ClientBound {
+		if good == 0 {
 			return res, nil
 		}
-	}
-	if bad == 0 || good == 0 {
-		return res, nil
+	} else {
+		good, res.PPS = o.From, first.Achieved
+		for rate := o.From * 2; rate <= o.Ceiling; rate *= 2 {
+			if res.ClientBound {
+				return res, nil
+			}
+			st, err := try(rate)
+			if err != nil {
+				return res, err
+			}
+			if lost(st) {
+				bad = rate
+				break
+			}
+			good, res.PPS = rate, max(res.PPS, st.Achieved)
+		}
+		if bad == 0 {
+			return res, nil
+		}
 	}
 	for range o.Bisections {
 		rate := (good + bad) / 2
