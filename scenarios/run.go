@@ -663,10 +663,16 @@ func workersCheck(res *report.Results) []string {
 	return out
 }
 
-// revision is the VCS revision this binary was built from, "+dirty" when
-// the tree had changes, from the build info Go stamps into binaries built
-// in a checkout.
+// Revision is set at link time by make build (-X): the commit l4bench was
+// built from, with "+dirty" when the tree had changes.
+var Revision string
+
+// revision is Revision, else the VCS revision Go stamped into the binary
+// (when built in a checkout with VCS stamping on), else "".
 func revision() string {
+	if Revision != "" && Revision != "+dirty" {
+		return Revision
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return ""
