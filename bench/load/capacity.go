@@ -3,7 +3,6 @@ package load
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -157,20 +156,13 @@ func UDPCapacity(ctx context.Context, o CapacityOptions) (CapacityResult, error)
 // sessions in the design) and counts the echoes that come back within
 // 150 ms of the last send.
 func capacityStep(ctx context.Context, raddr *net.UDPAddr, o CapacityOptions, rate float64) (CapacityStep, error) {
-	conns := make([]*net.UDPConn, 0, o.Clients)
-	defer func() {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	}()
-	for i := range o.Clients {
-		c, err := net.DialUDP("udp", nil, raddr)
-		if err != nil {
-			return CapacityStep{}, fmt.Errorf("udp client %d of %d: %w", i+1, o.Clients, err)
-		}
-		_ = c.SetReadBuffer(4 << 20)
+	conns, err := dialUDPClients(raddr, o.Clients)
+	if err != nil {
+		return CapacityStep{}, err
+	}
+	defer closeUDP(conns)
+	for _, c := range conns {
 		_ = c.SetReadDeadline(time.Now().Add(o.Step + 150*time.Millisecond))
-		conns = append(conns, c)
 	}
 	stop := context.AfterFunc(ctx, func() {
 		for _, c := range conns {

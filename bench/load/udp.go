@@ -60,20 +60,11 @@ func UDP(ctx context.Context, o UDPOptions) (UDPResult, error) {
 	}
 	// Every socket is made before any goroutine starts, so a failed dial
 	// leaves nothing running; every goroutine is joined below.
-	conns := make([]*net.UDPConn, 0, o.Clients)
-	defer func() {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	}()
-	for i := range o.Clients {
-		c, err := net.DialUDP("udp", nil, raddr)
-		if err != nil {
-			return UDPResult{}, fmt.Errorf("udp client %d of %d: %w", i+1, o.Clients, err)
-		}
-		_ = c.SetReadBuffer(4 << 20)
-		conns = append(conns, c)
+	conns, err := dialUDPClients(raddr, o.Clients)
+	if err != nil {
+		return UDPResult{}, err
 	}
+	defer closeUDP(conns)
 	var sent, received, sendErrors atomic.Int64
 	hists := make([]*histT, o.Clients)
 	var wg sync.WaitGroup
@@ -143,4 +134,26 @@ func UDP(ctx context.Context, o UDPOptions) (UDPResult, error) {
 	total := mergeHists(hists)
 	return UDPResult{Sent: sent.Load(), Received: received.Load(), SendErrors: sendErrors.Load(), Elapsed: elapsed,
 		Latency: summarize(total), Hist: total, Lateness: summarizeLateness(lateness)}, sendErr
+}
+
+// dialUDPClients makes n connected UDP sockets with 4 MiB receive
+// buffers, or none: on error it closes those it made.
+func dialUDPClients(raddr *net.UDPAddr, n int) ([]*net.UDPConn, error) {
+	conns := make([]*net.UDPConn, 0, n)
+	for i := range n {
+		c, err := net.DialUDP("udp", nil, raddr)
+		if err != nil {
+			closeUDP(conns)
+			return nil, fmt.Errorf("udp client %d of %d: %w", i+1, n, err)
+		}
+		_ = c.SetReadBuffer(4 << 20)
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+func closeUDP(conns []*net.UDPConn) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
 }
