@@ -2,8 +2,6 @@ package load
 
 import (
 	"context"
-	"os"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/l4bench/l4bench/bench/backend"
+	"github.com/l4bench/l4bench/internal/fdlimit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -94,39 +93,18 @@ func TestUDPDialErrorLeavesNothingRunning(t *testing.T) {
 	var old syscall.Rlimit
 	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old))
 	lowered := old
-	lowered.Cur = uint64(limitLeaving(t, 4))
+	limit, err := fdlimit.Leaving("self", 4)
+	require.NoError(t, err)
+	lowered.Cur = uint64(limit)
 	before := goleak.IgnoreCurrent()
 	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lowered))
 	began := time.Now()
-	_, err := UDP(context.Background(), UDPOptions{Addr: addr, Clients: 50, Rate: 1000, Duration: 5 * time.Second})
+	_, err = UDP(context.Background(), UDPOptions{Addr: addr, Clients: 50, Rate: 1000, Duration: 5 * time.Second})
 	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "of 50")
 	assert.Less(t, time.Since(began), time.Second, "returned at once")
 	goleak.VerifyNone(t, before)
-}
-
-// limitLeaving is the fd limit under which this process can open exactly
-// free more fds. The kernel hands out the lowest free number below the
-// limit, and a process may hold fds far above it (a CI runner leaks some
-// into its children), so the limit is counted from the numbers in use.
-func limitLeaving(t *testing.T, free int) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	used := map[int]bool{}
-	for _, e := range entries {
-		n, err := strconv.Atoi(e.Name())
-		require.NoError(t, err)
-		used[n] = true
-	}
-	limit := 0
-	for ; free > 0; limit++ {
-		if !used[limit] {
-			free--
-		}
-	}
-	return limit
 }
 
 // TestUDPStopsOnCancel: a cancelled context ends senders and receivers at

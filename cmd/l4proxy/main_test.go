@@ -24,6 +24,7 @@ import (
 	"github.com/l4bench/l4bench/bench/backend"
 	"github.com/l4bench/l4bench/bench/measure"
 	"github.com/l4bench/l4bench/internal/blackhole"
+	"github.com/l4bench/l4bench/internal/fdlimit"
 	zeroStream "github.com/l4bench/l4bench/internal/payload"
 	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
@@ -424,7 +425,8 @@ func TestSpliceFallbackIsVisible(t *testing.T) {
 	fellBack := func() bool { return strings.Contains(p.stderr.String(), "splice: no pipe can be made") }
 	for try := 0; try < 3 && !fellBack(); try++ {
 		// Room for the accepted socket and the backend socket, one fd short of a pipe.
-		limit := limitLeaving(t, p.pid, 3)
+		limit, err := fdlimit.Leaving(strconv.Itoa(p.pid), 3)
+		require.NoError(t, err)
 		msg, err := exec.Command(prlimit, "--pid", strconv.Itoa(p.pid), fmt.Sprintf("--nofile=%d:", limit)).CombinedOutput()
 		require.NoError(t, err, "try %d, limit %d: prlimit: %s", try, limit, msg)
 		time.Sleep(1100 * time.Millisecond) // l4proxy reads its limit at most once a second
@@ -448,33 +450,6 @@ func TestSpliceFallbackIsVisible(t *testing.T) {
 
 	prof := straceProfile(t, out)
 	assert.Equal(t, measure.VerdictMixed, prof.Verdict())
-}
-
-// limitLeaving is the fd limit under which process pid can open exactly
-// free more fds. The kernel hands out the lowest free number below the
-// limit, and a process may hold fds above it (inherited ones, such as a
-// CI runner's), so the limit is counted from the numbers in use, not from
-// how many there are.
-func limitLeaving(t *testing.T, pid, free int) int {
-	t.Helper()
-	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	require.NoError(t, err)
-	used := map[int]bool{}
-	for _, e := range entries {
-		n, err := strconv.Atoi(e.Name())
-		require.NoError(t, err)
-		used[n] = true
-	}
-	limit := 0
-	for ; free > 0; limit++ {
-		if !used[limit] {
-			free--
-		}
-	}
-	for used[limit] { // a limit just below a used number leaves the same room
-		limit++
-	}
-	return limit
 }
 
 // straceProfile parses the strace output file out and logs the profile.
