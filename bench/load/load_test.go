@@ -190,3 +190,16 @@ func TestUDPCapacitySearch(t *testing.T) {
 		})
 	}
 }
+
+// The pacer alone wakes once per intended time: no wake-up is skipped or
+// doubled, whatever its lateness, and the lateness it reports is real.
+func TestPaceOnlyWakesOncePerIntendedTime(t *testing.T) {
+	const rate, dur = 1000, 300 * time.Millisecond
+	l, over := PaceOnly(context.Background(), rate, dur, 20*time.Microsecond)
+	// The schedule's wake-ups in dur, give or take the first and last.
+	assert.InDelta(t, rate*dur.Seconds(), float64(l.Count), 2)
+	assert.GreaterOrEqual(t, l.P99, l.P50)
+	assert.GreaterOrEqual(t, l.Max, l.P99)
+	assert.GreaterOrEqual(t, over, 0.0)
+	assert.LessOrEqual(t, over, 1.0)
+}

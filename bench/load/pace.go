@@ -18,8 +18,8 @@ import (
 // OS thread with a timer slack of 1 ns and nice -10, sleeps in
 // clock_nanosleep until a little before the intended time, and spins the
 // rest. How early it wakes
-// follows the worst wake-up overshoot it has seen recently, so it spins
-// only as long as this machine's timers need.
+// follows the wake-up overshoots it has seen recently (about their 99th
+// percentile), so it spins only as long as this machine's timers need.
 //
 // Every wait's lateness (when the send is released, after the intended
 // time) is recorded, so the results show how well the schedule was kept.
@@ -27,7 +27,7 @@ type pacer struct {
 	ctx       context.Context
 	start     time.Time // the schedule's first intended time
 	startMono int64     // CLOCK_MONOTONIC at start, in ns
-	overshoot [64]time.Duration
+	overshoot [256]time.Duration
 	next      int
 	early     time.Duration
 	Lateness  *hdrhistogram.Histogram // ns
@@ -98,16 +98,17 @@ func (p *pacer) wait(at time.Time) bool {
 	return true
 }
 
-// learn keeps the last 64 overshoots of clock_nanosleep and wakes early
-// by the second largest of them, plus half: one preemption of the VM does
-// not make it spin for milliseconds on the next 64 sends.
+// learn keeps the last 256 overshoots of clock_nanosleep and wakes early
+// by the third largest of them (about their 99th percentile), plus a
+// quarter. One preemption of the VM does not make it spin for
+// milliseconds on the next sends; scripts/pacefloor shows what is left.
 func (p *pacer) learn(over time.Duration) {
 	p.overshoot[p.next%len(p.overshoot)] = over
 	p.next++
 	seen := slices.Clone(p.overshoot[:min(p.next, len(p.overshoot))])
 	slices.Sort(seen)
-	high := seen[max(len(seen)-2, 0)]
-	p.early = min(max(high+high/2, minEarly), maxEarly)
+	high := seen[max(len(seen)-3, 0)]
+	p.early = min(max(high+high/4, minEarly), maxEarly)
 }
 
 // Lateness summarises a pacer's lateness histogram in microseconds.
@@ -115,6 +116,27 @@ type Lateness struct {
 	Count    int64
 	P50, P99 float64 // µs
 	Max      float64 // µs
+}
+
+// PaceOnly runs the pacer alone, with nothing to send, at rate wake-ups
+// per second for dur: the lateness this machine's timers and scheduler put
+// under any paced client, with no design and no load beside it. It
+// returns the summary and the fraction of wake-ups late by over limit.
+func PaceOnly(ctx context.Context, rate int, dur time.Duration, limit time.Duration) (Lateness, float64) {
+	ctx, cancel := context.WithTimeout(ctx, dur)
+	defer cancel()
+	gap := time.Second / time.Duration(rate)
+	h := runPaced(ctx, func(p *pacer) {
+		for i := 0; p.wait(p.start.Add(time.Duration(i) * gap)); i++ {
+		}
+	})
+	var over int64
+	for _, b := range h.Distribution() {
+		if b.From > int64(limit) {
+			over += b.Count
+		}
+	}
+	return summarizeLateness(h), float64(over) / float64(max(h.TotalCount(), 1))
 }
 
 func summarizeLateness(h *hdrhistogram.Histogram) Lateness {
