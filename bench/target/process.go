@@ -1,7 +1,6 @@
 package target
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/l4bench/l4bench/bench/measure"
+	"github.com/l4bench/l4bench/internal/sockdiag"
 )
 
 // Instance is a running design.
@@ -141,7 +141,11 @@ func (i *Instance) waitListening(timeout time.Duration) error {
 			if kind == UDP {
 				network = "udp"
 			}
-			if !isListening(network, addr, i.socketInodes()) {
+			ok, err := isListening(network, addr, i.socketInodes())
+			if err != nil {
+				return fmt.Errorf("%s: readiness of %s: %w", i.Target, addr, err)
+			}
+			if !ok {
 				missing = addr
 				break
 			}
@@ -161,33 +165,25 @@ func (i *Instance) waitListening(timeout time.Duration) error {
 	}
 }
 
-// isListening looks for a socket bound to addr in /proc/net/{tcp,udp}[6]:
-// TCP in LISTEN state (0A), UDP in any state, and owned by the design (its
-// inode among the design's sockets), so that another process's socket on
-// the same port never passes for the design's.
-func isListening(network, addr string, owned map[string]bool) bool {
-	_, portNum, err := splitHostPortNum(addr)
+// isListening looks for a socket bound to addr, through sock_diag: TCP
+// listening, UDP in any state, and owned by the design (its inode among
+// the design's sockets), so that another process's socket on the same port
+// never passes for the design's.
+func isListening(network, addr string, owned map[string]bool) (bool, error) {
+	_, port, err := splitHostPortNum(addr)
 	if err != nil {
-		return false
+		return false, err
 	}
-	port := fmt.Sprintf(":%04X", portNum)
-	for _, file := range []string{"/proc/net/" + network, "/proc/net/" + network + "6"} {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		for sc.Scan() {
-			f := strings.Fields(sc.Text())
-			if len(f) < 10 || !strings.HasSuffix(f[1], port) {
-				continue
-			}
-			if (network == "udp" || f[3] == "0A") && owned[f[9]] {
-				return true
-			}
+	inodes, err := sockdiag.Bound(network, port)
+	if err != nil {
+		return false, err
+	}
+	for _, ino := range inodes {
+		if owned[strconv.FormatUint(uint64(ino), 10)] {
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 // socketInodes are the inodes of the sockets the design's processes hold.

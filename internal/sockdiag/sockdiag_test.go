@@ -1,0 +1,76 @@
+package sockdiag
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// inode of a socket, as /proc/self/fd shows it.
+func inode(t *testing.T, c syscall.Conn) uint32 {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	require.NoError(t, err)
+	var link string
+	require.NoError(t, rc.Control(func(fd uintptr) {
+		link, err = os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	}))
+	require.NoError(t, err)
+	var n uint32
+	_, err = fmt.Sscanf(strings.TrimPrefix(link, "socket:"), "[%d]", &n)
+	require.NoError(t, err)
+	return n
+}
+
+func TestBound(t *testing.T) {
+	tests := []struct{ network, addr string }{
+		{"tcp", "127.0.0.1:0"},
+		{"tcp", "[::1]:0"},
+		{"udp", "127.0.0.1:0"},
+		{"udp", "[::1]:0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.network+" "+tt.addr, func(t *testing.T) {
+			var port int
+			var c syscall.Conn
+			if tt.network == "tcp" {
+				ln, err := net.Listen(tt.network, tt.addr)
+				require.NoError(t, err)
+				defer ln.Close()
+				port, c = ln.Addr().(*net.TCPAddr).Port, ln.(*net.TCPListener)
+				// A connection to it uses the same local port on the
+				// accepted side, and is not listening.
+				cl, err := net.Dial("tcp", ln.Addr().String())
+				require.NoError(t, err)
+				defer cl.Close()
+				srv, err := ln.Accept()
+				require.NoError(t, err)
+				defer srv.Close()
+				got, err := Bound(tt.network, port)
+				require.NoError(t, err)
+				assert.Equal(t, []uint32{inode(t, c)}, got)
+				assert.NotContains(t, got, inode(t, srv.(*net.TCPConn)))
+			} else {
+				pc, err := net.ListenPacket(tt.network, tt.addr)
+				require.NoError(t, err)
+				defer pc.Close()
+				port, c = pc.LocalAddr().(*net.UDPAddr).Port, pc.(*net.UDPConn)
+				got, err := Bound(tt.network, port)
+				require.NoError(t, err)
+				assert.Equal(t, []uint32{inode(t, c)}, got)
+			}
+			require.NoError(t, c.(interface{ Close() error }).Close())
+			got, err := Bound(tt.network, port)
+			require.NoError(t, err)
+			assert.Empty(t, got, "closed: nothing bound to %d", port)
+		})
+	}
+	_, err := Bound("sctp", 1)
+	assert.ErrorContains(t, err, `"sctp"`)
+}
