@@ -467,15 +467,8 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 }
 
 func (p *plan) sampleIdle(ctx context.Context, res *report.Results, s Scenario, d *running, addr string, n, round int) error {
-	pids := d.inst.PIDs()
-	mem := func(st measure.ProcStats) float64 {
-		if len(pids) > 1 && st.PSSKiB > 0 {
-			return float64(st.PSSKiB) // several processes share pages: PSS
-		}
-		return float64(st.RSSKiB)
-	}
 	time.Sleep(200 * time.Millisecond)
-	before, err := measure.ReadProcs(pids)
+	before, err := measure.ReadProcs(d.inst.PIDs())
 	if err != nil {
 		return err
 	}
@@ -485,15 +478,15 @@ func (p *plan) sampleIdle(ctx context.Context, res *report.Results, s Scenario, 
 		return err
 	}
 	time.Sleep(300 * time.Millisecond)
-	after, err := measure.ReadProcs(d.inst.PIDs()) // socat has forked by now
+	// socat has forked by now. Walking its thousands of processes is
+	// slow, so it is done once, while the connections are still open.
+	pids := d.inst.PIDs()
+	after, err := measure.ReadProcs(pids)
 	slab1, _ := measure.Meminfo()
 	conns.Close()
 	time.Sleep(300 * time.Millisecond) // let the design release them
 	if err != nil {
 		return err
-	}
-	if len(d.inst.PIDs()) > 1 && len(pids) == 1 {
-		pids = d.inst.PIDs() // count PSS for forking designs
 	}
 	// Kernel slab is system-wide: it holds the client's and the backend's
 	// sockets too. direct measures exactly those, and ownSlab subtracts
@@ -501,6 +494,12 @@ func (p *plan) sampleIdle(ctx context.Context, res *report.Results, s Scenario, 
 	res.AddRound(round, s.Name, d.t.Name(), "slab_per_conn", float64(slab1["Slab"]-slab0["Slab"])/float64(n))
 	if len(pids) == 0 {
 		return nil // direct: no process of its own
+	}
+	mem := func(st measure.ProcStats) float64 {
+		if len(pids) > 1 && st.PSSKiB > 0 {
+			return float64(st.PSSKiB) // several processes share pages: PSS
+		}
+		return float64(st.RSSKiB)
 	}
 	res.AddRound(round, s.Name, d.t.Name(), "rss_per_conn", (mem(after)-mem(before))/float64(n))
 	res.AddRound(round, s.Name, d.t.Name(), "fds_per_conn", float64(after.FDs-before.FDs)/float64(n))

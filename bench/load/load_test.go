@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -202,4 +203,56 @@ func TestPaceOnlyWakesOncePerIntendedTime(t *testing.T) {
 	assert.GreaterOrEqual(t, l.Max, l.P99)
 	assert.GreaterOrEqual(t, over, 0.0)
 	assert.LessOrEqual(t, over, 1.0)
+}
+
+// OpenIdle fails whole: when a connection cannot be set up, it names it,
+// closes every connection it opened, and leaves no goroutine behind.
+func TestOpenIdleFailsWhole(t *testing.T) {
+	closer, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer closer.Close()
+	var accepted []net.Conn
+	acceptDone := make(chan struct{})
+	go func() {
+		defer close(acceptDone)
+		for i := 0; ; i++ {
+			c, err := closer.Accept()
+			if err != nil {
+				return
+			}
+			if i < 5 {
+				accepted = append(accepted, c) // held: warm-up echo never comes
+				continue
+			}
+			_ = c.Close() // the sixth and later: warm-up read fails
+		}
+	}()
+	refused, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	deadAddr := refused.Addr().String()
+	require.NoError(t, refused.Close())
+
+	tests := []struct {
+		name, addr, want string
+		warmup           int
+	}{
+		{"refused", deadAddr, "connection refused", 0},
+		{"warm-up cut", closer.Addr().String(), "warm-up", 64},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			ic, err := OpenIdle(ctx, tt.addr, 50, tt.warmup)
+			require.Error(t, err)
+			assert.Nil(t, ic)
+			assert.Contains(t, err.Error(), "idle connection")
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+	_ = closer.Close()
+	<-acceptDone
+	for _, c := range accepted {
+		_ = c.Close()
+	}
 }
