@@ -53,6 +53,7 @@ type Scenario struct {
 	Name        string   `yaml:"name"`
 	Kind        string   `yaml:"kind"`
 	Answers     string   `yaml:"answers"`
+	Caveat      string   `yaml:"caveat"`
 	Profiles    []string `yaml:"profiles"`
 	Streams     int      `yaml:"streams"`
 	Direction   string   `yaml:"direction"`

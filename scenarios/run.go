@@ -221,6 +221,9 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		res.Conformance = &m.Conformance
 	}
 	res.Finished = time.Now().UTC()
+	for _, s := range p.scenarios {
+		res.Scenarios = append(res.Scenarios, report.ScenarioInfo{Name: s.Name, Kind: s.Kind, Answers: s.Answers, Caveat: s.Caveat})
+	}
 	ownSlab(res)
 	for _, k := range p.histOrder {
 		h, err := report.NewHistogram(k.scenario, k.target, k.what, p.hists[k])

@@ -76,6 +76,12 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 		if k.scenario != last {
 			p("\n### %s\n", k.scenario)
 			last = k.scenario
+			if info := r.scenario(k.scenario); info != nil {
+				p("\n%s\n", info.Answers)
+				if info.Caveat != "" {
+					p("\n**Read with care:** %s\n", info.Caveat)
+				}
+			}
 		}
 		recs := r.metric(k.scenario, k.metric)
 		names := designOrder(recs, order)
@@ -189,6 +195,16 @@ func (r *Results) Findings() []string {
 		out = append(out, fmt.Sprintf("l4proxy-splice still spliced with every feature that could wrap its conns turned on (%s).", strings.Join(variants, ", ")))
 	}
 	return out
+}
+
+// scenario is what the catalogue said of a scenario, or nil.
+func (r *Results) scenario(name string) *ScenarioInfo {
+	for i := range r.Scenarios {
+		if r.Scenarios[i].Name == name {
+			return &r.Scenarios[i]
+		}
+	}
+	return nil
 }
 
 func (r *Results) metric(scenario, metric string) []Record {

@@ -133,3 +133,25 @@ func TestRenderPlots(t *testing.T) {
 		assert.Greater(t, len(svg), 2000, "%s.svg has content", p.Name)
 	}
 }
+
+// What the catalogue says of a scenario, its caveat included, stands under
+// that scenario's heading, before its tables, and nowhere else.
+func TestScenarioCaveatIsShownAboveItsTables(t *testing.T) {
+	r := loadStandard(t)
+	r.Scenarios = []ScenarioInfo{
+		{Name: "tcp-rr", Kind: "rr", Answers: "Closed-loop request/response.", Caveat: "the floor, not the hop."},
+		{Name: "tcp-crr", Kind: "crr", Answers: "New connections per second."},
+	}
+	var buf bytes.Buffer
+	r.Markdown(&buf, order, nil)
+	text := buf.String()
+	rr := strings.Index(text, "\n### tcp-rr\n")
+	require.Positive(t, rr)
+	section := text[rr+1:]
+	section = section[:strings.Index(section[4:], "\n### ")+4]
+	assert.Contains(t, section, "\nClosed-loop request/response.\n")
+	assert.Contains(t, section, "\n**Read with care:** the floor, not the hop.\n")
+	assert.Less(t, strings.Index(section, "Read with care"), strings.Index(section, "| design |"))
+	assert.Equal(t, 1, strings.Count(text, "Read with care"), "only tcp-rr has a caveat")
+	assert.Contains(t, text, "\nNew connections per second.\n")
+}

@@ -34,6 +34,20 @@ type Results struct {
 	// Histograms are the latency histograms of each design and scenario,
 	// merged over the rounds.
 	Histograms []Histogram `json:"histograms,omitempty"`
+	// Scenarios says what each scenario of the run answers and what the
+	// machine puts under its figures; the report shows both above its
+	// tables.
+	Scenarios []ScenarioInfo `json:"scenarios,omitempty"`
+}
+
+// ScenarioInfo is what the scenario catalogue says of one scenario.
+type ScenarioInfo struct {
+	Name    string `json:"name"`
+	Kind    string `json:"kind"`
+	Answers string `json:"answers"`
+	// Caveat is what a reader must know before comparing its figures,
+	// such as a floor the machine puts under every design.
+	Caveat string `json:"caveat,omitempty"`
 }
 
 // Host describes the machine.
