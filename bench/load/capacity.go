@@ -161,8 +161,9 @@ func capacityStep(ctx context.Context, raddr *net.UDPAddr, o CapacityOptions, ra
 		return CapacityStep{}, err
 	}
 	defer closeUDP(conns)
+	lingerEnd := time.Now().Add(o.Step + 150*time.Millisecond)
 	for _, c := range conns {
-		_ = c.SetReadDeadline(time.Now().Add(o.Step + 150*time.Millisecond))
+		_ = c.SetReadDeadline(lingerEnd)
 	}
 	stop := context.AfterFunc(ctx, func() {
 		for _, c := range conns {
@@ -204,6 +205,13 @@ func capacityStep(ctx context.Context, raddr *net.UDPAddr, o CapacityOptions, ra
 		time.Sleep(200 * time.Microsecond)
 	}
 	elapsed := time.Since(start)
+	// Once every echo is in, the receivers need not wait out the 150 ms.
+	for received.Load() < sent && time.Now().Before(lingerEnd) && ctx.Err() == nil {
+		time.Sleep(2 * time.Millisecond)
+	}
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Unix(1, 0))
+	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return CapacityStep{}, err

@@ -78,6 +78,7 @@ func UDP(ctx context.Context, o UDPOptions) (UDPResult, error) {
 	defer stop()
 	// Replies still in flight 500 ms after the last send count as lost.
 	linger := o.Duration + 100*time.Microsecond + 500*time.Millisecond
+	lingerEnd := time.Now().Add(linger)
 	for _, c := range conns {
 		if ctx.Err() == nil {
 			_ = c.SetReadDeadline(time.Now().Add(linger))
@@ -129,6 +130,13 @@ func UDP(ctx context.Context, o UDPOptions) (UDPResult, error) {
 			}
 		}
 	})
+	// Once every reply is in, the receivers need not wait out the linger.
+	for received.Load() < sent.Load() && time.Now().Before(lingerEnd) && ctx.Err() == nil {
+		time.Sleep(2 * time.Millisecond)
+	}
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Unix(1, 0))
+	}
 	wg.Wait()
 	elapsed := end.Sub(start)
 	total := mergeHists(hists)
