@@ -5,12 +5,16 @@ PROFILE ?= standard
 # Extra flags for `l4bench run`, e.g. make bench BENCH_FLAGS="--proxy-cpus 1"
 BENCH_FLAGS ?=
 
-# The CI gate: our designs (and direct, always) on the quick profile with
-# 5 rounds, compared with results/baseline.json.
-GATE_RUN := --profile quick --count 5 --target l4proxy-splice --target l4proxy-buffered --target l4proxy-pooled
+# The CI gate, A/B in one run (scripts/gate.sh): l4proxy built at
+# GATE_BASE (default the previous commit) against the working tree, both
+# interleaved in the same rounds. GATE_RUN overrides the run's flags.
+GATE_BASE ?= HEAD~1
+# The baseline mode (make gate-baseline): our designs on the quick
+# profile, compared with results/baseline.json (history, dashboards).
+BASELINE_RUN := --profile quick --count 5 --target l4proxy-splice --target l4proxy-buffered --target l4proxy-pooled
 GATE_FLAGS ?=
 
-.PHONY: all build test bench peers peers-traefik fuzz clean gate baseline
+.PHONY: all build test bench peers peers-traefik fuzz clean gate gate-baseline baseline
 
 all: build
 
@@ -53,16 +57,20 @@ test:
 bench: peers build
 	$(BIN)/l4bench run --profile $(PROFILE) --conform $(BENCH_FLAGS)
 
-# Run the gate's profile and compare it with the committed baseline.
+# Gate head (the working tree) against base (GATE_BASE), paired by round.
 gate: build
-	$(BIN)/l4bench run $(GATE_RUN) $(GATE_FLAGS) --out results/gate
+	GATE_BASE=$(GATE_BASE) scripts/gate.sh
+
+# Compare a run with the committed baseline instead (history, dashboards).
+gate-baseline: build
+	$(BIN)/l4bench run $(BASELINE_RUN) $(GATE_FLAGS) --out results/gate
 	$(BIN)/l4bench gate --baseline results/baseline.json --current "$$(ls -d results/gate/*/ | tail -n 1)results.json"
 
 # Refresh results/baseline.json on this machine (see README: when to).
 # 15 rounds instead of the gate's 5: one run spans minutes of the
 # machine's drift, so the baseline is not one lucky or unlucky moment.
 baseline: build
-	$(BIN)/l4bench run $(GATE_RUN) --count 15 --out results/baseline-run
+	$(BIN)/l4bench run $(BASELINE_RUN) --count 15 --out results/baseline-run
 	cp "$$(ls -d results/baseline-run/*/ | tail -n 1)results.json" results/baseline.json
 
 fuzz:

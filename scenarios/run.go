@@ -96,6 +96,11 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 			info.Skipped = err.Error()
 			res.Targets = append(res.Targets, info)
 			p.say("skipping %s: %v", t.Name(), err)
+			// A peer missing from the default set is skipped with a
+			// note; a design asked for by name, or our own, is missed.
+			if slices.Contains(opts.Targets, t.Name()) || strings.HasPrefix(t.Name(), "l4proxy-") {
+				res.Failures = append(res.Failures, report.Failure{Target: t.Name(), Why: "cannot run here: " + err.Error()})
+			}
 			continue
 		}
 		info.Version = version
@@ -107,6 +112,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		if err != nil {
 			info.Skipped = "failed to start: " + err.Error()
 			res.Targets = append(res.Targets, info)
+			res.Failures = append(res.Failures, report.Failure{Target: t.Name(), Why: info.Skipped})
 			p.say("skipping %s: %v", t.Name(), err)
 			continue
 		}
@@ -165,7 +171,8 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 				}
 				if s.Kind == KindIdle {
 					if err := d.restart(); err != nil {
-						res.Notes = append(res.Notes, fmt.Sprintf("%s round %d: %s: %v", s.Name, round+1, d.t.Name(), err))
+						res.Failures = append(res.Failures, report.Failure{Target: d.t.Name(), Scenario: s.Name, Round: round + 1, Why: d.failed})
+						p.say("%s round %d: %s: %v", s.Name, round+1, d.t.Name(), err)
 						continue
 					}
 				}
@@ -178,11 +185,15 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 				}
 				err := p.sample(ctx, res, s, d, addr, idleConns, round+1)
 				if err != nil {
-					res.Notes = append(res.Notes, fmt.Sprintf("%s round %d: %s: sample failed: %v", s.Name, round+1, d.t.Name(), err))
-					p.say("%s round %d: %s: %v", s.Name, round+1, d.t.Name(), err)
-					if len(d.inst.PIDs()) == 0 && d.t.Name() != "direct" {
-						d.failed = "process exited"
-					}
+					res.Failures = append(res.Failures, report.Failure{Target: d.t.Name(), Scenario: s.Name, Round: round + 1, Why: "sample lost: " + err.Error()})
+					p.say("%s round %d: %s: sample lost: %v", s.Name, round+1, d.t.Name(), err)
+				}
+				// A design that died gives no more samples, and says so
+				// once, whether or not this sample noticed.
+				if exit := d.inst.Exited(); exit != nil && ctx.Err() == nil {
+					d.failed = "died: " + exit.Error()
+					res.Failures = append(res.Failures, report.Failure{Target: d.t.Name(), Scenario: s.Name, Round: round + 1, Why: d.failed + "; no samples after this one"})
+					p.say("%s round %d: %s %s", s.Name, round+1, d.t.Name(), d.failed)
 				}
 				if s.Name == "tcp-stream-1" && d.t.Name() == "direct" {
 					if iperfErr != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -50,6 +51,10 @@ type Options struct {
 	// Conform runs the conformance matrix on the same designs after the
 	// timed runs; it goes into results.json and report.md.
 	Conform bool
+	// L4ProxyBins are other builds of l4proxy, as NAME=PATH: each
+	// l4proxy-<strategy> target runs once per build, as
+	// l4proxy-<strategy>@NAME, interleaved in the same rounds (A/B runs).
+	L4ProxyBins []string
 }
 
 // BadInputError marks errors in the options (exit status 2).
@@ -119,6 +124,11 @@ func prepare(opts Options) (*plan, error) {
 			p.targets = append(p.targets, t)
 		}
 	}
+	if len(opts.L4ProxyBins) > 0 {
+		if p.targets, err = perBuild(p.targets, opts.L4ProxyBins); err != nil {
+			return nil, err
+		}
+	}
 	if opts.ProxyCPUs != "" {
 		proxy, err := parseCPUList(opts.ProxyCPUs)
 		if err != nil {
@@ -151,6 +161,51 @@ func prepare(opts Options) (*plan, error) {
 	}
 	_ = os.Remove(probe)
 	return p, nil
+}
+
+var buildName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// perBuild replaces each l4proxy target with one per build given as
+// NAME=PATH, in the order given; other targets stay as they are.
+func perBuild(targets []target.Target, bins []string) ([]target.Target, error) {
+	type build struct{ name, path string }
+	var builds []build
+	for _, b := range bins {
+		name, path, ok := strings.Cut(b, "=")
+		switch {
+		case !ok || path == "":
+			return nil, badInput("--l4proxy-bin %q: want NAME=PATH, e.g. base=/tmp/base/l4proxy", b)
+		case !buildName.MatchString(name):
+			return nil, badInput("--l4proxy-bin %q: the name %q may hold only letters, digits, '.', '_' and '-'", b, name)
+		case slices.ContainsFunc(builds, func(x build) bool { return x.name == name }):
+			return nil, badInput("--l4proxy-bin %q: the name %q is given twice", b, name)
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, badInput("--l4proxy-bin %q: %v", b, err)
+		}
+		if st, err := os.Stat(abs); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return nil, badInput("--l4proxy-bin %q: %s is not an executable file (build it with: go build -o %s ./cmd/l4proxy)", b, abs, path)
+		}
+		builds = append(builds, build{name, abs})
+	}
+	var out []target.Target
+	found := false
+	for _, t := range targets {
+		l, ok := t.(target.L4Proxy)
+		if !ok {
+			out = append(out, t)
+			continue
+		}
+		found = true
+		for _, b := range builds {
+			out = append(out, l.Of(b.name, b.path))
+		}
+	}
+	if !found {
+		return nil, badInput("--l4proxy-bin: no l4proxy-<strategy> target in this run to run the builds of (add --target l4proxy-splice, for example)")
+	}
+	return out, nil
 }
 
 func unwrapPath(err error) error {

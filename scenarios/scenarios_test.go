@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/l4bench/l4bench/bench/report"
+	"github.com/l4bench/l4bench/bench/target"
 	"github.com/l4bench/l4bench/internal/testbin"
 )
 
@@ -252,6 +254,51 @@ func TestParseIperf3RejectsErrorsAndZeros(t *testing.T) {
 			}
 			require.NoError(t, err)
 			assert.InDelta(t, tt.want, got, 1)
+		})
+	}
+}
+
+// A requested design that cannot run, fails to start or dies mid-run is a
+// failure of the run, named with why, never a quiet note.
+func TestRunFailsSafe(t *testing.T) {
+	built := target.L4ProxyPath
+	t.Cleanup(func() { target.L4ProxyPath = built })
+	script := func(body string) string {
+		p := filepath.Join(t.TempDir(), "l4proxy")
+		require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755))
+		return p
+	}
+	tests := []struct {
+		name, bin, want string
+		scenarioWide    bool // the failure names a scenario and round
+	}{
+		{"not installed", filepath.Join(t.TempDir(), "missing"), "cannot run here", false},
+		{"fails to start", script(`echo "bad config" >&2; exit 3`), "failed to start", false},
+		{"dies mid-run", script(`exec timeout -s KILL 1.2 ` + built + ` "$@"`), "died", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			target.L4ProxyPath = tt.bin
+			res, _, err := Run(context.Background(), Options{
+				Profile: "quick", Count: 4, Out: t.TempDir(), Targets: []string{"l4proxy-splice"},
+				Scenarios: []string{"tcp-rr"},
+			})
+			require.NoError(t, err, "direct still ran, so results were written")
+			require.NotEmpty(t, res.Failures)
+			// The first failure may be the sample the death cost; one of
+			// them says what happened.
+			i := slices.IndexFunc(res.Failures, func(f report.Failure) bool { return strings.Contains(f.Why, tt.want) })
+			require.GreaterOrEqual(t, i, 0, "no failure says %q: %v", tt.want, res.Failures)
+			f := res.Failures[i]
+			assert.Equal(t, "l4proxy-splice", f.Target)
+			if tt.scenarioWide {
+				assert.Equal(t, "tcp-rr", f.Scenario)
+				assert.Positive(t, f.Round)
+			}
+			rec := res.Find("tcp-rr", "l4proxy-splice", "rps")
+			if rec != nil {
+				assert.Less(t, len(rec.Samples), 4, "fewer samples than asked")
+			}
 		})
 	}
 }

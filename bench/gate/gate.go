@@ -22,6 +22,7 @@ import (
 	"golang.org/x/perf/benchmath"
 
 	"github.com/l4bench/l4bench/bench/report"
+	"github.com/l4bench/l4bench/bench/stats"
 )
 
 // DefaultMaxRegression is the default allowance, in percent, tuned on this
@@ -45,6 +46,23 @@ type Options struct {
 	// p99.99), which rest on a handful of requests in short runs and are
 	// otherwise shown but not gated.
 	GateTails bool
+	// Allowances are per-metric allowances in percent, keyed by
+	// "scenario/metric" or by "metric", measured from the noise of A/A
+	// runs (see Calibrate). A metric without one gets MaxRegression.
+	Allowances map[string]float64
+}
+
+// allowanceFor is the tolerated regression of a row, in percent: the
+// calibrated one of its scenario and metric, else of its metric, else the
+// default.
+func (o Options) allowanceFor(r Row) float64 {
+	if a, ok := o.Allowances[r.Scenario+"/"+r.Metric]; ok {
+		return a
+	}
+	if a, ok := o.Allowances[r.Metric]; ok {
+		return a
+	}
+	return o.allowance(r)
 }
 
 func (o Options) alpha() float64 {
@@ -63,7 +81,7 @@ func (o Options) maxRegression() float64 {
 
 // allowance is the tolerated regression of a row, in percent.
 func (o Options) allowance(r Row) float64 {
-	if r.Relative {
+	if r.Relative || r.Paired {
 		return o.maxRegression()
 	}
 	return 2 * o.maxRegression()
@@ -85,6 +103,9 @@ const (
 	Improved  = "improved"   // significant, better
 	Within    = "within"     // significant, worse, but within the allowed regression
 	Regressed = "REGRESSION" // significant and worse than allowed
+	Missing   = "MISSING"    // gated in the baseline, absent from the run
+	TooFew    = "TOO FEW"    // fewer samples than the run asked for
+	Failed    = "FAILED"     // the run says the design failed (results' failures)
 )
 
 // Row is one compared (scenario, target, metric).
@@ -99,6 +120,13 @@ type Row struct {
 	Verdict                  string
 	Note                     string // e.g. too few samples for significance
 	Gated                    bool   // false: shown for information only
+	// Paired rows compare two builds of one run round by round (--ab):
+	// Old and New are then the base's and head's samples of the same
+	// rounds, and Delta the median of their differences.
+	Paired bool
+	// Allowance is the change in the worse direction this row tolerates,
+	// in percent.
+	Allowance float64
 }
 
 // ErrNoCommonRows is returned when the runs share no comparable row.
@@ -115,19 +143,32 @@ func Compare(baseline, current *report.Results, opts Options) ([]Row, error) {
 		if cur.Target == "direct" {
 			continue
 		}
-		gated := !slices.Contains(notGated, cur.Target) && (opts.GateTails || !slices.Contains(tails, cur.Metric)) &&
-			!slices.Contains(informational, cur.Metric)
+		gated := gatedRow(cur, opts)
 		old := baseline.Find(cur.Scenario, cur.Target, cur.Metric)
 		if old == nil {
 			continue
 		}
 		row := Row{Scenario: cur.Scenario, Target: cur.Target, Metric: cur.Metric, Better: cur.Better, Gated: gated}
+		asked := current.Settings.Count
 		oldD, newD := baseline.Find(cur.Scenario, "direct", cur.Metric), current.Find(cur.Scenario, "direct", cur.Metric)
 		if oldD != nil && newD != nil {
 			row.Relative = true
 			row.Old, row.New = ratios(old, oldD), ratios(&cur, newD)
 		} else {
 			row.Old, row.New = clean(old.Samples), clean(cur.Samples)
+		}
+		// A design that died or lost a round leaves fewer samples; a
+		// test on them could only say "no change", so the row fails.
+		// Tail percentiles are recorded only in rounds with enough
+		// requests beyond them, so only the others must be complete.
+		if asked > 0 && len(row.New) < asked && gated && !slices.Contains(tails, cur.Metric) {
+			row.Verdict = TooFew
+			row.Note = fmt.Sprintf("%d of the %d samples asked for", len(row.New), asked)
+			if row.Relative && len(clean(cur.Samples)) >= asked {
+				row.Note += " paired with direct by round"
+			}
+			rows = append(rows, row)
+			continue
 		}
 		if len(row.Old) == 0 || len(row.New) == 0 {
 			continue
@@ -144,13 +185,63 @@ func Compare(baseline, current *report.Results, opts Options) ([]Row, error) {
 		if row.OldCenter != 0 {
 			row.Delta = (row.NewCenter/row.OldCenter - 1) * 100
 		}
+		row.Allowance = opts.allowance(row)
 		row.Verdict = verdict(row, opts)
 		rows = append(rows, row)
 	}
-	if len(rows) == 0 {
+	compared := len(rows)
+	// Every gated row of the baseline must be in the run: a design that
+	// failed to start leaves no rows at all, and must not pass unseen.
+	for _, old := range baseline.Records {
+		if old.Target == "direct" || !gatedRow(old, opts) || slices.Contains(tails, old.Metric) ||
+			current.Find(old.Scenario, old.Target, old.Metric) != nil {
+			continue
+		}
+		why := "in the baseline, not in this run"
+		for _, f := range current.Failures {
+			if f.Target == old.Target {
+				why += ": " + f.String()
+				break
+			}
+		}
+		rows = append(rows, Row{Scenario: old.Scenario, Target: old.Target, Metric: old.Metric, Better: old.Better,
+			Gated: true, Verdict: Missing, Note: why, OldCenter: old.Median})
+	}
+	rows = append(rows, failureRows(current, func(t string) bool { return !slices.Contains(notGated, t) })...)
+	// Not even direct in common: the files are not two runs of one gate.
+	if compared == 0 && !slices.ContainsFunc(current.Records, func(r report.Record) bool {
+		return baseline.Find(r.Scenario, r.Target, r.Metric) != nil
+	}) {
 		return nil, ErrNoCommonRows
 	}
 	return rows, nil
+}
+
+// ChangeCI is the 95% confidence interval of a row's change in percent
+// (benchmath's order-statistics interval; with few samples the range): of
+// the per-round differences for paired rows, else of the current values
+// against the baseline's center. NaN when there is nothing to show.
+func (r Row) ChangeCI() (lo, hi float64) {
+	if len(r.New) == 0 || r.OldCenter == 0 || (r.Paired && len(r.Old) != len(r.New)) {
+		return math.NaN(), math.NaN()
+	}
+	scale := math.Abs(r.OldCenter)
+	xs := make([]float64, len(r.New))
+	for i, v := range r.New {
+		if r.Paired {
+			xs[i] = (v - r.Old[i]) / scale * 100
+		} else {
+			xs[i] = (v/r.OldCenter - 1) * 100
+		}
+	}
+	iv := stats.CI(xs)
+	return iv.Lo, iv.Hi
+}
+
+// gatedRow says whether a record's row is gated (not only shown).
+func gatedRow(rec report.Record, opts Options) bool {
+	return !slices.Contains(notGated, rec.Target) && (opts.GateTails || !slices.Contains(tails, rec.Metric)) &&
+		!slices.Contains(informational, rec.Metric)
 }
 
 func verdict(r Row, opts Options) string {
@@ -192,15 +283,35 @@ func clean(xs []float64) []float64 {
 	return slices.DeleteFunc(append([]float64(nil), xs...), math.IsNaN)
 }
 
-// RegressedRows returns the rows that fail the gate.
+// RegressedRows returns the rows that fail the gate: regressions, and
+// gated rows missing from the run or short of samples.
 func RegressedRows(rows []Row) []Row {
 	var out []Row
 	for _, r := range rows {
-		if r.Verdict == Regressed {
+		if r.Fails() {
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+// Fails says whether a row fails the gate.
+func (r Row) Fails() bool {
+	return r.Verdict == Regressed || r.Verdict == Missing || r.Verdict == TooFew || r.Verdict == Failed
+}
+
+// failureRows turns the run's failures of the designs the gate judges
+// (those accepted by judged) into failing rows: a design that stopped
+// splicing, whose traced run broke, or that died, fails the gate even when
+// no timed row shows it.
+func failureRows(current *report.Results, judged func(target string) bool) []Row {
+	var rows []Row
+	for _, f := range current.Failures {
+		if judged(f.Target) {
+			rows = append(rows, Row{Scenario: f.Scenario, Target: f.Target, Metric: "-", Gated: true, Verdict: Failed, Note: f.Why})
+		}
+	}
+	return rows
 }
 
 // HostDifferences lists what differs between the two runs' hosts.

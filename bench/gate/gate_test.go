@@ -2,6 +2,7 @@ package gate
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 
@@ -137,12 +138,16 @@ func TestNothingInCommon(t *testing.T) {
 func TestFormats(t *testing.T) {
 	base := load(t)
 	var buf bytes.Buffer
-	WriteBenchstat(&buf, base, base)
+	same, err := Compare(base, base, Options{})
+	require.NoError(t, err)
+	WriteBenchstat(&buf, same)
 	out := buf.String()
 	assert.Contains(t, out, "run: baseline\n")
 	assert.Contains(t, out, "run: current\n")
-	assert.Contains(t, out, "BenchmarkTcpStream1/target=l4proxy-splice/metric=throughput 1 ")
-	assert.Equal(t, 2*countSamples(base), strings.Count(out, "\nBenchmark"))
+	// The tested values: the ratio to direct, not the raw throughput.
+	assert.Contains(t, out, "BenchmarkTcpStream1/target=l4proxy-splice/metric=throughput 1 0.")
+	assert.Contains(t, out, " x-direct\n")
+	assert.Equal(t, 2*countValues(same), strings.Count(out, "\nBenchmark"))
 
 	buf.Reset()
 	require.NoError(t, WriteGitHubActionBenchmark(&buf, base, "higher"))
@@ -155,13 +160,13 @@ func TestFormats(t *testing.T) {
 	WriteText(&buf, rows, Options{})
 	assert.Contains(t, buf.String(), "tcp-stream-1 / l4proxy-pooled / throughput")
 	assert.Contains(t, buf.String(), "REGRESSION")
-	assert.Contains(t, buf.String(), "1 regression(s)")
+	assert.Contains(t, buf.String(), "1 failing row(s)")
 }
 
-func countSamples(r *report.Results) int {
+func countValues(rows []Row) int {
 	n := 0
-	for _, rec := range r.Records {
-		n += len(rec.Samples)
+	for _, r := range rows {
+		n += len(r.New)
 	}
 	return n
 }
@@ -182,6 +187,70 @@ func TestRatiosPairByRound(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			assert.Equal(t, tt.want, ratios(&tt.rec, direct))
+		})
+	}
+}
+
+// A crash must not pass: a design whose rows are gone, or that left fewer
+// samples than the run asked for, fails the gate, named.
+func TestCrashFailsTheGate(t *testing.T) {
+	base := load(t)
+	edit := func(f func(rec *report.Record) bool) *report.Results {
+		c := *base
+		c.Records = nil
+		for _, rec := range base.Records {
+			rec.Samples = append([]float64(nil), rec.Samples...)
+			rec.Rounds = append([]int(nil), rec.Rounds...)
+			if f(&rec) {
+				c.Records = append(c.Records, rec)
+			}
+		}
+		return &c
+	}
+	died := func(target string, kept int) func(rec *report.Record) bool {
+		return func(rec *report.Record) bool {
+			if rec.Target == target {
+				rec.Samples = rec.Samples[:min(kept, len(rec.Samples))]
+				if len(rec.Rounds) > kept {
+					rec.Rounds = rec.Rounds[:kept]
+				}
+			}
+			return kept > 0 || rec.Target != target
+		}
+	}
+	tests := []struct {
+		name    string
+		current *report.Results
+		verdict string
+		target  string
+	}{
+		{"never started", edit(died("l4proxy-splice", 0)), Missing, "l4proxy-splice"},
+		{"died after round 1", edit(died("l4proxy-pooled", 1)), TooFew, "l4proxy-pooled"},
+		{"direct lost a round", edit(died("direct", base.Settings.Count-1)), TooFew, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.verdict == Missing {
+				tt.current.Failures = []report.Failure{{Target: "l4proxy-splice", Why: "failed to start: bad config"}}
+			}
+			rows, err := Compare(base, tt.current, Options{})
+			require.NoError(t, err)
+			bad := slices.DeleteFunc(RegressedRows(rows), func(r Row) bool { return r.Verdict == Failed })
+			require.NotEmpty(t, bad)
+			for _, r := range bad {
+				assert.Equal(t, tt.verdict, r.Verdict, "%s/%s/%s", r.Scenario, r.Target, r.Metric)
+				if tt.target != "" {
+					assert.Equal(t, tt.target, r.Target)
+				}
+			}
+			if tt.verdict == Missing {
+				assert.Contains(t, bad[0].Note, "failed to start: bad config", "says why it is missing")
+			} else {
+				assert.Contains(t, bad[0].Note, "samples asked for")
+			}
+			var buf bytes.Buffer
+			WriteText(&buf, rows, Options{})
+			assert.Contains(t, buf.String(), "failing row(s)")
 		})
 	}
 }

@@ -49,6 +49,12 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 		p("| %s | %s | %s |\n", t.Name, orDash(t.Version), status)
 	}
 
+	if len(r.Failures) > 0 {
+		p("\n## Failures\n\nThese designs did not give every sample asked of them, so their rows below are incomplete or missing, and the run exited 1.\n\n")
+		for _, f := range r.Failures {
+			p("- **%s**\n", f)
+		}
+	}
 	if shows := r.Findings(); len(shows) > 0 {
 		p("\n## What this run shows\n\n")
 		for _, s := range shows {

@@ -38,6 +38,31 @@ type Results struct {
 	// machine puts under its figures; the report shows both above its
 	// tables.
 	Scenarios []ScenarioInfo `json:"scenarios,omitempty"`
+	// Failures are the requested designs that did not give every sample
+	// asked of them: not installed when asked for by name, failed to
+	// start, died, or lost a sample. A run with failures exits 1.
+	Failures []Failure `json:"failures,omitempty"`
+}
+
+// Failure is one way a requested design fell short of the run. Scenario
+// and Round are empty when it concerns the whole run (it never started).
+type Failure struct {
+	Target   string `json:"target"`
+	Scenario string `json:"scenario,omitempty"`
+	Round    int    `json:"round,omitempty"`
+	Why      string `json:"why"`
+}
+
+// String is the failure in one line.
+func (f Failure) String() string {
+	where := f.Target
+	if f.Scenario != "" {
+		where += " in " + f.Scenario
+		if f.Round > 0 {
+			where += fmt.Sprintf(" round %d", f.Round)
+		}
+	}
+	return where + ": " + f.Why
 }
 
 // ScenarioInfo is what the scenario catalogue says of one scenario.

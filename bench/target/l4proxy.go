@@ -14,7 +14,15 @@ import (
 
 // L4Proxy is our proxy with one copy strategy. One target is registered
 // per strategy, so a new strategy file adds a target with no change here.
-type L4Proxy struct{ Strategy string }
+//
+// Build and Bin name another build of l4proxy, for A/B runs (l4bench run
+// --l4proxy-bin NAME=PATH): the target is then l4proxy-<strategy>@NAME
+// and runs PATH.
+type L4Proxy struct {
+	Strategy string
+	Build    string
+	Bin      string
+}
 
 func init() {
 	for _, s := range copystrat.Names() {
@@ -23,7 +31,27 @@ func init() {
 }
 
 // Name implements Target.
-func (l L4Proxy) Name() string { return "l4proxy-" + l.Strategy }
+func (l L4Proxy) Name() string {
+	if l.Build != "" {
+		return "l4proxy-" + l.Strategy + "@" + l.Build
+	}
+	return "l4proxy-" + l.Strategy
+}
+
+// Of returns the target of one strategy for another build of l4proxy.
+func (l L4Proxy) Of(build, bin string) L4Proxy {
+	return L4Proxy{Strategy: l.Strategy, Build: build, Bin: bin}
+}
+
+func (l L4Proxy) binary() (string, error) {
+	if l.Bin == "" {
+		return l4proxyBinary()
+	}
+	if st, err := os.Stat(l.Bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("build %s: %s is not an executable file", l.Build, l.Bin)
+	}
+	return l.Bin, nil
+}
 
 // L4ProxyPath is where the l4proxy binary is; by default beside the
 // running executable, else on PATH. Tests set it.
@@ -31,6 +59,9 @@ var L4ProxyPath = ""
 
 func l4proxyBinary() (string, error) {
 	if L4ProxyPath != "" {
+		if st, err := os.Stat(L4ProxyPath); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("l4proxy binary %s is not an executable file; run make build", L4ProxyPath)
+		}
 		return L4ProxyPath, nil
 	}
 	if exe, err := os.Executable(); err == nil {
@@ -47,8 +78,12 @@ func l4proxyBinary() (string, error) {
 
 // Check implements Target.
 func (l L4Proxy) Check() (string, error) {
-	if _, err := l4proxyBinary(); err != nil {
+	bin, err := l.binary()
+	if err != nil {
 		return "", err
+	}
+	if l.Build != "" {
+		return "build " + l.Build + " (" + bin + ")", nil
 	}
 	return "dev (" + runtime.Version() + ")", nil
 }
@@ -56,7 +91,7 @@ func (l L4Proxy) Check() (string, error) {
 // Start implements Target: one TCP entrypoint per backend kind and a UDP
 // entrypoint, in one config, GOMAXPROCS set to the worker count.
 func (l L4Proxy) Start(spec Spec) (*Instance, error) {
-	bin, err := l4proxyBinary()
+	bin, err := l.binary()
 	if err != nil {
 		return nil, err
 	}

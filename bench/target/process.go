@@ -72,6 +72,18 @@ func (i *Instance) PIDs() []int {
 	return out
 }
 
+// Exited says which of the design's started processes has exited, with
+// its status and the end of its log, or nil while all of them run. A
+// design that exits mid-run has died: Stop is the only way it ends.
+func (i *Instance) Exited() error {
+	for n, p := range i.procs {
+		if p.exited() {
+			return fmt.Errorf("%s (pid %d) exited: %v: %s", filepath.Base(p.cmd.Path), p.cmd.Process.Pid, p.err, tail(i.logs[n].Name(), 3))
+		}
+	}
+	return nil
+}
+
 // Stop ends the design: SIGTERM to each process group, SIGKILL after 5s.
 func (i *Instance) Stop() error {
 	var errs []error

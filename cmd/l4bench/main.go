@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -134,8 +135,14 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 				fmt.Fprintln(stdout)
 				m.Print(stdout)
 			}
+			for _, f := range res.Failures {
+				fmt.Fprintf(stdout, "failed: %s\n", f)
+			}
 			fmt.Fprintf(stdout, "results: %s (%s)\n", filepath.Join(dir, "results.json"), res.Finished.Sub(res.Started).Round(1e9))
 			fmt.Fprintf(stdout, "report:  %s\n", filepath.Join(dir, "report.md"))
+			if n := len(res.Failures); n > 0 {
+				return &exitError{exitFailed, fmt.Errorf("run: %d failure(s) of requested designs, first: %s", n, res.Failures[0])}
+			}
 			if res.Conformance != nil {
 				m := &conform.Matrix{Conformance: *res.Conformance}
 				if own := m.OwnFailures(); len(own) > 0 {
@@ -155,25 +162,32 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&opts.ProxyCPUs, "proxy-cpus", "", "pin every design to these CPUs (taskset list, e.g. 1) and the load to the others")
 	f.IntVar(&opts.Workers, "workers", 1, "worker processes/threads per design")
 	f.BoolVar(&opts.AllowRemote, "allow-remote", false, "allow targets outside loopback (never needed for local designs)")
+	f.StringArrayVar(&opts.L4ProxyBins, "l4proxy-bin", nil, "another build of l4proxy as NAME=PATH (repeatable): each l4proxy-<strategy> target runs once per build, as l4proxy-<strategy>@NAME, in the same rounds (A/B; see gate --ab)")
 	f.IntVar(&opts.L4ProxyBufferSize, "l4proxy-buffer-size", 0, "buffer of the l4proxy buffered and pooled strategies in bytes (default 16384; e.g. 512 to check that the gate catches a slowdown)")
 	return c
 }
 
 func newGateCmd(stdout, stderr io.Writer) *cobra.Command {
-	var baseline, current, format, better string
+	var baseline, current, format, better, ab, allowances string
 	var opts gate.Options
 	c := &cobra.Command{
-		Use:   "gate --baseline FILE --current FILE",
-		Short: "Fail (exit 1) when current regressed against baseline, significantly and beyond --max-regression",
-		Args:  cobra.NoArgs,
+		Use:   "gate --baseline FILE --current FILE | gate --ab BASE,HEAD --current FILE",
+		Short: "Fail (exit 1) when current regressed, significantly and beyond the allowance, or lost rows or samples",
+		Long: `Compares a run with a stored baseline (--baseline), or two builds of l4proxy measured
+in one run (--ab BASE,HEAD, after l4bench run --l4proxy-bin BASE=PATH --l4proxy-bin HEAD=PATH),
+paired by round. Exit 1 when a gated row regressed, or is missing from the run, or has
+fewer samples than the run asked for; exit 2 on bad input.`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			if baseline == "" || current == "" {
-				return badInput(errors.New("gate: --baseline and --current are both required (results.json files)"))
+			if current == "" {
+				return badInput(errors.New("gate: --current is required (the results.json of the run to check)"))
 			}
-			switch format {
-			case "text", "benchstat", "github-action-benchmark":
-			default:
-				return badInput(fmt.Errorf("gate: --format: unknown format %q (choices: text, benchstat, github-action-benchmark)", format))
+			if (baseline == "") == (ab == "") {
+				return badInput(errors.New("gate: give either --baseline FILE or --ab BASE,HEAD (two builds of one run), not both or neither"))
+			}
+			formats := []string{"text", "markdown", "json", "benchstat", "github-action-benchmark"}
+			if !slices.Contains(formats, format) {
+				return badInput(fmt.Errorf("gate: --format: unknown format %q (choices: %s)", format, strings.Join(formats, ", ")))
 			}
 			if better != "higher" && better != "lower" {
 				return badInput(fmt.Errorf("gate: --better: %q (choices: higher, lower)", better))
@@ -181,24 +195,45 @@ func newGateCmd(stdout, stderr io.Writer) *cobra.Command {
 			if opts.MaxRegression < 0 || opts.Alpha < 0 || opts.Alpha >= 1 {
 				return badInput(fmt.Errorf("gate: --max-regression must be positive and --alpha between 0 and 1"))
 			}
-			old, err := report.Load(baseline)
-			if err != nil {
-				return badInput(fmt.Errorf("gate: --baseline: %w", err))
-			}
 			cur, err := report.Load(current)
 			if err != nil {
 				return badInput(fmt.Errorf("gate: --current: %w", err))
 			}
-			for _, d := range gate.HostDifferences(old, cur) {
-				fmt.Fprintf(stderr, "l4bench gate: warning: hosts differ: %s\n", d)
-			}
-			rows, err := gate.Compare(old, cur, opts)
-			if err != nil {
-				return badInput(fmt.Errorf("gate: %s vs %s: %w", baseline, current, err))
+			var rows []gate.Row
+			if ab != "" {
+				base, head, ok := strings.Cut(ab, ",")
+				if !ok || base == "" || head == "" || base == head {
+					return badInput(fmt.Errorf("gate: --ab %q: want two different build names, BASE,HEAD (as given to l4bench run --l4proxy-bin)", ab))
+				}
+				cal, err := gate.LoadCalibration(allowances)
+				if err != nil {
+					return badInput(fmt.Errorf("gate: --allowances: %w", err))
+				}
+				opts.Allowances = cal.Allowances()
+				if rows, err = gate.CompareAB(cur, base, head, opts); err != nil {
+					return badInput(fmt.Errorf("gate: %s: %w", current, err))
+				}
+			} else {
+				old, err := report.Load(baseline)
+				if err != nil {
+					return badInput(fmt.Errorf("gate: --baseline: %w", err))
+				}
+				for _, d := range gate.HostDifferences(old, cur) {
+					fmt.Fprintf(stderr, "l4bench gate: warning: hosts differ: %s\n", d)
+				}
+				if rows, err = gate.Compare(old, cur, opts); err != nil {
+					return badInput(fmt.Errorf("gate: %s vs %s: %w", baseline, current, err))
+				}
 			}
 			switch format {
 			case "benchstat":
-				gate.WriteBenchstat(stdout, old, cur)
+				gate.WriteBenchstat(stdout, rows)
+			case "markdown":
+				gate.WriteMarkdown(stdout, rows, opts)
+			case "json":
+				if err := gate.WriteJSON(stdout, rows); err != nil {
+					return err
+				}
 			case "github-action-benchmark":
 				if err := gate.WriteGitHubActionBenchmark(stdout, cur, better); err != nil {
 					return err
@@ -207,7 +242,12 @@ func newGateCmd(stdout, stderr io.Writer) *cobra.Command {
 				gate.WriteText(stdout, rows, opts)
 			}
 			if bad := gate.RegressedRows(rows); len(bad) > 0 {
-				return &exitError{exitFailed, fmt.Errorf("gate: %d regression(s), first: %s / %s / %s %+.1f%% (p=%.3f)", len(bad), bad[0].Scenario, bad[0].Target, bad[0].Metric, bad[0].Delta, bad[0].P)}
+				first := bad[0]
+				what := fmt.Sprintf("%+.1f%% (p=%.3f)", first.Delta, first.P)
+				if first.Verdict != gate.Regressed {
+					what = first.Verdict + ": " + first.Note
+				}
+				return &exitError{exitFailed, fmt.Errorf("gate: %d failing row(s), first: %s / %s / %s %s", len(bad), first.Scenario, first.Target, first.Metric, what)}
 			}
 			return nil
 		},
@@ -215,10 +255,12 @@ func newGateCmd(stdout, stderr io.Writer) *cobra.Command {
 	f := c.Flags()
 	f.StringVar(&baseline, "baseline", "", "results.json of the baseline run")
 	f.StringVar(&current, "current", "", "results.json of the run to check")
-	f.Float64Var(&opts.MaxRegression, "max-regression", gate.DefaultMaxRegression, "largest tolerated change in the worse direction, in percent (twice this for rows without a direct figure)")
+	f.StringVar(&ab, "ab", "", "BASE,HEAD: compare the builds l4proxy-*@HEAD with l4proxy-*@BASE of --current, paired by round (no baseline file)")
+	f.StringVar(&allowances, "allowances", "", "with --ab: per-metric allowances from A/A runs (JSON, written by go run ./scripts/gatenoise; default: the calibration built in)")
+	f.Float64Var(&opts.MaxRegression, "max-regression", gate.DefaultMaxRegression, "largest tolerated change in the worse direction, in percent, for metrics without a calibrated allowance (twice this for baseline rows without a direct figure)")
 	f.BoolVar(&opts.GateTails, "gate-tails", false, "also gate p99 and higher latency percentiles (noisy in short runs)")
-	f.Float64Var(&opts.Alpha, "alpha", 0.05, "significance level of the Mann-Whitney U test")
-	f.StringVar(&format, "format", "text", "output: text, benchstat (Go benchmark lines for benchstat -col run) or github-action-benchmark")
+	f.Float64Var(&opts.Alpha, "alpha", 0.05, "significance level (Mann-Whitney U against a baseline; one-sided Wilcoxon signed-rank with --ab)")
+	f.StringVar(&format, "format", "text", "output: text, markdown (a CI step summary), json, benchstat (the tested values as Go benchmark lines for benchstat -col run) or github-action-benchmark")
 	f.StringVar(&better, "better", "higher", "with --format github-action-benchmark: the metrics to write, higher (customBiggerIsBetter) or lower (customSmallerIsBetter)")
 	return c
 }
@@ -246,6 +288,9 @@ func newConformCmd(stdout, stderr io.Writer) *cobra.Command {
 			}
 			m.Print(stdout)
 			fmt.Fprintf(stdout, "conformance: %s\n", filepath.Join(opts.Out, "conformance.json"))
+			if len(m.Missed) > 0 {
+				return &exitError{exitFailed, fmt.Errorf("conform: %d design(s) that must run could not, first: %s", len(m.Missed), m.Missed[0])}
+			}
 			if own := m.OwnFailures(); len(own) > 0 {
 				return &exitError{exitFailed, fmt.Errorf("conform: %d case(s) failed on l4proxy, first: %s on %s: %s", len(own), own[0].Case, own[0].Target, own[0].Observed)}
 			}

@@ -320,6 +320,10 @@ type Options struct {
 // conformance section of results.json share its shape.
 type Matrix struct {
 	report.Conformance
+	// Missed are the designs that had to run and could not: ours
+	// (l4proxy-*) and any asked for by --target. A matrix without them
+	// proves nothing of them, so the command exits 1.
+	Missed []string
 }
 
 // Timeouts are the settings every design gets alike, for the report.
@@ -365,7 +369,7 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 			}
 		}
 	}
-	m := &Matrix{report.Conformance{Timeouts: Timeouts()}}
+	m := &Matrix{Conformance: report.Conformance{Timeouts: Timeouts()}}
 	var targets []target.Target
 	for _, n := range names {
 		t, err := target.Lookup(n)
@@ -374,6 +378,9 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 		}
 		if _, err := t.Check(); err != nil {
 			m.Skipped = append(m.Skipped, fmt.Sprintf("%s: %v", n, err))
+			if slices.Contains(opts.Targets, n) || strings.HasPrefix(n, "l4proxy-") {
+				m.Missed = append(m.Missed, fmt.Sprintf("%s: %v", n, err))
+			}
 			continue
 		}
 		targets = append(targets, t)

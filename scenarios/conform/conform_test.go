@@ -7,6 +7,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/l4bench/l4bench/bench/report"
+	"github.com/l4bench/l4bench/bench/target"
 	"github.com/l4bench/l4bench/internal/testbin"
 )
 
@@ -58,7 +61,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestOwnFailuresOnlyCountL4Proxy(t *testing.T) {
-	m := &Matrix{report.Conformance{Results: []Result{
+	m := &Matrix{Conformance: report.Conformance{Results: []Result{
 		{Case: "a", Target: "nginx", Status: Fail},
 		{Case: "a", Target: "l4proxy-splice", Status: Lenient},
 		{Case: "b", Target: "l4proxy-pooled", Status: Fail, Observed: "x"},
@@ -66,6 +69,43 @@ func TestOwnFailuresOnlyCountL4Proxy(t *testing.T) {
 	own := m.OwnFailures()
 	require.Len(t, own, 1)
 	assert.Equal(t, "l4proxy-pooled", own[0].Target)
+}
+
+// A design that must run and cannot is missed, not silently skipped: ours
+// always, a peer when asked for by name. A peer missing from the default
+// set is only skipped.
+func TestMissedDesigns(t *testing.T) {
+	built := target.L4ProxyPath
+	t.Cleanup(func() { target.L4ProxyPath = built })
+	target.L4ProxyPath = filepath.Join(t.TempDir(), "no-l4proxy-here")
+	tests := []struct {
+		name    string
+		targets []string
+		missed  []string
+	}{
+		{"ours by name", []string{"l4proxy-splice", "l4proxy-buffered", "l4proxy-pooled"}, []string{"l4proxy-splice", "l4proxy-buffered", "l4proxy-pooled"}},
+		{"ours by default", nil, []string{"l4proxy-splice", "l4proxy-buffered", "l4proxy-pooled"}},
+		{"a peer by name", []string{"traefik"}, []string{"traefik"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if slices.Contains(tt.targets, "traefik") {
+				tr, err := target.Lookup("traefik")
+				require.NoError(t, err)
+				if _, err := tr.Check(); err == nil {
+					t.Skip("traefik is built here: it is not missing")
+				}
+			}
+			m, err := Run(context.Background(), Options{Targets: tt.targets, Cases: []string{"tcp-basic-bidir"}, Out: t.TempDir()})
+			require.NoError(t, err)
+			var missed []string
+			for _, s := range m.Missed {
+				name, _, _ := strings.Cut(s, ": ")
+				missed = append(missed, name)
+			}
+			assert.Equal(t, tt.missed, missed)
+		})
+	}
 }
 
 // TestCancelledUDPCaseStopsAtOnce: the session-timeout case sleeps and

@@ -1,0 +1,121 @@
+package gate
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+
+	"github.com/l4bench/l4bench/bench/report"
+)
+
+// Allowances as calibrated on this project's CI machine from A/A runs
+// (scripts/gatenoise writes the file); used by gate --ab when no
+// --allowances file is given.
+//
+//go:embed allowances.json
+var calibrated []byte
+
+// Calibration is the allowances file: per metric, the allowance and the
+// noise it came from.
+type Calibration struct {
+	// Runs is how many A/A runs it was measured on, and Rounds their
+	// rounds each.
+	Runs   int `json:"runs"`
+	Rounds int `json:"rounds"`
+	// Margin multiplies the largest change seen; Floor is the smallest
+	// allowance, in percent.
+	Margin float64 `json:"margin"`
+	Floor  float64 `json:"floor"`
+	// Metrics maps "scenario/metric" to its allowance and noise.
+	Metrics map[string]Noise `json:"metrics"`
+}
+
+// Noise is what A/A runs showed of one scenario's metric, in percent.
+type Noise struct {
+	// Largest is the largest |change| of a row (any design) over the
+	// runs; Allowance = max(Floor, Margin × Largest).
+	Largest   float64 `json:"largest"`
+	Allowance float64 `json:"allowance"`
+	Rows      int     `json:"rows"`
+}
+
+// Calibrate measures each scenario's metric's noise from A/A runs: runs
+// of one build against itself under two names. The allowance is the
+// largest change seen, times margin, and at least floor: a metric that
+// never moved (fds per connection) gets the floor, so a change of one fd
+// is caught.
+func Calibrate(runs []*report.Results, base, head string, margin, floor float64) (Calibration, error) {
+	c := Calibration{Runs: len(runs), Margin: margin, Floor: floor, Metrics: map[string]Noise{}}
+	for i, r := range runs {
+		rows, err := CompareAB(r, base, head, Options{MaxRegression: math.MaxFloat64 / 4, GateTails: true})
+		if err != nil {
+			return c, fmt.Errorf("run %d: %w", i+1, err)
+		}
+		c.Rounds = max(c.Rounds, r.Settings.Count)
+		for _, row := range rows {
+			if row.Verdict == Missing || row.Verdict == TooFew {
+				return c, fmt.Errorf("run %d: %s / %s / %s: %s: an A/A run must be complete", i+1, row.Scenario, row.Target, row.Metric, row.Note)
+			}
+			k := row.Scenario + "/" + row.Metric
+			n := c.Metrics[k]
+			n.Largest = max(n.Largest, math.Abs(row.Delta))
+			n.Rows++
+			c.Metrics[k] = n
+		}
+	}
+	for k, n := range c.Metrics {
+		n.Allowance = max(floor, margin*n.Largest)
+		c.Metrics[k] = n
+	}
+	return c, nil
+}
+
+// Allowances returns the per-metric allowances of a calibration.
+func (c Calibration) Allowances() map[string]float64 {
+	out := map[string]float64{}
+	for k, n := range c.Metrics {
+		out[k] = n.Allowance
+	}
+	return out
+}
+
+// Keys are the calibrated "scenario/metric" keys, sorted.
+func (c Calibration) Keys() []string {
+	var out []string
+	for k := range c.Metrics {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// LoadCalibration reads an allowances file; "" is the embedded one.
+func LoadCalibration(path string) (Calibration, error) {
+	data := calibrated
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return Calibration{}, err
+		}
+	}
+	var c Calibration
+	if err := json.Unmarshal(data, &c); err != nil {
+		return c, fmt.Errorf("allowances %s: %w", orEmbedded(path), err)
+	}
+	for _, k := range c.Keys() {
+		if a := c.Metrics[k].Allowance; a <= 0 || math.IsNaN(a) || math.IsInf(a, 0) {
+			return c, fmt.Errorf("allowances %s: %s: allowance %v is not a positive number", orEmbedded(path), k, a)
+		}
+	}
+	return c, nil
+}
+
+func orEmbedded(path string) string {
+	if path == "" {
+		return "(embedded)"
+	}
+	return path
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The CI gate, A/B in one run: builds l4proxy at a base revision
+# (GATE_BASE, default the previous commit) into a temporary folder, and
+# head from the working tree; runs both builds of every l4proxy strategy
+# interleaved in the same rounds; fails when head regressed against base,
+# paired by round, or when either build failed.
+#
+#   scripts/gate.sh                      # base HEAD~1, head the working tree
+#   GATE_BASE=origin/main scripts/gate.sh
+#
+# Needs bin/l4bench and bin/l4proxy (make build). Writes the run under
+# results/gate/, and the gate's markdown table to $GITHUB_STEP_SUMMARY
+# when set (GitHub Actions).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+base_ref=${GATE_BASE:-HEAD~1}
+run_flags=${GATE_RUN:---profile quick --count 5 --scenario tcp-stream-1 --scenario tcp-rr --scenario tcp-crr --scenario tcp-idle --scenario syscalls-up --target l4proxy-splice --target l4proxy-buffered --target l4proxy-pooled}
+
+if ! base_rev=$(git rev-parse --verify --quiet "${base_ref}^{commit}"); then
+	echo "gate: GATE_BASE=${base_ref} is not a commit here (a shallow clone? fetch more history, or set GATE_BASE to a ref that exists)" >&2
+	exit 2
+fi
+for b in bin/l4bench bin/l4proxy; do
+	[[ -x $b ]] || { echo "gate: $b is missing: run make build" >&2; exit 2; }
+done
+
+tmp=$(mktemp -d)
+trap 'git worktree remove --force "$tmp/src" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+echo "gate: building base l4proxy at ${base_ref} (${base_rev:0:12})"
+git worktree add --detach --quiet "$tmp/src" "$base_rev"
+(cd "$tmp/src" && go build -o "$tmp/l4proxy-base" ./cmd/l4proxy)
+
+# shellcheck disable=SC2086 # run_flags is a list of flags
+# A folder of this run's own, so that no older run's results can stand in
+# for a run that wrote none.
+out=results/gate/ab-$(date -u +%Y%m%dT%H%M%SZ)-$$
+bin/l4bench run $run_flags --l4proxy-bin "base=$tmp/l4proxy-base" --l4proxy-bin "head=bin/l4proxy" --out "$out" || run_status=$?
+current=$(find "$out" -mindepth 2 -maxdepth 2 -name results.json | head -n 1)
+if [[ -z $current ]]; then
+	echo "gate: the run wrote no results (exit ${run_status:-?})" >&2
+	exit 1
+fi
+# The run's own failures (a build that did not start, died, lost a sample
+# or stopped splicing) are rows the gate fails on, so its verdict stands
+# for both.
+status=0
+bin/l4bench gate --ab base,head --current "$current" || status=$?
+if [[ -n ${GITHUB_STEP_SUMMARY:-} ]]; then
+	bin/l4bench gate --ab base,head --current "$current" --format markdown >>"$GITHUB_STEP_SUMMARY" || true
+fi
+exit "$status"
