@@ -29,10 +29,17 @@ func WriteText(w io.Writer, rows []Row, opts Options) {
 		if r.Note != "" {
 			note += " (" + r.Note + ")"
 		}
+		if r.Gated && r.Verdict != Missing && r.Verdict != Failed {
+			note += fmt.Sprintf(" (allowed %.1f%%)", r.Allowance)
+		}
 		fmt.Fprintf(w, "%-44s %11.4g%s %11.4g%s %+8.1f%% %8.3f  %s%s\n", name, r.OldCenter, pad(unit), r.NewCenter, pad(unit), r.Delta, r.P, r.Verdict, note)
 	}
 	bad := RegressedRows(rows)
-	fmt.Fprintf(w, "\n%d rows compared (x: ratio to direct in the same round), alpha %.2f, allowed regression %.0f%% (%.0f%% for absolute rows; tail latencies not gated unless --gate-tails): ", len(rows), opts.alpha(), opts.maxRegression(), 2*opts.maxRegression())
+	if slices.ContainsFunc(rows, func(r Row) bool { return r.Paired }) {
+		fmt.Fprintf(w, "\n%d rows compared, head against base paired by round (columns: each build's median; delta: the median of the rounds' differences), alpha %.2f (one-sided signed-rank), each metric's allowance from A/A runs, else %.0f%%; tail latencies not gated unless --gate-tails: ", len(rows), opts.alpha(), opts.maxRegression())
+	} else {
+		fmt.Fprintf(w, "\n%d rows compared (x: ratio to direct in the same round), alpha %.2f, allowed regression %.0f%% (%.0f%% for absolute rows; tail latencies not gated unless --gate-tails): ", len(rows), opts.alpha(), opts.maxRegression(), 2*opts.maxRegression())
+	}
 	if len(bad) == 0 {
 		fmt.Fprintln(w, "no regression")
 		return
