@@ -184,7 +184,7 @@ func perBuild(targets []target.Target, bins []string) ([]target.Target, error) {
 		if err != nil {
 			return nil, badInput("--l4proxy-bin %q: %v", b, err)
 		}
-		if st, err := os.Stat(abs); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		if !target.IsExecutable(abs) {
 			return nil, badInput("--l4proxy-bin %q: %s is not an executable file (build it with: go build -o %s ./cmd/l4proxy)", b, abs, path)
 		}
 		builds = append(builds, build{name, abs})

@@ -47,7 +47,7 @@ func (l L4Proxy) binary() (string, error) {
 	if l.Bin == "" {
 		return l4proxyBinary()
 	}
-	if st, err := os.Stat(l.Bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+	if !IsExecutable(l.Bin) {
 		return "", fmt.Errorf("build %s: %s is not an executable file", l.Build, l.Bin)
 	}
 	return l.Bin, nil
@@ -57,9 +57,15 @@ func (l L4Proxy) binary() (string, error) {
 // running executable, else on PATH. Tests set it.
 var L4ProxyPath = ""
 
+// IsExecutable says whether path is a file that can be executed.
+func IsExecutable(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+}
+
 func l4proxyBinary() (string, error) {
 	if L4ProxyPath != "" {
-		if st, err := os.Stat(L4ProxyPath); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		if !IsExecutable(L4ProxyPath) {
 			return "", fmt.Errorf("l4proxy binary %s is not an executable file; run make build", L4ProxyPath)
 		}
 		return L4ProxyPath, nil
