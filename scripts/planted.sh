@@ -22,12 +22,12 @@ cd "$(dirname "$0")/.."
 what=${1:?usage: scripts/planted.sh small-buffer|no-splice|slow-accept|extra-fds|aa [RUNS]}
 runs=${2:-10}
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "planted: RUNS must be a positive whole number, got '$runs'" >&2; exit 2; }
-[[ -n ${PLANTED_CHECK:-} || -x bin/l4bench ]] || { echo "planted: bin/l4bench is missing: run make build" >&2; exit 2; }
 
 case $what in
 small-buffer | no-splice | slow-accept | extra-fds | aa) ;;
 *) echo "planted: unknown regression '$what' (choices: small-buffer, no-splice, slow-accept, extra-fds, aa)" >&2; exit 2 ;;
 esac
+[[ -n ${PLANTED_CHECK:-} || -x bin/l4bench ]] || { echo "planted: bin/l4bench is missing: run make build" >&2; exit 2; }
 
 tmp=$(mktemp -d)
 trap 'git worktree remove --force "$tmp/src" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
