@@ -196,9 +196,15 @@ func TestUDPCapacitySearch(t *testing.T) {
 // doubled, whatever its lateness, and the lateness it reports is real.
 func TestPaceOnlyWakesOncePerIntendedTime(t *testing.T) {
 	const rate, dur = 1000, 300 * time.Millisecond
+	began := time.Now()
 	l, over := PaceOnly(context.Background(), rate, dur, 20*time.Microsecond)
-	// The schedule's wake-ups in dur, give or take the first and last.
-	assert.InDelta(t, rate*dur.Seconds(), float64(l.Count), 2)
+	took := time.Since(began)
+	// Every intended time in dur is waited for once (give or take the
+	// first and last). A stall at the very end may let the pacer catch up
+	// on intended times past dur before it sees the deadline, but never on
+	// more than the time it actually ran.
+	assert.GreaterOrEqual(t, float64(l.Count), rate*dur.Seconds()-2)
+	assert.LessOrEqual(t, float64(l.Count), rate*took.Seconds()+1)
 	assert.GreaterOrEqual(t, l.P99, l.P50)
 	assert.GreaterOrEqual(t, l.Max, l.P99)
 	assert.GreaterOrEqual(t, over, 0.0)
