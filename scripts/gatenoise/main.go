@@ -7,12 +7,22 @@
 //
 //	go run ./scripts/gatenoise -tune 'results/aa/t*/*/results.json' \
 //	    -check 'results/aa/c*/*/results.json' -out bench/gate/allowances.json
+//
+// With -detect it measures the gate's power instead: it plants
+// regressions of growing size into A/A runs (head's samples of one metric
+// made worse by that much) and prints, per metric, the smallest change
+// the gate fails in at least -share of the designs × runs, with the
+// allowances in force. -join 2 joins consecutive pairs of runs into runs
+// of twice the rounds, to see what more rounds buy.
+//
+//	go run ./scripts/gatenoise -detect 'results/aa/*/*/results.json' -join 2
 package main
 
 import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -29,7 +39,15 @@ func main() {
 	head := flag.String("head", "head", "the head build's name in the runs")
 	margin := flag.Float64("margin", 1.5, "allowance = margin × the largest change seen")
 	floor := flag.Float64("floor", 1, "smallest allowance, in percent")
+	detect := flag.String("detect", "", "glob of A/A runs' results.json: measure the smallest change the gate catches")
+	join := flag.Int("join", 1, "with -detect: join this many consecutive runs into one of their rounds together")
+	share := flag.Float64("share", 0.9, "with -detect: a change is caught when it fails at least this share of the trials")
+	allowances := flag.String("allowances", "", "with -detect: allowances file (default: the ones l4bench embeds)")
 	flag.Parse()
+	if *detect != "" {
+		detectable(load(*detect, "-detect"), *base, *head, *join, *share, *allowances)
+		return
+	}
 	tuneRuns := load(*tune, "-tune")
 	c, err := gate.Calibrate(tuneRuns, *base, *head, *margin, *floor)
 	fail(err)
@@ -58,6 +76,44 @@ func main() {
 		fail(err)
 		fail(os.WriteFile(*out, append(data, '\n'), 0o644))
 		fmt.Printf("wrote %s\n", *out)
+	}
+}
+
+func detectable(runs []*report.Results, base, head string, join int, share float64, allowancesFile string) {
+	if join < 1 || join > len(runs) {
+		fail(fmt.Errorf("-join %d: want 1 to the number of runs (%d)", join, len(runs)))
+	}
+	if share <= 0 || share > 1 {
+		fail(fmt.Errorf("-share %v: want a share above 0 and at most 1, e.g. 0.9", share))
+	}
+	c, err := gate.LoadCalibration(allowancesFile)
+	fail(err)
+	var sets []*report.Results
+	for i := 0; i+join <= len(runs); i += join {
+		j, err := gate.Join(runs[i : i+join])
+		fail(err)
+		sets = append(sets, j)
+	}
+	var sizes []float64
+	for p := 0.5; p < 10; p += 0.5 {
+		sizes = append(sizes, p)
+	}
+	for p := 10.0; p <= 300; p++ {
+		sizes = append(sizes, p)
+	}
+	ds, err := gate.Detectable(sets, base, head, gate.Options{Allowances: c.Allowances()}, sizes, share)
+	fail(err)
+	fmt.Printf("%d A/A sets of %d rounds (%d runs joined per set); caught = failed in at least %.0f%% of designs × sets\n\n",
+		len(sets), sets[0].Settings.Count, join, share*100)
+	fmt.Printf("%-36s %11s %14s %16s\n", "scenario/metric", "allowance %", "smallest %", "10% caught")
+	for _, d := range ds {
+		smallest := "none to 300"
+		if !math.IsNaN(d.Smallest) {
+			smallest = fmt.Sprintf("%.1f", d.Smallest)
+		} else if d.Better == "higher" {
+			smallest = "none below 100"
+		}
+		fmt.Printf("%-36s %11.1f %14s %10d of %d\n", d.Key, d.Allowance, smallest, d.Caught10, d.Trials)
 	}
 }
 
