@@ -39,7 +39,7 @@ func (c *Conformance) get(cs, t string) *ConformResult {
 // markdown writes the report's conformance section.
 func (c *Conformance) markdown(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
-	p("\n## Conformance\n\nEach case of `../shared/conformance-catalogue.md` ran against a fresh instance of every design (`l4bench conform`). `lenient` is a divergence the catalogue allows, `n/a` a feature the design lacks; every result other than `pass` is explained below the table.\n\n")
+	p("\n## Conformance\n\nEach case of the conformance catalogue (`docs/conformance.md` in l4bench) ran against a fresh instance of every design (`l4bench conform`). `lenient` is a divergence the catalogue allows, `n/a` a feature the design lacks; every result other than `pass` is explained below the table.\n\n")
 	if len(c.Timeouts) > 0 {
 		p("Settings every design got alike:\n\n")
 		for _, k := range sortedKeys(c.Timeouts) {
