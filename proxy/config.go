@@ -16,7 +16,8 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Defaults applied by Config.Normalize to fields left at their zero value.
+// Defaults for fields a configuration leaves out; Server applies them when
+// it builds its entrypoints.
 const (
 	DefaultStrategy         = "splice"
 	DefaultDialTimeout      = 5 * time.Second

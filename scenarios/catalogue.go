@@ -11,9 +11,10 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/l4bench/l4bench/proxy"
 )
 
 //go:embed catalogue.yaml
@@ -67,18 +68,9 @@ type Scenario struct {
 	Payload     int64    `yaml:"payload"`
 }
 
-// Duration is a time.Duration in Go syntax.
-type Duration time.Duration
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: invalid duration %q", n.Line, n.Value)
-	}
-	*d = Duration(v)
-	return nil
-}
+// Duration is a time.Duration in Go syntax ("250ms", "5s"), read from
+// YAML the way l4proxy's configuration reads it.
+type Duration = proxy.Duration
 
 // Load parses the embedded catalogue.
 func Load() (*Catalogue, error) { return parseCatalogue(catalogueYAML) }

@@ -25,6 +25,10 @@ import (
 	"github.com/l4bench/l4bench/bench/report"
 	"github.com/l4bench/l4bench/bench/target"
 	"github.com/l4bench/l4bench/scenarios/conform"
+
+	"github.com/l4bench/l4bench/internal/badinput"
+
+	"github.com/l4bench/l4bench/bench/backend"
 )
 
 // IperfTarget is the record name of iperf3's figure for direct.
@@ -119,7 +123,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		for _, a := range inst.Addrs {
 			if err := checkLoopback(a, opts.AllowRemote); err != nil {
 				_ = inst.Stop()
-				return nil, p.dir, &BadInputError{err}
+				return nil, p.dir, badinput.Wrap(err)
 			}
 		}
 		info.Command = inst.Command
@@ -329,14 +333,14 @@ func roundOrder[T comparable](designs []T, rng *rand.Rand, firsts *[]T) []T {
 // addressFor returns the address to load for a scenario, or why the design
 // cannot serve it.
 func (d *running) addressFor(s Scenario) (string, string) {
-	kind := target.Echo
+	kind := backend.Echo
 	switch {
 	case s.Kind == KindUDP, s.Kind == KindUDPCapacity:
 		kind = target.UDP
 	case s.Kind == KindStream && s.Direction == load.Up:
-		kind = target.Sink
+		kind = backend.Sink
 	case s.Kind == KindStream && s.Direction == load.Down:
-		kind = target.Source
+		kind = backend.Source
 	}
 	if a, ok := d.inst.Addrs[kind]; ok {
 		return a, ""
@@ -396,7 +400,7 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 	name := d.t.Name()
 	switch s.Kind {
 	case KindStream:
-		sink := p.bes.byKind[target.Sink]
+		sink := p.bes.byKind[backend.Sink]
 		sink0 := sink.Received()
 		cpu0 := d.cpu()
 		t0 := time.Now()

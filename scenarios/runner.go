@@ -18,6 +18,8 @@ import (
 
 	"github.com/l4bench/l4bench/bench/backend"
 	"github.com/l4bench/l4bench/bench/target"
+
+	"github.com/l4bench/l4bench/internal/badinput"
 )
 
 // Options configure a run. The zero value runs the quick profile against
@@ -57,15 +59,7 @@ type Options struct {
 	L4ProxyBins []string
 }
 
-// BadInputError marks errors in the options (exit status 2).
-type BadInputError struct{ Err error }
-
-func (e *BadInputError) Error() string { return e.Err.Error() }
-func (e *BadInputError) Unwrap() error { return e.Err }
-
-func badInput(format string, args ...any) error {
-	return &BadInputError{fmt.Errorf(format, args...)}
-}
+func badInput(format string, args ...any) error { return badinput.Errorf(format, args...) }
 
 // plan is a validated run.
 type plan struct {
@@ -96,7 +90,7 @@ func prepare(opts Options) (*plan, error) {
 	}
 	scs, err := cat.Select(opts.Profile, opts.Scenarios)
 	if err != nil {
-		return nil, &BadInputError{err}
+		return nil, badinput.Wrap(err)
 	}
 	p := &plan{opts: opts, profile: cat.Profiles[opts.Profile], scenarios: scs}
 	if opts.L4ProxyBufferSize < 0 {
@@ -278,7 +272,7 @@ func startBackends(udp bool) (*backends, error) {
 	kinds := []struct {
 		kind, name string
 		udp        bool
-	}{{target.Echo, backend.Echo, false}, {target.Sink, backend.Sink, false}, {target.Source, backend.Source, false}}
+	}{{backend.Echo, backend.Echo, false}, {backend.Sink, backend.Sink, false}, {backend.Source, backend.Source, false}}
 	if udp {
 		kinds = append(kinds, struct {
 			kind, name string

@@ -16,6 +16,8 @@ import (
 	"github.com/l4bench/l4bench/bench/report"
 	"github.com/l4bench/l4bench/bench/target"
 	"github.com/l4bench/l4bench/internal/testbin"
+
+	"github.com/l4bench/l4bench/internal/badinput"
 )
 
 func TestMain(m *testing.M) { os.Exit(testbin.WithL4Proxy(m)) }
@@ -85,7 +87,7 @@ func TestBadInputBeforeAnythingStarts(t *testing.T) {
 				tt.opts.Out = t.TempDir()
 			}
 			_, _, err := Run(context.Background(), tt.opts)
-			var bad *BadInputError
+			var bad *badinput.Error
 			require.True(t, errors.As(err, &bad), "bad input error, got %v", err)
 			assert.ErrorContains(t, err, tt.want)
 		})

@@ -18,34 +18,15 @@ import (
 	"github.com/l4bench/l4bench/bench/report"
 	"github.com/l4bench/l4bench/bench/target"
 	"github.com/l4bench/l4bench/internal/payload"
+
+	"github.com/l4bench/l4bench/bench/backend"
 )
 
-// expectedVerdict is what each design's data path must be; designs not
-// listed (haproxy-splice-auto) are reported as they are.
-var expectedVerdict = map[string]string{
-	"l4proxy-splice":          measure.VerdictSplice,
-	"l4proxy-splice+proxy-v2": measure.VerdictSplice,
-	"haproxy-splice":          measure.VerdictSplice,
-	"l4proxy-buffered":        measure.VerdictUserspace,
-	"l4proxy-pooled":          measure.VerdictUserspace,
-	"haproxy-copy":            measure.VerdictUserspace,
-	"nginx":                   measure.VerdictUserspace,
-	"socat":                   measure.VerdictUserspace,
-	// traefik v3.6 wraps every accepted conn in a tracking type without
-	// ReadFrom/WriteTo, so io.Copy cannot splice; a later release that
-	// splices shows up as a flagged verdict.
-	"traefik": measure.VerdictUserspace,
-}
-
-// expected is the verdict a traced variant must have: every
-// l4proxy-splice feature variant must still splice.
-func expected(name string) string {
-	name, _, _ = strings.Cut(name, "@") // another build of the same design
-	if strings.HasPrefix(name, "l4proxy-splice+") {
-		return measure.VerdictSplice
-	}
-	return expectedVerdict[name]
-}
+// expected is the verdict a traced design or variant must have: the data
+// path its target declares (every l4proxy-splice feature variant must
+// still splice). Designs that declare none (haproxy-splice-auto) are
+// reported as they are.
+func expected(name string) string { return target.ExpectedDataPath(name) }
 
 // spliceVariant is a feature that could wrap a conn on l4proxy-splice's
 // data path; each is traced on its own and all together.
@@ -141,9 +122,9 @@ func (p *plan) traceOne(ctx context.Context, s Scenario, d *running, name string
 	if err != nil {
 		return nil, 0, err
 	}
-	kind := target.Sink
+	kind := backend.Sink
 	if s.Direction == load.Both {
-		kind = target.Echo
+		kind = backend.Echo
 	}
 	var preamble []byte
 	if sv.accept {

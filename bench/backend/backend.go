@@ -13,6 +13,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+
+	"github.com/l4bench/l4bench/internal/payload"
 )
 
 // Kinds of backend.
@@ -155,21 +157,13 @@ func (b *Backend) serveConn(c net.Conn) {
 			_, _ = io.Copy(countingWriter{&b.received}, tc)
 		}()
 		if b.size > 0 {
-			_, _ = io.Copy(tc, io.LimitReader(zeroReader{}, b.size))
+			_, _ = io.Copy(tc, io.LimitReader(payload.Zeros{}, b.size))
 		} else {
-			_, _ = io.Copy(tc, zeroReader{})
+			_, _ = io.Copy(tc, payload.Zeros{})
 		}
 		_ = tc.CloseWrite()
 		<-done
 	}
-}
-
-// zeroReader yields zeros without touching memory.
-type zeroReader struct{}
-
-func (zeroReader) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
 }
 
 func (b *Backend) serveUDP() {

@@ -2,7 +2,7 @@
 // regressed, with statistics fit for a noisy machine:
 //
 //	rows, err := gate.Compare(baseline, current, gate.Options{MaxRegression: 15})
-//	if gate.Regressed(rows) { os.Exit(1) }
+//	if len(gate.RegressedRows(rows)) > 0 { os.Exit(1) }
 //
 // Each (scenario, target, metric) in both runs is compared as a ratio to
 // direct measured in the same round of the same run, so a slower machine

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
 
 // GoSplicePipeSize is the size Go gives its splice pipes (1 MiB), which
@@ -29,6 +31,19 @@ func init() {
 
 // Name implements Target.
 func (h HAProxy) Name() string { return "haproxy-" + h.Mode }
+
+// DataPath implements DataPather: splice when forced, a userspace copy
+// with nosplice, and no promise for splice-auto, whose profile is
+// reported as it is.
+func (h HAProxy) DataPath() string {
+	switch h.Mode {
+	case "splice":
+		return copystrat.DataPathSplice
+	case "copy":
+		return copystrat.DataPathUserspace
+	}
+	return ""
+}
 
 // Check implements Target.
 func (h HAProxy) Check() (string, error) {

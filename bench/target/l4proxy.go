@@ -38,6 +38,15 @@ func (l L4Proxy) Name() string {
 	return "l4proxy-" + l.Strategy
 }
 
+// DataPath implements DataPather: the strategy's own declaration.
+func (l L4Proxy) DataPath() string {
+	s, err := copystrat.Lookup(l.Strategy)
+	if err != nil {
+		return ""
+	}
+	return s.DataPath()
+}
+
 // Of returns the target of one strategy for another build of l4proxy.
 func (l L4Proxy) Of(build, bin string) L4Proxy {
 	return L4Proxy{Strategy: l.Strategy, Build: build, Bin: bin}

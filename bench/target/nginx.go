@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
 
 // streamModule is where Debian's libnginx-mod-stream puts the module.
@@ -21,6 +23,10 @@ func init() { Register(Nginx{}) }
 
 // Name implements Target.
 func (Nginx) Name() string { return "nginx" }
+
+// DataPath implements DataPather: nginx stream copies through its
+// proxy_buffer_size buffers.
+func (Nginx) DataPath() string { return copystrat.DataPathUserspace }
 
 // Check implements Target.
 func (Nginx) Check() (string, error) {

@@ -3,6 +3,8 @@ package target
 import (
 	"fmt"
 	"strconv"
+
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
 
 // Socat is socat forking one process per connection, with its default
@@ -13,6 +15,9 @@ func init() { Register(Socat{}) }
 
 // Name implements Target.
 func (Socat) Name() string { return "socat" }
+
+// DataPath implements DataPather: socat reads and writes through a buffer.
+func (Socat) DataPath() string { return copystrat.DataPathUserspace }
 
 // Check implements Target.
 func (Socat) Check() (string, error) {

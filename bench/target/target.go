@@ -6,7 +6,7 @@
 //	if _, err := t.Check(); err != nil { /* skip, with err as the reason */ }
 //	inst, err := t.Start(target.Spec{Dir: dir, Backends: backends, Workers: 1})
 //	defer inst.Stop()
-//	addr := inst.Addrs[target.Echo]
+//	addr := inst.Addrs[backend.Echo]
 //
 // Every design is started the same way: a config written into the run's
 // folder, loopback ports picked by the runner, the same worker count and,
@@ -26,13 +26,10 @@ import (
 	"time"
 )
 
-// Backend kinds a design forwards to; each gets its own entrypoint.
-const (
-	Echo   = "echo"
-	Sink   = "sink"
-	Source = "source"
-	UDP    = "udp" // a UDP echo backend
-)
+// UDP is the route to a UDP echo backend. TCP routes are keyed by their
+// backend's kind (bench/backend's Echo, Sink, Source); each route gets
+// its own entrypoint.
+const UDP = "udp"
 
 // Spec is what the runner asks of a design.
 type Spec struct {
@@ -101,6 +98,33 @@ type Target interface {
 	Check() (version string, err error)
 	// Start launches the design and waits until every entrypoint listens.
 	Start(spec Spec) (*Instance, error)
+}
+
+// DataPather is a target that declares how it moves payload bytes:
+// "splice" or "userspace" (proxy/copy's DataPath constants, the same words
+// as strace's verdicts), or "" when it does not promise one (haproxy's
+// splice-auto decides at run time). The syscalls scenarios fail an
+// l4proxy target, and flag a peer, whose traced data path is not the
+// declared one.
+type DataPather interface {
+	DataPath() string
+}
+
+// ExpectedDataPath is the data path a target declares, "" when none. A
+// name with a build (l4proxy-splice@head) or a feature variant
+// (l4proxy-splice+proxy-v2) keeps its design's declaration: a feature
+// must not change how bytes move.
+func ExpectedDataPath(name string) string {
+	name, _, _ = strings.Cut(name, "@")
+	name, _, _ = strings.Cut(name, "+")
+	t, err := Lookup(name)
+	if err != nil {
+		return ""
+	}
+	if d, ok := t.(DataPather); ok {
+		return d.DataPath()
+	}
+	return ""
 }
 
 var (

@@ -53,14 +53,14 @@ func TestEveryTargetForwards(t *testing.T) {
 			}
 			dir := filepath.Join("runs", name)
 			require.NoError(t, os.MkdirAll(dir, 0o755))
-			inst, err := tg.Start(Spec{Dir: dir, Backends: map[string]string{Echo: echo.Addr(), UDP: uecho.Addr()}})
+			inst, err := tg.Start(Spec{Dir: dir, Backends: map[string]string{backend.Echo: echo.Addr(), UDP: uecho.Addr()}})
 			require.NoError(t, err)
 			defer func() { assert.NoError(t, inst.Stop()) }()
 			if name != "direct" {
 				assert.NotEmpty(t, inst.PIDs())
 			}
 
-			c, err := net.DialTimeout("tcp", inst.Addrs[Echo], 2*time.Second)
+			c, err := net.DialTimeout("tcp", inst.Addrs[backend.Echo], 2*time.Second)
 			require.NoError(t, err)
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -125,11 +125,11 @@ func TestEveryTargetListensOnIPv6(t *testing.T) {
 			if _, err := tg.Check(); err != nil {
 				t.Skipf("%s: %v", name, err)
 			}
-			inst, err := tg.Start(Spec{Dir: t.TempDir(), IPv6: true, Backends: map[string]string{Echo: echo.Addr()}})
+			inst, err := tg.Start(Spec{Dir: t.TempDir(), IPv6: true, Backends: map[string]string{backend.Echo: echo.Addr()}})
 			require.NoError(t, err)
 			defer func() { assert.NoError(t, inst.Stop()) }()
-			assert.True(t, strings.HasPrefix(inst.Addrs[Echo], "[::1]:"), inst.Addrs[Echo])
-			c, err := net.DialTimeout("tcp", inst.Addrs[Echo], 2*time.Second)
+			assert.True(t, strings.HasPrefix(inst.Addrs[backend.Echo], "[::1]:"), inst.Addrs[backend.Echo])
+			c, err := net.DialTimeout("tcp", inst.Addrs[backend.Echo], 2*time.Second)
 			require.NoError(t, err)
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -149,11 +149,11 @@ func TestPickAddrKeepsTheHostAsked(t *testing.T) {
 		kind string
 		want string
 	}{
-		{Spec{}, Echo, "127.0.0.1:"},
+		{Spec{}, backend.Echo, "127.0.0.1:"},
 		{Spec{}, UDP, "127.0.0.1:"},
-		{Spec{Wildcard: true}, Echo, "0.0.0.0:"}, // Go itself reports [::]:port
+		{Spec{Wildcard: true}, backend.Echo, "0.0.0.0:"}, // Go itself reports [::]:port
 		{Spec{Wildcard: true}, UDP, "0.0.0.0:"},
-		{Spec{IPv6: true}, Echo, "[::1]:"},
+		{Spec{IPv6: true}, backend.Echo, "[::1]:"},
 		{Spec{IPv6: true}, UDP, "[::1]:"},
 	}
 	for _, tt := range tests {
@@ -172,7 +172,7 @@ func TestReadinessIgnoresOtherProcessesSockets(t *testing.T) {
 	other, err := net.Listen("tcp", "127.0.0.1:0") // not the design's
 	require.NoError(t, err)
 	defer other.Close()
-	i := &Instance{Target: "sleeper", Addrs: map[string]string{Echo: other.Addr().String()}}
+	i := &Instance{Target: "sleeper", Addrs: map[string]string{backend.Echo: other.Addr().String()}}
 	require.NoError(t, i.launch(t.TempDir(), "sleeper.log", "", nil, "sleep", "5"))
 	defer i.Stop()
 	err = i.waitListening(300 * time.Millisecond)

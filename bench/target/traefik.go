@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
 
 // Traefik is traefik itself, built from its Go module by
@@ -22,6 +24,11 @@ func init() { Register(Traefik{}) }
 
 // Name implements Target.
 func (Traefik) Name() string { return "traefik" }
+
+// DataPath implements DataPather. traefik v3.6 wraps every accepted conn
+// in a tracking type without ReadFrom/WriteTo, so io.Copy cannot splice; a
+// later release that splices shows up as a flagged verdict.
+func (Traefik) DataPath() string { return copystrat.DataPathUserspace }
 
 // TraefikPath is where the traefik binary is: $L4BENCH_TRAEFIK, else
 // the build script's cache folder, else PATH.

@@ -32,6 +32,8 @@ import (
 	"github.com/l4bench/l4bench/bench/target"
 	"github.com/l4bench/l4bench/scenarios"
 	"github.com/l4bench/l4bench/scenarios/conform"
+
+	"github.com/l4bench/l4bench/internal/badinput"
 )
 
 // Exit codes of the contract.
@@ -113,7 +115,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			opts.Progress, opts.PlainProgress = stderr, !isTerminal(stderr)
 			opts.Command = append([]string{"l4bench"}, os.Args[1:]...)
 			res, dir, err := scenarios.Run(cmd.Context(), opts)
-			var bad *scenarios.BadInputError
+			var bad *badinput.Error
 			if errors.As(err, &bad) {
 				return badInput(bad.Err)
 			}
@@ -279,7 +281,7 @@ func newConformCmd(stdout, stderr io.Writer) *cobra.Command {
 				opts.Progress = stderr
 			}
 			m, err := conform.Run(cmd.Context(), opts)
-			var bad *conform.BadInput
+			var bad *badinput.Error
 			if errors.As(err, &bad) {
 				return badInput(bad.Err)
 			}

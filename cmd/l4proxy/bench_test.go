@@ -10,6 +10,7 @@ import (
 
 	"github.com/l4bench/l4bench/bench/backend"
 	"github.com/l4bench/l4bench/bench/measure"
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
 
 // The default fits a 20000-fd hard limit (RLIMIT_NOFILE, which a process
@@ -30,7 +31,7 @@ var (
 //	go test -run '^$' -bench IdleConn -benchtime 1x ./cmd/l4proxy
 func BenchmarkIdleConn(b *testing.B) {
 	raiseFDLimit(b, 2**idleConns+1000)
-	for _, strategy := range []string{"splice", "buffered", "pooled"} {
+	for _, strategy := range copystrat.Names() {
 		b.Run(strategy, func(b *testing.B) {
 			echo, err := backend.Start(backend.Echo, "127.0.0.1:0", false, 0)
 			if err != nil {

@@ -196,26 +196,34 @@ func (p *proc) stop(t testing.TB) int {
 	return p.cmd.ProcessState.ExitCode()
 }
 
-// TestDataPathUnderStrace proves each strategy's data path from outside
-// the process: splice moves the payload with splice(2) and next to nothing
-// through user space; buffered and pooled never call splice.
+// TestDataPathUnderStrace proves each registered strategy's declared data
+// path from outside the process: a splice strategy moves the payload with
+// splice(2) and next to nothing through user space, also with every
+// feature that could wrap its conns; a userspace one never calls splice.
 func TestDataPathUnderStrace(t *testing.T) {
 	if _, err := measure.StracePath(); err != nil {
 		t.Fatal(err)
 	}
 	const payload = 32 << 20
-	tests := []struct {
+	type dataPathCase struct {
 		strategy string
 		extra    []string
 		verdict  string
 		header   bool // the client sends a PROXY v1 header first
-	}{
-		{"splice", nil, measure.VerdictSplice, false},
-		{"splice", []string{"--proxy-protocol", "2"}, measure.VerdictSplice, false},
-		{"splice", []string{"--idle-timeout", "1s", "--termination-delay", "50ms"}, measure.VerdictSplice, false},
-		{"splice", []string{"--accept-proxy-from", "127.0.0.0/8", "--proxy-protocol", "1"}, measure.VerdictSplice, true},
-		{"buffered", nil, measure.VerdictUserspace, false},
-		{"pooled", nil, measure.VerdictUserspace, false},
+	}
+	var tests []dataPathCase
+	for _, name := range copystrat.Names() {
+		s, err := copystrat.Lookup(name)
+		require.NoError(t, err)
+		require.Contains(t, []string{measure.VerdictSplice, measure.VerdictUserspace}, s.DataPath(),
+			"strategy %s declares a data path strace can check", name)
+		tests = append(tests, dataPathCase{name, nil, s.DataPath(), false})
+		if s.DataPath() == copystrat.DataPathSplice {
+			tests = append(tests,
+				dataPathCase{name, []string{"--proxy-protocol", "2"}, s.DataPath(), false},
+				dataPathCase{name, []string{"--idle-timeout", "1s", "--termination-delay", "50ms"}, s.DataPath(), false},
+				dataPathCase{name, []string{"--accept-proxy-from", "127.0.0.0/8", "--proxy-protocol", "1"}, s.DataPath(), true})
+		}
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(append([]string{tt.strategy}, tt.extra...), " "), func(t *testing.T) {

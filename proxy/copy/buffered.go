@@ -18,6 +18,9 @@ func init() { Register(Buffered{}) }
 // Name implements Strategy.
 func (Buffered) Name() string { return "buffered" }
 
+// DataPath is userspace: every byte is read into the buffer.
+func (Buffered) DataPath() string { return DataPathUserspace }
+
 // NewCopier implements Strategy. It allocates the direction's buffer now.
 func (Buffered) NewCopier(dst, src *net.TCPConn, opts Options) Copier {
 	return &bufferedCopier{dst: dst, src: src, buf: make([]byte, opts.bufferSize())}

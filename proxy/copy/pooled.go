@@ -19,6 +19,9 @@ func init() { Register(Pooled{}) }
 // Name implements Strategy.
 func (Pooled) Name() string { return "pooled" }
 
+// DataPath is userspace: every byte is read into a pooled buffer.
+func (Pooled) DataPath() string { return DataPathUserspace }
+
 // NewCopier implements Strategy.
 func (Pooled) NewCopier(dst, src *net.TCPConn, opts Options) Copier {
 	return &pooledCopier{dst: dst, src: src, pool: poolFor(opts.bufferSize())}

@@ -29,6 +29,10 @@ func init() { Register(Splice{}) }
 // Name implements Strategy.
 func (Splice) Name() string { return "splice" }
 
+// DataPath is splice: (*net.TCPConn).ReadFrom moves the bytes through a
+// pipe when both ends are raw TCP conns.
+func (Splice) DataPath() string { return DataPathSplice }
+
 // NewCopier implements Strategy.
 func (Splice) NewCopier(dst, src *net.TCPConn, opts Options) Copier {
 	return spliceCopier{dst: dst, src: src, logger: opts.Logger}

@@ -3,7 +3,8 @@
 //
 // A Strategy makes one Copier per direction of a forwarded connection:
 //
-//	c := copy.Lookup("splice").NewCopier(backend, client, copy.Options{})
+//	s, err := copy.Lookup("splice")
+//	c := s.NewCopier(backend, client, copy.Options{})
 //	n, err := c.Copy() // until EOF (err == nil), a closed socket, or an error
 //
 // The caller (proxy/tcp) calls Copy once per direction and sets no
@@ -11,8 +12,11 @@
 // connection by closing its sockets, which Copy reports as net.ErrClosed.
 // A Copier should still keep no state that a deadline could corrupt.
 //
-// Adding a strategy is one file: implement Strategy and call Register from
-// that file's init function.
+// Adding a strategy is one file: implement Strategy (declaring its data
+// path) and call Register from that file's init function. The strategy is
+// then a --strategy value of l4proxy and an l4proxy-<name> target of
+// l4bench, and every test that is about strategies runs it, the strace
+// proof of its data path included.
 package copy
 
 import (
@@ -46,10 +50,20 @@ func (o Options) bufferSize() int {
 	return o.BufferSize
 }
 
+// The data paths a strategy can declare. l4bench checks the declaration
+// under strace: a splice strategy whose bytes go through user space (a
+// wrapped conn turns Go's splice off without an error) fails the run.
+const (
+	DataPathSplice    = "splice"    // through kernel pipes, never through user space
+	DataPathUserspace = "userspace" // read into a buffer, written out
+)
+
 // Strategy creates copiers for one way of moving bytes.
 type Strategy interface {
 	// Name is the strategy's name as given to --strategy.
 	Name() string
+	// DataPath is DataPathSplice or DataPathUserspace.
+	DataPath() string
 	// NewCopier prepares the direction src -> dst of one connection.
 	NewCopier(dst, src *net.TCPConn, opts Options) Copier
 }

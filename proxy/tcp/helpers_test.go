@@ -18,7 +18,9 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var strategies = []string{"splice", "buffered", "pooled"}
+// strategies are every registered copy strategy: a new one is tested here
+// with no edit.
+var strategies = copystrat.Names()
 
 // backend is a loopback TCP server running handle for each connection.
 type backend struct {

@@ -3,7 +3,8 @@
 // sends an optional PROXY header, and runs one copy strategy per direction
 // with half-close, resets, idle timeout and termination delay.
 //
-//	p := &tcp.Proxy{Service: tcp.NewLoadBalancer(servers, tcp.Upstream{Strategy: copy.Splice{}})}
+//	up := &tcp.Upstream{Address: "127.0.0.1:8080", Strategy: copy.Splice{}}
+//	p := &tcp.Proxy{Service: lb.New([]lb.Weighted[*tcp.Upstream]{{Item: up, Weight: 1}}, false)}
 //	go p.Serve(listener)
 //	defer p.Shutdown(ctx)
 package tcp
@@ -51,6 +52,6 @@ func (u *Upstream) dialTimeout() time.Duration {
 	return u.DialTimeout
 }
 
-// Service picks the upstream for a new connection: an lb.Leaf of servers
-// or an lb.Tree of services.
+// Service picks the upstream for a new connection: an lb.Balancer of
+// servers or an lb.Tree of services.
 type Service = lb.Picker[*Upstream]

@@ -1,5 +1,5 @@
 // Package conform runs black-box conformance cases from
-// ../shared/conformance-catalogue.md against any design and builds a
+// docs/conformance.md against any design and builds a
 // pass/fail matrix:
 //
 //	m, err := conform.Run(ctx, conform.Options{Targets: []string{"l4proxy-splice", "nginx"}})
@@ -30,6 +30,10 @@ import (
 	"github.com/l4bench/l4bench/bench/measure"
 	"github.com/l4bench/l4bench/bench/report"
 	"github.com/l4bench/l4bench/bench/target"
+
+	"github.com/l4bench/l4bench/internal/badinput"
+
+	"github.com/l4bench/l4bench/bench/backend"
 )
 
 // Statuses of a result.
@@ -219,14 +223,14 @@ func (h *Harness) sub(name string) (*Harness, error) {
 	return &Harness{target: h.target, dir: dir}, os.MkdirAll(dir, 0o755)
 }
 
-func (h *Harness) startDesign(backend string) (string, error) {
+func (h *Harness) startDesign(backendAddr string) (string, error) {
 	versions := []int{h.ProxyProtocol}
 	if h.ResendProxy {
 		versions = []int{2, 1}
 	}
 	for i, v := range versions {
 		h.ProxyProtocol = v
-		inst, err := h.target.Start(h.spec(map[string]string{target.Echo: backend}))
+		inst, err := h.target.Start(h.spec(map[string]string{backend.Echo: backendAddr}))
 		if err != nil {
 			return "", err
 		}
@@ -249,7 +253,7 @@ func (h *Harness) startDesign(backend string) (string, error) {
 			return "", &notApplicable{why}
 		}
 		h.ResentVersion = v
-		return inst.Addrs[target.Echo], nil
+		return inst.Addrs[backend.Echo], nil
 	}
 	return "", &notApplicable{"design cannot send PROXY headers"}
 }
@@ -353,7 +357,7 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 	var cases []Case
 	for _, n := range opts.Cases {
 		if !slices.Contains(Names(), n) {
-			return nil, &BadInput{fmt.Errorf("--case: unknown case %q (implemented: %s)", n, strings.Join(Names(), ", "))}
+			return nil, badinput.Errorf("--case: unknown case %q (implemented: %s)", n, strings.Join(Names(), ", "))
 		}
 	}
 	for _, c := range Cases {
@@ -374,7 +378,7 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 	for _, n := range names {
 		t, err := target.Lookup(n)
 		if err != nil {
-			return nil, &BadInput{fmt.Errorf("--target: %w", err)}
+			return nil, badinput.Errorf("--target: %w", err)
 		}
 		if _, err := t.Check(); err != nil {
 			m.Skipped = append(m.Skipped, fmt.Sprintf("%s: %v", n, err))
@@ -394,7 +398,7 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 		}
 		out = d
 	} else if err := os.MkdirAll(out, 0o755); err != nil {
-		return nil, &BadInput{fmt.Errorf("--out: %w", err)}
+		return nil, badinput.Errorf("--out: %w", err)
 	}
 	// Designs stop in the background (traefik takes ~2 s to exit); all
 	// are gone before Run returns.
@@ -469,11 +473,6 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 	}
 	return m, nil
 }
-
-// BadInput marks errors in the options.
-type BadInput struct{ Err error }
-
-func (e *BadInput) Error() string { return e.Err.Error() }
 
 // Get returns the result of a case on a design.
 func (m *Matrix) Get(c, t string) *Result {

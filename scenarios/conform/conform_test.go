@@ -18,6 +18,10 @@ import (
 	"github.com/l4bench/l4bench/bench/report"
 	"github.com/l4bench/l4bench/bench/target"
 	"github.com/l4bench/l4bench/internal/testbin"
+
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
+
+	"github.com/l4bench/l4bench/internal/badinput"
 )
 
 func TestMain(m *testing.M) { os.Exit(testbin.WithL4Proxy(m)) }
@@ -31,7 +35,7 @@ func TestL4ProxyPassesEveryStrictCase(t *testing.T) {
 		t.Skip("the whole matrix runs without -short")
 	}
 	out := t.TempDir()
-	m, err := Run(context.Background(), Options{Targets: []string{"l4proxy-splice", "l4proxy-buffered", "l4proxy-pooled"}, Out: out})
+	m, err := Run(context.Background(), Options{Targets: ours(), Out: out})
 	require.NoError(t, err)
 	assert.Equal(t, Names(), m.Cases)
 	for _, r := range m.Results {
@@ -53,7 +57,7 @@ func TestL4ProxyPassesEveryStrictCase(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	_, err := Run(context.Background(), Options{Cases: []string{"tcp-telepathy"}})
-	var bad *BadInput
+	var bad *badinput.Error
 	require.True(t, errors.As(err, &bad))
 	assert.ErrorContains(t, err, `--case: unknown case "tcp-telepathy"`)
 	_, err = Run(context.Background(), Options{Targets: []string{"envoy"}})
@@ -83,8 +87,8 @@ func TestMissedDesigns(t *testing.T) {
 		targets []string
 		missed  []string
 	}{
-		{"ours by name", []string{"l4proxy-splice", "l4proxy-buffered", "l4proxy-pooled"}, []string{"l4proxy-splice", "l4proxy-buffered", "l4proxy-pooled"}},
-		{"ours by default", nil, []string{"l4proxy-splice", "l4proxy-buffered", "l4proxy-pooled"}},
+		{"ours by name", ours(), ours()},
+		{"ours by default", nil, ours()},
 		{"a peer by name", []string{"traefik"}, []string{"traefik"}},
 	}
 	for _, tt := range tests {
@@ -130,4 +134,13 @@ func TestCancelledUDPCaseStopsAtOnce(t *testing.T) {
 			assert.Contains(t, m.Results[0].Observed, "cancelled before the case finished")
 		})
 	}
+}
+
+// ours are the l4proxy targets, one per registered strategy.
+func ours() []string {
+	var out []string
+	for _, s := range copystrat.Names() {
+		out = append(out, "l4proxy-"+s)
+	}
+	return out
 }
