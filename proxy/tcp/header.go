@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
@@ -17,12 +18,14 @@ import (
 // (haproxy's proxy-protocol.txt §2.1: 107 bytes).
 const maxV1 = 107
 
-func init() {
-	// The spec allows 65 535 bytes after a v2 header's fixed part;
-	// go-proxyproto accepts 4 KiB by default. Headers are read only from
-	// trusted networks, one per connection, and dropped once parsed.
-	proxyproto.MaxV2HeaderSize = 0xFFFF
-}
+// allowFullV2Headers raises go-proxyproto's limit on a v2 header to what
+// the spec allows: 65 535 bytes after the fixed part, where the library
+// accepts 4 KiB by default. The limit is the library's global variable,
+// with no per-reader option, so it is raised once, by the first Proxy
+// that accepts PROXY headers, and never for a program that only imports
+// this package. Headers are read only from trusted networks, one per
+// connection, and dropped once parsed.
+var allowFullV2Headers = sync.OnceFunc(func() { proxyproto.MaxV2HeaderSize = 0xFFFF })
 
 // readProxyHeader checks that the client is trusted and reads its PROXY
 // header within the header timeout. It returns the payload bytes that

@@ -112,6 +112,9 @@ func (p *Proxy) Serve(ln *net.TCPListener) error {
 		return nil
 	}
 	defer p.trackListener(ln, false)
+	if p.AcceptProxy != nil {
+		allowFullV2Headers()
+	}
 	var backoff time.Duration
 	for {
 		c, err := ln.AcceptTCP()

@@ -220,23 +220,34 @@ func TestLateRepliesWithinSession(t *testing.T) {
 }
 
 func TestStuckSessionDoesNotBlockOthers(t *testing.T) {
-	// Session A's backend never answers (and its own backend socket is
-	// full of unread replies); session B must still be answered at once.
+	// Session A is stuck waiting: its backend receives every datagram and
+	// never answers, so a proxy that waited for a reply before reading the
+	// next datagram, or that served sessions in turn, would hold B behind
+	// A's 100. Session B must still be answered at once, and A's datagrams
+	// must have reached the backend (the stuck session existed).
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	var stuck net.Addr
+	var stuckCount int
 	var mu sync.Mutex
 	_, addr := startUDPProxy(t, &Proxy{Service: to(udpBackend(t, func(pc net.PacketConn, data []byte, from net.Addr) {
 		if string(data) == "A" {
 			mu.Lock()
 			stuck = from
+			stuckCount++
 			mu.Unlock()
 			return
 		}
 		_, _ = pc.WriteTo(data, from)
 	}))})
 	a, b := client(t, addr), client(t, addr)
-	for range 100 {
+	count := func() int { mu.Lock(); defer mu.Unlock(); return stuckCount }
+	// The first datagram makes the session; the rest follow once it is
+	// dialled (up to maxPending wait while it is, more are dropped).
+	_, err := a.Write([]byte("A"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return count() == 1 }, 2*time.Second, time.Millisecond)
+	for range 99 {
 		_, err := a.Write([]byte("A"))
 		require.NoError(t, err)
 	}
@@ -249,9 +260,11 @@ func TestStuckSessionDoesNotBlockOthers(t *testing.T) {
 		assert.Equal(t, "B", string(got))
 		assert.Less(t, time.Since(start), 100*time.Millisecond)
 	}
+	assert.Eventually(t, func() bool { return count() == 100 }, 2*time.Second, 10*time.Millisecond,
+		"every datagram of the stuck session reaches its backend, none answered (got %d)", count())
 	mu.Lock()
+	defer mu.Unlock()
 	assert.NotNil(t, stuck)
-	mu.Unlock()
 }
 
 func TestBackendComesBack(t *testing.T) {
