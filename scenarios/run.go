@@ -46,7 +46,7 @@ type running struct {
 // from earlier samples (Go's pool of splice pipes, heaps that do not
 // shrink at once) do not hide the cost of new connections.
 func (d *running) restart() error {
-	if d.t.Name() == "direct" {
+	if d.t.Name() == report.Direct {
 		return nil
 	}
 	_ = d.inst.Stop()
@@ -108,7 +108,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 			continue
 		}
 		info.Version = version
-		if t.Name() != "direct" && !strings.HasPrefix(t.Name(), "l4proxy-") {
+		if t.Name() != report.Direct && !strings.HasPrefix(t.Name(), "l4proxy-") {
 			res.Host.Peers[strings.SplitN(t.Name(), "-", 2)[0]] = version
 		}
 		spec := target.Spec{Dir: p.dir, Backends: bes.addr, Workers: opts.Workers, CPUs: opts.ProxyCPUs, BufferSize: opts.L4ProxyBufferSize}
@@ -199,7 +199,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 					res.Failures = append(res.Failures, report.Failure{Target: d.t.Name(), Scenario: s.Name, Round: round + 1, Why: d.failed + "; no samples after this one"})
 					p.say("%s round %d: %s %s", s.Name, round+1, d.t.Name(), d.failed)
 				}
-				if s.Name == "tcp-stream-1" && d.t.Name() == "direct" {
+				if s.Name == "tcp-stream-1" && d.t.Name() == report.Direct {
 					if iperfErr != nil {
 						if round == 0 {
 							res.Notes = append(res.Notes, "iperf3 not installed: no cross-check of the direct throughput (run scripts/install-peers.sh)")
@@ -224,7 +224,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 	if p.opts.Conform {
 		var names []string
 		for _, t := range res.Targets {
-			if t.Skipped == "" && t.Name != "direct" && t.Name != IperfTarget {
+			if t.Skipped == "" && t.Name != report.Direct && t.Name != IperfTarget {
 				names = append(names, t.Name)
 			}
 		}
@@ -528,7 +528,7 @@ func (p *plan) sampleIdle(ctx context.Context, res *report.Results, s Scenario, 
 // given round of scenario, so that iperf3 can be asked to move as much
 // and run about as long (its -t takes whole seconds only), or 0.
 func directBytes(res *report.Results, scenario string, round int, dur time.Duration) int64 {
-	rec := res.Find(scenario, "direct", "throughput")
+	rec := res.Find(scenario, report.Direct, "throughput")
 	if rec == nil {
 		return 0
 	}
@@ -602,7 +602,7 @@ func parseIperf3(out []byte) (float64, error) {
 
 // harnessCheck compares l4bench's direct throughput with iperf3's.
 func harnessCheck(res *report.Results) []string {
-	own := res.Find("tcp-stream-1", "direct", "throughput")
+	own := res.Find("tcp-stream-1", report.Direct, "throughput")
 	ip := res.Find("tcp-stream-1", IperfTarget, "throughput")
 	if own == nil || ip == nil || ip.Median == 0 {
 		return nil
@@ -650,10 +650,10 @@ func latenessCheck(res *report.Results) []string {
 // and the backend's sockets cost without a proxy: the design's own share.
 func ownSlab(res *report.Results) {
 	for _, rec := range slices.Clone(res.Records) {
-		if rec.Metric != "slab_per_conn" || rec.Target == "direct" {
+		if rec.Metric != "slab_per_conn" || rec.Target == report.Direct {
 			continue
 		}
-		direct := res.Find(rec.Scenario, "direct", "slab_per_conn")
+		direct := res.Find(rec.Scenario, report.Direct, "slab_per_conn")
 		if direct == nil {
 			continue
 		}

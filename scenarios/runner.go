@@ -20,6 +20,8 @@ import (
 	"github.com/l4bench/l4bench/bench/target"
 
 	"github.com/l4bench/l4bench/internal/badinput"
+
+	"github.com/l4bench/l4bench/bench/report"
 )
 
 // Options configure a run. The zero value runs the quick profile against
@@ -106,8 +108,8 @@ func prepare(opts Options) (*plan, error) {
 	if len(names) == 0 {
 		names = target.Names()
 	}
-	if !slices.Contains(names, "direct") {
-		names = append([]string{"direct"}, names...) // every run measures the baseline
+	if !slices.Contains(names, report.Direct) {
+		names = append([]string{report.Direct}, names...) // every run measures the baseline
 	}
 	for _, n := range names {
 		t, err := target.Lookup(n)

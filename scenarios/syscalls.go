@@ -72,7 +72,7 @@ func (p *plan) runSyscalls(ctx context.Context, res *report.Results, s Scenario,
 	}
 	var vs []variant
 	for _, d := range designs {
-		if d.t.Name() == "direct" {
+		if d.t.Name() == report.Direct {
 			continue
 		}
 		vs = append(vs, variant{d.t.Name(), d, spliceVariant{mod: func(*target.Spec) {}}})

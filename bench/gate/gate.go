@@ -95,7 +95,7 @@ var tails = []string{"latency_p99", "latency_p999", "latency_p9999"}
 var informational = []string{"send_lateness_p50", "send_lateness_p99", "cpus_used"}
 
 // notGated are targets that are not designs: iperf3's cross-check.
-var notGated = []string{"direct", "direct-iperf3"}
+var notGated = []string{report.Direct, "direct-iperf3"}
 
 // Verdicts of a row.
 const (
@@ -140,7 +140,7 @@ func Compare(baseline, current *report.Results, opts Options) ([]Row, error) {
 	thresholds := benchmath.Thresholds{CompareAlpha: opts.alpha()}
 	var rows []Row
 	for _, cur := range current.Records {
-		if cur.Target == "direct" {
+		if cur.Target == report.Direct {
 			continue
 		}
 		gated := gatedRow(cur, opts)
@@ -150,7 +150,7 @@ func Compare(baseline, current *report.Results, opts Options) ([]Row, error) {
 		}
 		row := Row{Scenario: cur.Scenario, Target: cur.Target, Metric: cur.Metric, Better: cur.Better, Gated: gated}
 		asked := current.Settings.Count
-		oldD, newD := baseline.Find(cur.Scenario, "direct", cur.Metric), current.Find(cur.Scenario, "direct", cur.Metric)
+		oldD, newD := baseline.Find(cur.Scenario, report.Direct, cur.Metric), current.Find(cur.Scenario, report.Direct, cur.Metric)
 		if oldD != nil && newD != nil {
 			row.Relative = true
 			row.Old, row.New = ratios(old, oldD), ratios(&cur, newD)
@@ -193,7 +193,7 @@ func Compare(baseline, current *report.Results, opts Options) ([]Row, error) {
 	// Every gated row of the baseline must be in the run: a design that
 	// failed to start leaves no rows at all, and must not pass unseen.
 	for _, old := range baseline.Records {
-		if old.Target == "direct" || !gatedRow(old, opts) || slices.Contains(tails, old.Metric) ||
+		if old.Target == report.Direct || !gatedRow(old, opts) || slices.Contains(tails, old.Metric) ||
 			current.Find(old.Scenario, old.Target, old.Metric) != nil {
 			continue
 		}

@@ -85,7 +85,7 @@ func barPlot(title, ylabel string, recs []Record, order []string, scale float64)
 				rec = r
 			}
 		}
-		if n == "direct" {
+		if n == Direct {
 			r := rec
 			direct = &r
 		}
@@ -266,7 +266,7 @@ func (r *Results) RenderPlots(dir string, order []string) ([]Plot, error) {
 			return nil, err
 		}
 	}
-	if r.Find("tcp-rr-open", "direct", "latency_p50") != nil {
+	if r.Find("tcp-rr-open", Direct, "latency_p50") != nil {
 		p, err := percentilePlot("Latency by percentile at a fixed 2000 req/s (open loop)", r, "tcp-rr-open", order)
 		if err != nil {
 			return nil, err

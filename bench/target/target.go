@@ -24,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/l4bench/l4bench/bench/report"
 )
 
 // UDP is the route to a UDP echo backend. TCP routes are keyed by their
@@ -152,7 +154,7 @@ func Names() []string {
 	defer mu.Unlock()
 	out := append([]string(nil), order...)
 	rank := func(n string) int {
-		for i, p := range []string{"direct", "l4proxy-", "haproxy-", "nginx", "socat"} {
+		for i, p := range []string{report.Direct, "l4proxy-", "haproxy-", "nginx", "socat"} {
 			if strings.HasPrefix(n, p) {
 				return i
 			}

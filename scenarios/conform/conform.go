@@ -368,7 +368,7 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 	names := opts.Targets
 	if len(names) == 0 {
 		for _, n := range target.Names() {
-			if n != "direct" {
+			if n != report.Direct {
 				names = append(names, n)
 			}
 		}
