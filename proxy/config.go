@@ -14,17 +14,24 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
+	"github.com/l4bench/l4bench/proxy/tcp"
+	"github.com/l4bench/l4bench/proxy/udp"
 )
 
 // Defaults for fields a configuration leaves out; Server applies them when
 // it builds its entrypoints.
+// Each is defined by the package that uses it; this is where the
+// configuration and l4proxy's flags find them.
 const (
 	DefaultStrategy         = "splice"
-	DefaultDialTimeout      = 5 * time.Second
-	DefaultTerminationDelay = 100 * time.Millisecond
-	DefaultUDPTimeout       = 3 * time.Second
+	DefaultDialTimeout      = tcp.DefaultDialTimeout
+	DefaultTerminationDelay = tcp.DefaultTerminationDelay
+	DefaultUDPTimeout       = udp.DefaultTimeout
 	DefaultShutdownGrace    = 10 * time.Second
-	DefaultHeaderTimeout    = 3 * time.Second
+	DefaultHeaderTimeout    = tcp.DefaultHeaderTimeout
+	DefaultBufferSize       = copystrat.DefaultBufferSize
 )
 
 // Config is the whole model of one l4proxy process.

@@ -126,11 +126,20 @@ func tcpLeaf(l *LoadBalancer, logger *slog.Logger) tcp.Service {
 			Copy:             copystrat.Options{BufferSize: l.BufferSize, Logger: logger},
 			DialTimeout:      l.DialTimeout.D(DefaultDialTimeout),
 			ProxyProtocol:    version,
-			TerminationDelay: l.TerminationDelay.D(DefaultTerminationDelay),
+			TerminationDelay: terminationDelay(l.TerminationDelay),
 			TryNextServer:    l.TryNextServer,
 		}})
 	}
 	return lb.New(servers, true)
+}
+
+// terminationDelay resolves a configured delay for tcp.Upstream, whose
+// zero value is the default: a configured 0 still closes at once.
+func terminationDelay(d *Duration) time.Duration {
+	if v := d.D(DefaultTerminationDelay); v != 0 {
+		return v
+	}
+	return tcp.CloseAtOnce
 }
 
 func udpLeaf(l *LoadBalancer) udp.Service {

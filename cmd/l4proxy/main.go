@@ -31,23 +31,23 @@ const usage = `Usage:
   l4proxy --config FILE                                      full configuration (YAML)
 
 Options:
-  --strategy NAME          copy strategy: %s (default splice)
-  --buffer-size BYTES      userspace buffer of buffered and pooled (default 16384)
+  --strategy NAME          copy strategy: {strategies} (default {strategy})
+  --buffer-size BYTES      userspace buffer of buffered and pooled (default {buffer})
   --udp                    forward UDP datagrams instead of TCP
   --proxy-protocol 0|1|2   send a PROXY header to backends (default 0: none)
   --accept-proxy-from CIDR[,CIDR...]
                            require a PROXY header (v1 or v2) from these clients
                            and refuse every other client (default: off)
   --termination-delay DUR  after one side half-closes, how long the other direction
-                           may stay idle before both close (default 100ms; -1s: never)
-  --dial-timeout DUR       backend dial timeout (default 5s)
+                           may stay idle before both close (default {termdelay}; -1s: never)
+  --dial-timeout DUR       backend dial timeout (default {dial})
   --try-next-server        when a backend refuses or times out, try the next one
                            (default off: the client connection is closed)
   --idle-timeout DUR       close a TCP connection idle this long (default 0: never)
   --max-conns N            cap on open TCP connections; over it a new connection
                            is closed at once and counted (default 0: no cap)
-  --udp-timeout DUR        UDP session idle timeout (default 3s)
-  --shutdown-grace DUR     after SIGTERM, how long open connections may drain (default 10s)
+  --udp-timeout DUR        UDP session idle timeout (default {udp})
+  --shutdown-grace DUR     after SIGTERM, how long open connections may drain (default {grace})
   --log-level LEVEL        debug, info, warn or error (default info); debug logs
                            one line per connection
   --help                   show this help
@@ -70,10 +70,23 @@ type options struct {
 	set                                                      map[string]bool
 }
 
+// usageText fills the defaults in from where they are defined.
+func usageText() string {
+	return strings.NewReplacer(
+		"{strategies}", strings.Join(copystrat.Names(), ", "),
+		"{strategy}", proxy.DefaultStrategy,
+		"{buffer}", strconv.Itoa(proxy.DefaultBufferSize),
+		"{termdelay}", proxy.DefaultTerminationDelay.String(),
+		"{dial}", proxy.DefaultDialTimeout.String(),
+		"{udp}", proxy.DefaultUDPTimeout.String(),
+		"{grace}", proxy.DefaultShutdownGrace.String(),
+	).Replace(usage)
+}
+
 func run(args []string, stderr io.Writer) int {
 	opts, err := parseFlags(args)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(stderr, usage, strings.Join(copystrat.Names(), ", "))
+		fmt.Fprint(stderr, usageText())
 		return 0
 	}
 	if err != nil {

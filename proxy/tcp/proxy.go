@@ -24,13 +24,18 @@ var ErrNoUpstream = errors.New("tcp: no upstream available")
 type AcceptProxy struct {
 	// Trusted lists the networks allowed to send PROXY headers.
 	Trusted []netip.Prefix
-	// HeaderTimeout bounds the wait for a complete header. Zero means 3s.
+	// HeaderTimeout bounds the wait for a complete header. Zero means
+	// DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
 }
 
+// DefaultHeaderTimeout is the wait for a PROXY header when none is set:
+// the spec suggests at least 3 seconds.
+const DefaultHeaderTimeout = 3 * time.Second
+
 func (a *AcceptProxy) headerTimeout() time.Duration {
 	if a.HeaderTimeout <= 0 {
-		return 3 * time.Second
+		return DefaultHeaderTimeout
 	}
 	return a.HeaderTimeout
 }
@@ -316,7 +321,7 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 		return
 	}
 
-	pr := newPair(client, backend, p.IdleTimeout, up.TerminationDelay)
+	pr := newPair(client, backend, p.IdleTimeout, up.terminationDelay())
 	if !p.replaceConn(client, pr) {
 		_ = pr.Close()
 		return

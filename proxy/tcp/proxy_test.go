@@ -653,3 +653,37 @@ func TestMaxConns(t *testing.T) {
 	require.NoError(t, roundTrip(dial(t, addr)), "a freed slot serves a new connection")
 	assert.Equal(t, int64(1), p.Refused())
 }
+
+// The zero Upstream passes a half-closed response on (its termination
+// delay is the default); CloseAtOnce and NeverTerminate do what they say.
+func TestTerminationDelayZeroValueIsTheDefault(t *testing.T) {
+	tests := []struct {
+		name  string
+		delay time.Duration
+		wait  time.Duration // the backend's pause after the client's FIN
+		want  string
+	}{
+		{"zero value: the default", 0, DefaultTerminationDelay / 4, "reply"},
+		{"close at once", CloseAtOnce, DefaultTerminationDelay / 4, ""},
+		{"never", NeverTerminate, 3 * DefaultTerminationDelay, "reply"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := startBackend(t, func(c *net.TCPConn) {
+				_, _ = io.Copy(io.Discard, c) // until the client's FIN
+				time.Sleep(tt.wait)
+				_, _ = c.Write([]byte("reply"))
+			})
+			u := &Upstream{Address: b.addr(), TerminationDelay: tt.delay}
+			addr := startProxy(t, &Proxy{Service: single(u)})
+			c := dial(t, addr)
+			_, err := c.Write([]byte("request"))
+			require.NoError(t, err)
+			require.NoError(t, c.CloseWrite())
+			require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+			got, err := io.ReadAll(c)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, string(got))
+		})
+	}
+}

@@ -25,17 +25,39 @@ type Upstream struct {
 	Strategy copystrat.Strategy
 	// Copy tunes the strategy (buffer size).
 	Copy copystrat.Options
-	// DialTimeout bounds connecting to the backend. Zero means 5s.
+	// DialTimeout bounds connecting to the backend. Zero means
+	// DefaultDialTimeout.
 	DialTimeout time.Duration
 	// ProxyProtocol is the PROXY protocol version sent to the backend:
 	// 0 (none), 1 or 2.
 	ProxyProtocol int
 	// TerminationDelay is how long the remaining direction may stay idle
-	// after the other one finished (EOF) before both are closed. Negative
-	// means never; zero closes at once.
+	// after the other one finished (EOF) before both are closed. Zero means
+	// DefaultTerminationDelay, so that the zero Upstream passes a
+	// half-closed response on; NeverTerminate (any negative value) lets it
+	// stay idle forever; CloseAtOnce closes both as soon as one is done.
 	TerminationDelay time.Duration
 	// TryNextServer makes a failed dial try the next server of the service.
 	TryNextServer bool
+}
+
+// Defaults of an Upstream's zero fields, and the termination delay's two
+// special values. proxy's configuration and l4proxy's flags use these.
+const (
+	DefaultDialTimeout      = 5 * time.Second
+	DefaultTerminationDelay = 100 * time.Millisecond
+	// NeverTerminate: the remaining direction may stay idle forever.
+	NeverTerminate time.Duration = -1
+	// CloseAtOnce: both directions close as soon as one is done. (One
+	// nanosecond of idle time: no byte can move in it.)
+	CloseAtOnce time.Duration = 1
+)
+
+func (u *Upstream) terminationDelay() time.Duration {
+	if u.TerminationDelay == 0 {
+		return DefaultTerminationDelay
+	}
+	return u.TerminationDelay
 }
 
 func (u *Upstream) strategy() copystrat.Strategy {
@@ -47,7 +69,7 @@ func (u *Upstream) strategy() copystrat.Strategy {
 
 func (u *Upstream) dialTimeout() time.Duration {
 	if u.DialTimeout <= 0 {
-		return 5 * time.Second
+		return DefaultDialTimeout
 	}
 	return u.DialTimeout
 }

@@ -39,7 +39,8 @@ type Proxy struct {
 	Name string
 	// Service picks each session's backend. Required.
 	Service Service
-	// Timeout ends a session idle this long in both directions. Zero means 3s.
+	// Timeout ends a session idle this long in both directions. Zero means
+	// DefaultTimeout.
 	Timeout time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
@@ -51,9 +52,12 @@ type Proxy struct {
 	wg       sync.WaitGroup
 }
 
+// DefaultTimeout is a UDP session's idle timeout when none is set.
+const DefaultTimeout = 3 * time.Second
+
 func (p *Proxy) timeout() time.Duration {
 	if p.Timeout <= 0 {
-		return 3 * time.Second
+		return DefaultTimeout
 	}
 	return p.Timeout
 }
