@@ -486,22 +486,13 @@ func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *r
 
 func (p *plan) sampleIdle(ctx context.Context, res *report.Results, s Scenario, d *running, addr string, n, round int) error {
 	time.Sleep(200 * time.Millisecond)
-	before, err := measure.ReadProcs(d.inst.PIDs())
-	if err != nil {
-		return err
-	}
-	slab0, _ := measure.Meminfo()
-	conns, err := load.OpenIdle(ctx, addr, n, s.Warmup)
-	if err != nil {
-		return err
-	}
-	time.Sleep(300 * time.Millisecond)
-	// socat has forked by now. Walking its thousands of processes is
-	// slow, so it is done once, while the connections are still open.
-	pids := d.inst.PIDs()
-	after, err := measure.ReadProcs(pids)
-	slab1, _ := measure.Meminfo()
-	conns.Close()
+	cost, err := measure.MeasureIdle(n, d.inst.PIDs, func() (func(), error) {
+		conns, err := load.OpenIdle(ctx, addr, n, s.Warmup)
+		if err != nil {
+			return nil, err
+		}
+		return conns.Close, nil
+	}, 300*time.Millisecond)
 	time.Sleep(300 * time.Millisecond) // let the design release them
 	if err != nil {
 		return err
@@ -509,18 +500,12 @@ func (p *plan) sampleIdle(ctx context.Context, res *report.Results, s Scenario, 
 	// Kernel slab is system-wide: it holds the client's and the backend's
 	// sockets too. direct measures exactly those, and ownSlab subtracts
 	// them per round once the run is done.
-	res.AddRound(round, s.Name, d.t.Name(), "slab_per_conn", float64(slab1["Slab"]-slab0["Slab"])/float64(n))
-	if len(pids) == 0 {
+	res.AddRound(round, s.Name, d.t.Name(), "slab_per_conn", cost.SlabKiB)
+	if cost.Processes == 0 {
 		return nil // direct: no process of its own
 	}
-	mem := func(st measure.ProcStats) float64 {
-		if len(pids) > 1 && st.PSSKiB > 0 {
-			return float64(st.PSSKiB) // several processes share pages: PSS
-		}
-		return float64(st.RSSKiB)
-	}
-	res.AddRound(round, s.Name, d.t.Name(), "rss_per_conn", (mem(after)-mem(before))/float64(n))
-	res.AddRound(round, s.Name, d.t.Name(), "fds_per_conn", float64(after.FDs-before.FDs)/float64(n))
+	res.AddRound(round, s.Name, d.t.Name(), "rss_per_conn", cost.RSSKiB)
+	res.AddRound(round, s.Name, d.t.Name(), "fds_per_conn", cost.FDs)
 	return nil
 }
 

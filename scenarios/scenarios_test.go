@@ -23,7 +23,9 @@ import (
 	"github.com/l4bench/l4bench/internal/badinput"
 )
 
-func TestMain(m *testing.M) { os.Exit(testbin.WithL4Proxy(m)) }
+func TestMain(m *testing.M) {
+	os.Exit(testbin.Run(m, func(path string) { target.L4ProxyPath = path }))
+}
 
 func TestCatalogue(t *testing.T) {
 	c, err := Load()

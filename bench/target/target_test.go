@@ -1,10 +1,10 @@
 package target
 
 import (
+	"github.com/l4bench/l4bench/internal/testbin"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,17 +17,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "target-test")
-	if err != nil {
-		panic(err)
-	}
-	L4ProxyPath = filepath.Join(dir, "l4proxy")
-	if out, err := exec.Command("go", "build", "-o", L4ProxyPath, "../../cmd/l4proxy").CombinedOutput(); err != nil {
-		panic(string(out))
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testbin.Run(m, func(path string) { L4ProxyPath = path }))
 }
 
 // TestEveryTargetForwards starts each target that can run here against

@@ -1,9 +1,9 @@
 package main
 
 import (
+	"context"
 	"flag"
-	"io"
-	"net"
+	"github.com/l4bench/l4bench/bench/load"
 	"syscall"
 	"testing"
 	"time"
@@ -41,41 +41,20 @@ func BenchmarkIdleConn(b *testing.B) {
 			p := startProxy(b, "", "--listen", "127.0.0.1:0", "--backend", echo.Addr(), "--strategy", strategy)
 			defer func() { _ = p.stop(b) }()
 			time.Sleep(200 * time.Millisecond)
-			before, err := measure.ReadProc(p.pid)
-			if err != nil {
-				b.Fatal(err)
-			}
-			mem0, _ := measure.Meminfo()
-			conns := make([]net.Conn, 0, *idleConns)
-			defer func() {
-				for _, c := range conns {
-					_ = c.Close()
-				}
-			}()
-			msg := make([]byte, *idleWarmup)
-			for range *idleConns {
-				c, err := net.Dial("tcp", p.addr)
+			// The same measurement as l4bench's tcp-idle scenario.
+			cost, err := measure.MeasureIdle(*idleConns, func() []int { return []int{p.pid} }, func() (func(), error) {
+				conns, err := load.OpenIdle(context.Background(), p.addr, *idleConns, *idleWarmup)
 				if err != nil {
-					b.Fatal(err)
+					return nil, err
 				}
-				conns = append(conns, c)
-				if _, err := c.Write(msg); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := io.ReadFull(c, msg); err != nil {
-					b.Fatal(err)
-				}
-			}
-			time.Sleep(500 * time.Millisecond)
-			after, err := measure.ReadProc(p.pid)
+				return conns.Close, nil
+			}, 500*time.Millisecond)
 			if err != nil {
 				b.Fatal(err)
 			}
-			mem1, _ := measure.Meminfo()
-			n := float64(len(conns))
-			b.ReportMetric(float64(after.RSSKiB-before.RSSKiB)/n, "KiB-rss/conn")
-			b.ReportMetric(float64(after.FDs-before.FDs)/n, "fds/conn")
-			b.ReportMetric(float64(mem1["Slab"]-mem0["Slab"])/n, "KiB-slab/conn")
+			b.ReportMetric(cost.RSSKiB, "KiB-rss/conn")
+			b.ReportMetric(cost.FDs, "fds/conn")
+			b.ReportMetric(cost.SlabKiB, "KiB-slab/conn")
 			b.ReportMetric(0, "ns/op")
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/l4bench/l4bench/internal/testbin"
 	"io"
 	"net"
 	"os"
@@ -19,7 +20,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/l4bench/l4bench/bench/backend"
 	"github.com/l4bench/l4bench/bench/measure"
@@ -32,24 +32,7 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "l4proxy-test")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "l4proxy")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building l4proxy: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(testbin.Run(m, func(path string) { binary = path }))
 }
 
 func TestBadInput(t *testing.T) {

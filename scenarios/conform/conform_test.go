@@ -24,7 +24,9 @@ import (
 	"github.com/l4bench/l4bench/internal/badinput"
 )
 
-func TestMain(m *testing.M) { os.Exit(testbin.WithL4Proxy(m)) }
+func TestMain(m *testing.M) {
+	os.Exit(testbin.Run(m, func(path string) { target.L4ProxyPath = path }))
+}
 
 // TestL4ProxyPassesEveryStrictCase: every implemented case, every
 // strategy, strict pass (no lenient, no n/a).
