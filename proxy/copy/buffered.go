@@ -1,7 +1,6 @@
 package copy
 
 import (
-	"io"
 	"net"
 )
 
@@ -33,25 +32,4 @@ type bufferedCopier struct {
 
 func (c *bufferedCopier) Copy() (int64, error) {
 	return readWriteLoop(c.dst, c.src, c.buf)
-}
-
-// readWriteLoop is the userspace copy loop shared by strategies that own
-// their buffer. It returns nil at EOF.
-func readWriteLoop(dst io.Writer, src io.Reader, buf []byte) (written int64, err error) {
-	for {
-		n, rerr := src.Read(buf)
-		if n > 0 {
-			w, werr := dst.Write(buf[:n])
-			written += int64(w)
-			if werr != nil {
-				return written, werr
-			}
-		}
-		if rerr == io.EOF {
-			return written, nil
-		}
-		if rerr != nil {
-			return written, rerr
-		}
-	}
 }

@@ -21,6 +21,7 @@ package copy
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sort"
@@ -118,4 +119,26 @@ func Names() []string {
 		return names[i] < names[j]
 	})
 	return names
+}
+
+// readWriteLoop is the userspace copy loop shared by strategies that own
+// their buffer (and by splice when no pipe can be made). It lives here,
+// not in a strategy's file, so that a strategy file can be copied whole. It returns nil at EOF.
+func readWriteLoop(dst io.Writer, src io.Reader, buf []byte) (written int64, err error) {
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			written += int64(w)
+			if werr != nil {
+				return written, werr
+			}
+		}
+		if rerr == io.EOF {
+			return written, nil
+		}
+		if rerr != nil {
+			return written, rerr
+		}
+	}
 }
