@@ -41,7 +41,7 @@ func TestL4ProxyPassesEveryStrictCase(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, Names(), m.Cases)
 	for _, r := range m.Results {
-		assert.Equal(t, Pass, r.Status, "%s on %s: %s", r.Case, r.Target, r.Observed)
+		assert.Equal(t, Pass, Status(r.Status), "%s on %s: %s", r.Case, r.Target, r.Observed)
 	}
 	assert.Empty(t, m.OwnFailures())
 
@@ -68,9 +68,9 @@ func TestBadInput(t *testing.T) {
 
 func TestOwnFailuresOnlyCountL4Proxy(t *testing.T) {
 	m := &Matrix{Conformance: report.Conformance{Results: []Result{
-		{Case: "a", Target: "nginx", Status: Fail},
-		{Case: "a", Target: "l4proxy-splice", Status: Lenient},
-		{Case: "b", Target: "l4proxy-pooled", Status: Fail, Observed: "x"},
+		{Case: "a", Target: "nginx", Status: string(Fail)},
+		{Case: "a", Target: "l4proxy-splice", Status: string(Lenient)},
+		{Case: "b", Target: "l4proxy-pooled", Status: string(Fail), Observed: "x"},
 	}}}
 	own := m.OwnFailures()
 	require.Len(t, own, 1)
@@ -132,7 +132,7 @@ func TestCancelledUDPCaseStopsAtOnce(t *testing.T) {
 				return
 			}
 			require.Len(t, m.Results, 1)
-			assert.Equal(t, Fail, m.Results[0].Status)
+			assert.Equal(t, Fail, Status(m.Results[0].Status))
 			assert.Contains(t, m.Results[0].Observed, "cancelled before the case finished")
 		})
 	}

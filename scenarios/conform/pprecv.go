@@ -1,3 +1,5 @@
+// Group F of the catalogue: receiving the PROXY protocol.
+
 package conform
 
 import (
@@ -15,19 +17,8 @@ import (
 	"sync"
 	"time"
 
-	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto"
 )
-
-// PROXY receive cases (catalogue group F). The design requires a PROXY
-// header from the client and re-sends one to the backend (v2 where it
-// can, else v1), so the backend sees both the payload and the addresses
-// the design parsed.
-
-// HeaderTimeout is every design's wait for a client's PROXY header in
-// the receive cases: long enough for the slowest split write (13 writes
-// 20 ms apart), short enough to bound the matrix. The spec suggests at
-// least 3 s for production; a shorter wait changes no verdict here.
-const HeaderTimeout = 2 * time.Second
 
 // ppIn is one thing a client sends to a design that requires PROXY.
 type ppIn struct {
@@ -71,7 +62,7 @@ func ppRecvHarness(h *Harness) (string, chan seenPP, error) {
 }
 
 // ppRecv runs inputs one after another against one design.
-func ppRecv(ctx context.Context, h *Harness, ins []ppIn) (string, string) {
+func ppRecv(ctx context.Context, h *Harness, ins []ppIn) (Status, string) {
 	addr, seen, err := ppRecvHarness(h)
 	if err != nil {
 		return startStatus(err)
@@ -92,16 +83,7 @@ func ppRecv(ctx context.Context, h *Harness, ins []ppIn) (string, string) {
 	return status, strings.Join(notes, "; ")
 }
 
-// worse orders statuses pass < lenient < fail.
-func worse(a, b string) string {
-	rank := map[string]int{Pass: 0, Lenient: 1, Fail: 2, NA: 3}
-	if rank[b] > rank[a] {
-		return b
-	}
-	return a
-}
-
-func ppOne(ctx context.Context, addr string, seen chan seenPP, in ppIn) (string, string) {
+func ppOne(ctx context.Context, addr string, seen chan seenPP, in ppIn) (Status, string) {
 	for len(seen) > 0 { // a late report from an earlier input
 		<-seen
 	}
@@ -154,7 +136,7 @@ func ppOne(ctx context.Context, addr string, seen chan seenPP, in ppIn) (string,
 
 // ppRejected checks that the design closed the client without forwarding
 // a byte of what it sent or connecting it to the backend.
-func ppRejected(c *net.TCPConn, seen chan seenPP, in ppIn) (string, string) {
+func ppRejected(c *net.TCPConn, seen chan seenPP, in ppIn) (Status, string) {
 	status, obs := Pass, ""
 	connected := false
 	if !in.close {
@@ -194,7 +176,7 @@ func ppRejected(c *net.TCPConn, seen chan seenPP, in ppIn) (string, string) {
 
 // checkResent compares the header the design re-sent with what the
 // client claimed.
-func checkResent(hdr *proxyproto.Header, c *net.TCPConn, addr string, in ppIn) (string, string) {
+func checkResent(hdr *proxyproto.Header, c *net.TCPConn, addr string, in ppIn) (Status, string) {
 	wantSrc, wantDst := in.src, in.dst
 	if wantSrc == "peer" {
 		wantSrc, wantDst = c.LocalAddr().String(), addr
@@ -227,13 +209,6 @@ func sameAddr(a, b string) bool {
 		return a == b
 	}
 	return x.Addr().Unmap() == y.Addr().Unmap() && x.Port() == y.Port()
-}
-
-func errEnd(err error) string {
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return "EOF"
-	}
-	return err.Error()
 }
 
 func clip(b []byte) string {
@@ -327,14 +302,14 @@ func rejected(name string, chunks [][]byte) ppIn {
 	return ppIn{name: name, chunks: chunks, payload: "payload-" + name}
 }
 
-func ppRecvV1Valid(ctx context.Context, h *Harness) (string, string) {
+func ppRecvV1Valid(ctx context.Context, h *Harness) (Status, string) {
 	return ppRecv(ctx, h, []ppIn{
 		accepted(valid4, "tcp4", v1(v1Good4+"\r\n")),
 		accepted(valid6, "tcp6", v1("PROXY TCP6 2001:db8::1 2001:db8::2 123 5678\r\n")),
 	})
 }
 
-func ppRecvV1Unknown(ctx context.Context, h *Harness) (string, string) {
+func ppRecvV1Unknown(ctx context.Context, h *Harness) (Status, string) {
 	peer := ppIn{src: "peer"}
 	return ppRecv(ctx, h, []ppIn{
 		accepted(peer, "bare", v1("PROXY UNKNOWN\r\n")),
@@ -342,7 +317,7 @@ func ppRecvV1Unknown(ctx context.Context, h *Harness) (string, string) {
 	})
 }
 
-func ppRecvV1LengthLimit(ctx context.Context, h *Harness) (string, string) {
+func ppRecvV1LengthLimit(ctx context.Context, h *Harness) (Status, string) {
 	long := rejected("no-crlf-after-107", v1(v1Good4+strings.Repeat(" ", 256)))
 	long.quick = true
 	return ppRecv(ctx, h, []ppIn{
@@ -351,7 +326,7 @@ func ppRecvV1LengthLimit(ctx context.Context, h *Harness) (string, string) {
 	})
 }
 
-func ppRecvV1Malformed(ctx context.Context, h *Harness) (string, string) {
+func ppRecvV1Malformed(ctx context.Context, h *Harness) (Status, string) {
 	var ins []ppIn
 	for _, m := range []struct{ name, line string }{
 		{"bare-lf", v1Good4 + "\n"},
@@ -371,14 +346,14 @@ func ppRecvV1Malformed(ctx context.Context, h *Harness) (string, string) {
 	return ppRecv(ctx, h, ins)
 }
 
-func ppRecvV2Valid(ctx context.Context, h *Harness) (string, string) {
+func ppRecvV2Valid(ctx context.Context, h *Harness) (Status, string) {
 	return ppRecv(ctx, h, []ppIn{
 		accepted(valid4, "tcp4", [][]byte{v2(cmdProxy, tcp4, doc4)}),
 		accepted(valid6, "tcp6", [][]byte{v2(cmdProxy, tcp6, doc6)}),
 	})
 }
 
-func ppRecvV2Local(ctx context.Context, h *Harness) (string, string) {
+func ppRecvV2Local(ctx context.Context, h *Harness) (Status, string) {
 	peer := ppIn{src: "peer"}
 	return ppRecv(ctx, h, []ppIn{
 		accepted(peer, "local-len0", [][]byte{v2(cmdLocal, 0x00, nil)}),
@@ -386,7 +361,7 @@ func ppRecvV2Local(ctx context.Context, h *Harness) (string, string) {
 	})
 }
 
-func ppRecvV2FamilyEdge(ctx context.Context, h *Harness) (string, string) {
+func ppRecvV2FamilyEdge(ctx context.Context, h *Harness) (Status, string) {
 	peer := ppIn{src: "peer", divergence: true}
 	unix := make([]byte, 216)
 	copy(unix, "/tmp/client.sock")
@@ -402,7 +377,7 @@ func ppRecvV2FamilyEdge(ctx context.Context, h *Harness) (string, string) {
 	})
 }
 
-func ppRecvV2TLVs(ctx context.Context, h *Harness) (string, string) {
+func ppRecvV2TLVs(ctx context.Context, h *Harness) (Status, string) {
 	custom := make([]byte, 128)
 	for i := range custom {
 		custom[i] = byte(i)
@@ -427,7 +402,7 @@ func ppRecvV2TLVs(ctx context.Context, h *Harness) (string, string) {
 	})
 }
 
-func ppRecvV2LengthMismatch(ctx context.Context, h *Harness) (string, string) {
+func ppRecvV2LengthMismatch(ctx context.Context, h *Harness) (Status, string) {
 	lookalike := accepted(valid4, "payload-looks-like-tlv", [][]byte{v2(cmdProxy, tcp4, doc4)})
 	lookalike.payload = string(tlv(0x04, []byte{0, 0})) + "after"
 	return ppRecv(ctx, h, []ppIn{
@@ -440,7 +415,7 @@ func ppRecvV2LengthMismatch(ctx context.Context, h *Harness) (string, string) {
 	})
 }
 
-func ppRecvV2BadVersionCommand(ctx context.Context, h *Harness) (string, string) {
+func ppRecvV2BadVersionCommand(ctx context.Context, h *Harness) (Status, string) {
 	var ins []ppIn
 	for _, vc := range []byte{0x11, 0x31, 0x23, 0x29} {
 		ins = append(ins, rejected(fmt.Sprintf("ver_cmd-0x%02x", vc), [][]byte{v2(vc, tcp4, doc4)}))
@@ -448,7 +423,7 @@ func ppRecvV2BadVersionCommand(ctx context.Context, h *Harness) (string, string)
 	return ppRecv(ctx, h, ins)
 }
 
-func ppRecvBadSignature(ctx context.Context, h *Harness) (string, string) {
+func ppRecvBadSignature(ctx context.Context, h *Harness) (Status, string) {
 	h.RequireProxy = true // "PROXY required" in the catalogue
 	truncated := rejected("truncated-v2-signature", [][]byte{proxyproto.SIGV2[:7]})
 	truncated.close = true
@@ -464,7 +439,7 @@ func ppRecvBadSignature(ctx context.Context, h *Harness) (string, string) {
 	})
 }
 
-func ppRecvSplitHeader(ctx context.Context, h *Harness) (string, string) {
+func ppRecvSplitHeader(ctx context.Context, h *Harness) (Status, string) {
 	hdr37 := v2(cmdProxy, tcp4, cat(doc4, tlv(0x04, make([]byte, 6))))
 	twoTLVs := v2(cmdProxy, tcp4, cat(doc4, tlv(0x04, []byte{0}), tlv(0xE0, []byte("abc"))))
 	split := func(name string, c [][]byte) ppIn {
@@ -485,7 +460,7 @@ func ppRecvSplitHeader(ctx context.Context, h *Harness) (string, string) {
 
 // ppRecvHeaderTimeout stalls two clients mid-header at once and waits
 // for the design to close both within its header timeout.
-func ppRecvHeaderTimeout(ctx context.Context, h *Harness) (string, string) {
+func ppRecvHeaderTimeout(ctx context.Context, h *Harness) (Status, string) {
 	addr, seen, err := ppRecvHarness(h)
 	if err != nil {
 		return startStatus(err)
@@ -539,7 +514,7 @@ func ppRecvHeaderTimeout(ctx context.Context, h *Harness) (string, string) {
 
 // ppRecvHeaderOnly sends a complete header and nothing else; the backend
 // speaks first and its banner must reach the client.
-func ppRecvHeaderOnly(ctx context.Context, h *Harness) (string, string) {
+func ppRecvHeaderOnly(ctx context.Context, h *Harness) (Status, string) {
 	in1 := accepted(valid4, "v1-header-only", v1(v1Good4+"\r\n"))
 	in2 := accepted(valid4, "v2-header-only", [][]byte{v2(cmdProxy, tcp4, doc4)})
 	in1.payload, in2.payload = "", ""

@@ -1,9 +1,13 @@
+// Group G of the catalogue: UDP.
+
 package conform
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -11,9 +15,201 @@ import (
 	"time"
 )
 
-// UDPTimeout is every design's UDP session idle timeout in the cases
-// about sessions ending.
-const UDPTimeout = time.Second
+// udpSetup starts a UDP echo-like backend and returns a connected client.
+func udpSetup(ctx context.Context, h *Harness, handle func(pc net.PacketConn, data []byte, from net.Addr)) (*net.UDPConn, Status, string) {
+	addr, why, err := h.StartUDP(handle)
+	if err != nil {
+		return nil, NA, "design did not start: " + err.Error()
+	}
+	if addr == "" {
+		return nil, NA, why
+	}
+	c, err := udpClient(ctx, addr)
+	if err != nil {
+		return nil, Fail, err.Error()
+	}
+	return c, "", ""
+}
+
+func udpEcho(pc net.PacketConn, data []byte, from net.Addr) { _, _ = pc.WriteTo(data, from) }
+
+func recvUDP(c *net.UDPConn, d time.Duration) ([]byte, error) {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, 70000)
+	n, err := c.Read(buf)
+	return buf[:n], err
+}
+
+func udpBasic(ctx context.Context, h *Harness) (Status, string) {
+	got := make(chan string, 4)
+	c, st, obs := udpSetup(ctx, h, func(pc net.PacketConn, data []byte, from net.Addr) {
+		got <- string(data)
+		_, _ = pc.WriteTo([]byte("world1"), from)
+	})
+	if c == nil {
+		return st, obs
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("hello"))
+	reply, err := recvUDP(c, 2*time.Second)
+	if err != nil || string(reply) != "world1" {
+		return Fail, fmt.Sprintf("client got %q, %v", reply, err)
+	}
+	if s := <-got; s != "hello" {
+		return Fail, fmt.Sprintf("backend got %q", s)
+	}
+	return Pass, ""
+}
+
+func udpBoundaries(ctx context.Context, h *Harness) (Status, string) {
+	c, st, obs := udpSetup(ctx, h, udpEcho)
+	if c == nil {
+		return st, obs
+	}
+	defer c.Close()
+	for burst := range 50 { // bursts of 20: boundaries, not loss under overload
+		var sent [][]byte
+		for i := range 20 {
+			d := make([]byte, 1+rand.IntN(1472))
+			for k := range d {
+				d[k] = byte(rand.Uint32())
+			}
+			if burst == 0 && i == 0 {
+				d = []byte("TESTLONG0")
+			} else if burst == 0 && i == 1 {
+				d = []byte("1TEST")
+			}
+			sent = append(sent, d)
+			_, _ = c.Write(d)
+		}
+		for i, want := range sent {
+			got, err := recvUDP(c, 2*time.Second)
+			if err != nil || !bytes.Equal(got, want) {
+				return Fail, fmt.Sprintf("datagram %d: got %d bytes, want %d (%v)", burst*20+i, len(got), len(want), err)
+			}
+		}
+	}
+	return Pass, ""
+}
+
+func udpZeroLength(ctx context.Context, h *Harness) (Status, string) {
+	got := make(chan int, 2)
+	c, st, obs := udpSetup(ctx, h, func(pc net.PacketConn, data []byte, from net.Addr) {
+		got <- len(data)
+		_, _ = pc.WriteTo([]byte("zero"), from)
+		_, _ = pc.WriteTo(nil, from)
+	})
+	if c == nil {
+		return st, obs
+	}
+	defer c.Close()
+	_, _, _ = c.WriteMsgUDP(nil, nil, nil)
+	select {
+	case n := <-got:
+		if n != 0 {
+			return Fail, fmt.Sprintf("backend got %d bytes for an empty datagram", n)
+		}
+	case <-time.After(2 * time.Second):
+		return Fail, "backend never got the empty datagram"
+	}
+	first, err := recvUDP(c, 2*time.Second)
+	if err != nil || string(first) != "zero" {
+		return Fail, fmt.Sprintf("client got %q, %v", first, err)
+	}
+	second, err := recvUDP(c, 2*time.Second)
+	if err != nil || len(second) != 0 {
+		return Fail, fmt.Sprintf("the backend's empty datagram did not arrive as one (%d bytes, %v)", len(second), err)
+	}
+	return Pass, ""
+}
+
+// udpMaxDatagram sends the largest datagram each way, on IPv4 (65 507
+// bytes) and then on ::1 with an IPv6 backend (65 527 bytes).
+func udpMaxDatagram(ctx context.Context, h *Harness) (Status, string) {
+	if st, obs := udpMaxOnce(ctx, h, 65507); st != Pass {
+		return st, obs
+	}
+	h6, err := h.sub("ipv6")
+	if err != nil {
+		return Fail, err.Error()
+	}
+	defer h6.close()
+	h6.IPv6 = true
+	st, obs := udpMaxOnce(ctx, h6, 65527)
+	if st != Pass {
+		obs = "on ::1: " + obs
+	}
+	return st, obs
+}
+
+func udpMaxOnce(ctx context.Context, h *Harness, size int) (Status, string) {
+	c, st, obs := udpSetup(ctx, h, udpEcho)
+	if c == nil {
+		return st, obs
+	}
+	defer c.Close()
+	_ = c.SetWriteBuffer(1 << 20)
+	want := make([]byte, size)
+	for i := range want {
+		want[i] = byte(rand.Uint32())
+	}
+	if _, err := c.Write(want); err != nil {
+		return Fail, "send: " + err.Error()
+	}
+	got, err := recvUDP(c, 2*time.Second)
+	switch {
+	case err != nil:
+		return Fail, fmt.Sprintf("%d-byte datagram not echoed: %v", size, err)
+	case len(got) != len(want):
+		return Fail, fmt.Sprintf("%d-byte datagram came back as %d bytes (truncated)", size, len(got))
+	case !bytes.Equal(got, want):
+		return Fail, fmt.Sprintf("%d-byte datagram came back changed", size)
+	}
+	return Pass, ""
+}
+
+func udpSessionPerClient(ctx context.Context, h *Harness) (Status, string) {
+	addr, why, err := h.StartUDP(func(pc net.PacketConn, data []byte, from net.Addr) {
+		_, _ = pc.WriteTo([]byte(from.String()), from)
+	})
+	if err != nil {
+		return NA, "design did not start: " + err.Error()
+	}
+	if addr == "" {
+		return NA, why
+	}
+	ask := func(c *net.UDPConn) (string, error) {
+		if _, err := c.Write([]byte("?")); err != nil {
+			return "", err
+		}
+		b, err := recvUDP(c, 2*time.Second)
+		return string(b), err
+	}
+	c1, err := udpClient(ctx, addr)
+	if err != nil {
+		return Fail, err.Error()
+	}
+	defer c1.Close()
+	c2, err := udpClient(ctx, addr)
+	if err != nil {
+		return Fail, err.Error()
+	}
+	defer c2.Close()
+	p1, err1 := ask(c1)
+	p2, err2 := ask(c2)
+	p1b, err3 := ask(c1)
+	switch {
+	case err1 != nil || err2 != nil || err3 != nil:
+		return Fail, fmt.Sprintf("no reply: %v %v %v", err1, err2, err3)
+	case p1 == p2:
+		return Fail, "two clients share one backend-side port " + p1
+	case p1 != p1b:
+		return Fail, fmt.Sprintf("one client's datagrams came from %s then %s", p1, p1b)
+	case !strings.Contains(p1, "127.0.0.1"):
+		return Fail, "unexpected peer " + p1
+	}
+	return Pass, ""
+}
 
 // udpClient is a connected UDP socket to addr with room for bursts. It is
 // closed when ctx ends, so a cancelled matrix never waits on its reads.
@@ -31,29 +227,11 @@ func udpClient(ctx context.Context, addr string) (*net.UDPConn, error) {
 	return c, nil
 }
 
-// pause sleeps for d, or less when ctx ends; it reports whether the case
-// may go on.
-func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// cancelled is the result of a case whose context ended under it.
-func cancelled(ctx context.Context) (string, string) {
-	return Fail, "cancelled: " + context.Cause(ctx).Error()
-}
-
 // udpRepliesRouted: four clients ask for 0, 1, 2 and 3 replies; the
 // backend answers only once all four asked, interleaving the sessions
 // (later clients first). Each client must get exactly its own replies,
 // in order.
-func udpRepliesRouted(ctx context.Context, h *Harness) (string, string) {
+func udpRepliesRouted(ctx context.Context, h *Harness) (Status, string) {
 	type req struct {
 		id   string
 		k    int
@@ -116,7 +294,7 @@ func udpRepliesRouted(ctx context.Context, h *Harness) (string, string) {
 	return Pass, ""
 }
 
-func udpNA(why string, err error) (string, string) {
+func udpNA(why string, err error) (Status, string) {
 	if err != nil {
 		return NA, "design did not start: " + err.Error()
 	}
@@ -126,7 +304,7 @@ func udpNA(why string, err error) (string, string) {
 // udpSessionIdleTimeout: datagrams every T/3 for 3T keep one session
 // (one backend-side port); after 1.5T idle a new one is made and the
 // design's sockets shrink back.
-func udpSessionIdleTimeout(ctx context.Context, h *Harness) (string, string) {
+func udpSessionIdleTimeout(ctx context.Context, h *Harness) (Status, string) {
 	h.IdleTimeout = UDPTimeout
 	addr, why, err := h.StartUDP(func(pc net.PacketConn, data []byte, from net.Addr) {
 		_, _ = pc.WriteTo([]byte(from.String()), from)
@@ -184,7 +362,7 @@ func udpSessionIdleTimeout(ctx context.Context, h *Harness) (string, string) {
 // (client, seq), a round at a time, resending what got no echo up to 3
 // times; nobody may get another's datagram, and every session must end
 // after the timeout.
-func udpManyClients(ctx context.Context, h *Harness) (string, string) {
+func udpManyClients(ctx context.Context, h *Harness) (Status, string) {
 	const clients, rounds, retries = 1000, 10, 3
 	h.IdleTimeout = UDPTimeout
 	addr, why, err := h.StartUDP(udpEcho)
@@ -270,7 +448,7 @@ func udpManyClients(ctx context.Context, h *Harness) (string, string) {
 
 // udpSlowSessionIsolation: the backend answers session A only after
 // 1.5 s; session B must be answered promptly meanwhile.
-func udpSlowSessionIsolation(ctx context.Context, h *Harness) (string, string) {
+func udpSlowSessionIsolation(ctx context.Context, h *Harness) (Status, string) {
 	const slow = 1500 * time.Millisecond
 	addr, why, err := h.StartUDP(func(pc net.PacketConn, data []byte, from net.Addr) {
 		if string(data) == "A" {
@@ -317,7 +495,7 @@ func udpSlowSessionIsolation(ctx context.Context, h *Harness) (string, string) {
 // udpBackendUnreachable: the backend's port is closed (ICMP port
 // unreachable), then the backend starts; new datagrams must get through
 // on the first client's session and on a new one.
-func udpBackendUnreachable(ctx context.Context, h *Harness) (string, string) {
+func udpBackendUnreachable(ctx context.Context, h *Harness) (Status, string) {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		return Fail, err.Error()
@@ -384,7 +562,7 @@ func udpBackendUnreachable(ctx context.Context, h *Harness) (string, string) {
 // udpReplySource: the design listens on 0.0.0.0 and the client sends to
 // 127.0.0.2 from a connected socket, which only accepts replies from
 // 127.0.0.2:<port>.
-func udpReplySource(ctx context.Context, h *Harness) (string, string) {
+func udpReplySource(ctx context.Context, h *Harness) (Status, string) {
 	h.Wildcard = true
 	addr, why, err := h.StartUDP(udpEcho)
 	if err != nil || addr == "" {

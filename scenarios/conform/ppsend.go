@@ -1,3 +1,5 @@
+// Group E of the catalogue: sending the PROXY protocol.
+
 package conform
 
 import (
@@ -9,7 +11,7 @@ import (
 	"net"
 	"time"
 
-	proxyproto "github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto"
 )
 
 // ppSeen is what a backend read from a design that sends PROXY headers.
@@ -22,7 +24,7 @@ type ppSeen struct {
 
 // ppCase checks the header the design sends, once with client data and
 // once with a backend that speaks first and a client that never sends.
-func ppCase(ctx context.Context, h *Harness, version int) (string, string) {
+func ppCase(ctx context.Context, h *Harness, version int) (Status, string) {
 	h.ProxyProtocol = version
 	seen := make(chan ppSeen, 2)
 	addr, err := h.Start(func(b *net.TCPConn) {
@@ -59,7 +61,7 @@ func ppCase(ctx context.Context, h *Harness, version int) (string, string) {
 }
 
 // ppClients runs the two client behaviours against a design on addr.
-func ppClients(ctx context.Context, addr string, seen chan ppSeen, version int, family string) (string, string) {
+func ppClients(ctx context.Context, addr string, seen chan ppSeen, version int, family string) (Status, string) {
 	for _, clientSends := range []bool{true, false} {
 		c, err := dial(ctx, addr)
 		if err != nil {
@@ -104,5 +106,6 @@ func ppClients(ctx context.Context, addr string, seen chan ppSeen, version int, 
 	return Pass, ""
 }
 
-func ppSendV1(ctx context.Context, h *Harness) (string, string) { return ppCase(ctx, h, 1) }
-func ppSendV2(ctx context.Context, h *Harness) (string, string) { return ppCase(ctx, h, 2) }
+func ppSendV1(ctx context.Context, h *Harness) (Status, string) { return ppCase(ctx, h, 1) }
+
+func ppSendV2(ctx context.Context, h *Harness) (Status, string) { return ppCase(ctx, h, 2) }
