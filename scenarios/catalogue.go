@@ -66,6 +66,9 @@ type Scenario struct {
 	Clients     int      `yaml:"clients"`
 	Size        int      `yaml:"size"`
 	Payload     int64    `yaml:"payload"`
+	// Iperf3 cross-checks the direct path's throughput with iperf3 in
+	// every round, for as long as the scenario's own client runs.
+	Iperf3 bool `yaml:"iperf3"`
 }
 
 // Duration is a time.Duration in Go syntax ("250ms", "5s"), read from

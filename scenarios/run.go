@@ -86,12 +86,27 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 	defer bes.close()
 	p.bes = bes
 
-	var designs []*running
+	designs, err := p.start(res)
 	defer func() {
 		for _, d := range designs {
 			_ = d.inst.Stop()
 		}
 	}()
+	if err != nil {
+		return nil, p.dir, err
+	}
+	if err := p.measure(ctx, res, designs); err != nil {
+		return nil, p.dir, err
+	}
+	return res, p.dir, p.finish(res)
+}
+
+// start checks and starts every design of the plan in front of the
+// backends. A design that cannot run or start is recorded (a failure when
+// it was asked for, or is ours); the error is for a run that cannot go on.
+// The designs started so far are returned in every case, to be stopped.
+func (p *plan) start(res *report.Results) ([]*running, error) {
+	var designs []*running
 	res.Host.Peers = map[string]string{}
 	for _, t := range p.targets {
 		info := report.Target{Name: t.Name()}
@@ -102,7 +117,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 			p.say("skipping %s: %v", t.Name(), err)
 			// A peer missing from the default set is skipped with a
 			// note; a design asked for by name, or our own, is missed.
-			if slices.Contains(opts.Targets, t.Name()) || strings.HasPrefix(t.Name(), "l4proxy-") {
+			if slices.Contains(p.opts.Targets, t.Name()) || strings.HasPrefix(t.Name(), "l4proxy-") {
 				res.Failures = append(res.Failures, report.Failure{Target: t.Name(), Why: "cannot run here: " + err.Error()})
 			}
 			continue
@@ -111,7 +126,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		if t.Name() != report.Direct && !strings.HasPrefix(t.Name(), "l4proxy-") {
 			res.Host.Peers[strings.SplitN(t.Name(), "-", 2)[0]] = version
 		}
-		spec := target.Spec{Dir: p.dir, Backends: bes.addr, Workers: opts.Workers, CPUs: opts.ProxyCPUs, BufferSize: opts.L4ProxyBufferSize}
+		spec := target.Spec{Dir: p.dir, Backends: p.bes.addr, Workers: p.opts.Workers, CPUs: p.opts.ProxyCPUs, BufferSize: p.opts.L4ProxyBufferSize}
 		inst, err := t.Start(spec)
 		if err != nil {
 			info.Skipped = "failed to start: " + err.Error()
@@ -121,9 +136,9 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 			continue
 		}
 		for _, a := range inst.Addrs {
-			if err := checkLoopback(a, opts.AllowRemote); err != nil {
+			if err := checkLoopback(a, p.opts.AllowRemote); err != nil {
 				_ = inst.Stop()
-				return nil, p.dir, badinput.Wrap(err)
+				return designs, badinput.Wrap(err)
 			}
 		}
 		info.Command = inst.Command
@@ -134,9 +149,15 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		designs = append(designs, &running{t: t, spec: spec, inst: inst})
 	}
 	if len(designs) == 0 {
-		return nil, p.dir, errors.New("no design could start")
+		return nil, errors.New("no design could start")
 	}
+	return designs, nil
+}
 
+// measure runs the timed scenarios round by round, each round's designs
+// in a shuffled order, then the traced ones, then the conformance matrix
+// when asked for.
+func (p *plan) measure(ctx context.Context, res *report.Results, designs []*running) error {
 	idleConns := p.profile.IdleConns
 	// Six fds per connection is the most a design here needs (splice: two
 	// sockets and two pipes); the hard limit cannot be raised by a process
@@ -166,7 +187,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 			order := roundOrder(designs, rng, &firsts)
 			for _, d := range order {
 				if err := ctx.Err(); err != nil {
-					return nil, p.dir, err
+					return err
 				}
 				group := fmt.Sprintf("[%d/%d] %s, round %d/%d", si+1, len(timed), s.Name, round+1, p.profile.Count)
 				prog.step(group, group+", "+d.t.Name())
@@ -199,16 +220,8 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 					res.Failures = append(res.Failures, report.Failure{Target: d.t.Name(), Scenario: s.Name, Round: round + 1, Why: d.failed + "; no samples after this one"})
 					p.say("%s round %d: %s %s", s.Name, round+1, d.t.Name(), d.failed)
 				}
-				if s.Name == "tcp-stream-1" && d.t.Name() == report.Direct {
-					if iperfErr != nil {
-						if round == 0 {
-							res.Notes = append(res.Notes, "iperf3 not installed: no cross-check of the direct throughput (run scripts/install-peers.sh)")
-						}
-					} else if bps, err := iperf3(ctx, time.Duration(p.profile.Duration), directBytes(res, s.Name, round+1, time.Duration(p.profile.Duration))); err != nil {
-						res.Notes = append(res.Notes, fmt.Sprintf("iperf3 round %d rejected: %v", round+1, err))
-					} else {
-						res.AddRound(round+1, s.Name, IperfTarget, "throughput", bps)
-					}
+				if s.Iperf3 && d.t.Name() == report.Direct {
+					p.crossCheck(ctx, res, s, round+1, iperfErr)
 				}
 			}
 		}
@@ -217,8 +230,8 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 	// Traced runs come after every timed run and use their own processes:
 	// strace slows a design and must never touch a timed figure.
 	for _, s := range traced {
-		if err := p.runSyscalls(ctx, res, s, designs, bes); err != nil {
-			return nil, p.dir, err
+		if err := p.runSyscalls(ctx, res, s, designs, p.bes); err != nil {
+			return err
 		}
 	}
 	if p.opts.Conform {
@@ -231,10 +244,36 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		p.say("conformance: %d cases on %d designs", len(conform.Names()), len(names))
 		m, err := conform.Run(ctx, conform.Options{Targets: names, Out: filepath.Join(p.dir, "conformance"), Progress: p.opts.Progress})
 		if err != nil {
-			return nil, p.dir, fmt.Errorf("conformance: %w", err)
+			return fmt.Errorf("conformance: %w", err)
 		}
 		res.Conformance = &m.Conformance
 	}
+	return nil
+}
+
+// crossCheck measures the direct path with iperf3 for the same time, in
+// the same round, as the scenario's own client (catalogue: iperf3: true).
+func (p *plan) crossCheck(ctx context.Context, res *report.Results, s Scenario, round int, iperfErr error) {
+	dur := time.Duration(p.profile.Duration)
+	switch {
+	case iperfErr != nil:
+		if round == 1 {
+			res.Notes = append(res.Notes, "iperf3 not installed: no cross-check of the direct throughput (run scripts/install-peers.sh)")
+		}
+	default:
+		bps, err := iperf3(ctx, dur, directBytes(res, s.Name, round, dur))
+		if err != nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("iperf3 round %d rejected: %v", round, err))
+			return
+		}
+		res.AddRound(round, s.Name, IperfTarget, "throughput", bps)
+	}
+}
+
+// finish completes the results (scenario descriptions, the designs' own
+// slab, merged histograms, the harness's own checks), saves results.json
+// and writes the report beside it.
+func (p *plan) finish(res *report.Results) error {
 	res.Finished = time.Now().UTC()
 	for _, s := range p.scenarios {
 		res.Scenarios = append(res.Scenarios, report.ScenarioInfo{Name: s.Name, Kind: s.Kind, Answers: s.Answers, Caveat: s.Caveat})
@@ -243,7 +282,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 	for _, k := range p.histOrder {
 		h, err := report.NewHistogram(k.scenario, k.target, k.what, p.hists[k])
 		if err != nil {
-			return res, p.dir, err
+			return err
 		}
 		res.Histograms = append(res.Histograms, h)
 	}
@@ -252,12 +291,12 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 	res.Notes = append(res.Notes, workersCheck(res)...)
 	res.Notes = append(res.Notes, verdictChanges(filepath.Dir(p.dir), p.dir, res)...)
 	if err := res.Save(filepath.Join(p.dir, "results.json")); err != nil {
-		return res, p.dir, err
+		return err
 	}
 	if err := res.WriteReport(p.dir, target.Names()); err != nil {
-		return res, p.dir, fmt.Errorf("report: %w", err)
+		return fmt.Errorf("report: %w", err)
 	}
-	return res, p.dir, nil
+	return nil
 }
 
 // histKey names a merged histogram.
@@ -587,8 +626,13 @@ func parseIperf3(out []byte) (float64, error) {
 
 // harnessCheck compares l4bench's direct throughput with iperf3's.
 func harnessCheck(res *report.Results) []string {
-	own := res.Find("tcp-stream-1", report.Direct, "throughput")
-	ip := res.Find("tcp-stream-1", IperfTarget, "throughput")
+	var own, ip *report.Record
+	for i := range res.Records { // the scenario that was cross-checked
+		if r := &res.Records[i]; r.Target == IperfTarget && r.Metric == "throughput" {
+			ip, own = r, res.Find(r.Scenario, report.Direct, "throughput")
+			break
+		}
+	}
 	if own == nil || ip == nil || ip.Median == 0 {
 		return nil
 	}
