@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -162,8 +161,8 @@ func (p *plan) measure(ctx context.Context, res *report.Results, designs []*runn
 	// Six fds per connection is the most a design here needs (splice: two
 	// sockets and two pipes); the hard limit cannot be raised by a process
 	// without CAP_SYS_RESOURCE.
-	if limit := int((fdLimit() - 200) / 6); idleConns > limit {
-		res.Notes = append(res.Notes, fmt.Sprintf("tcp-idle: %d idle connections instead of %d: the hard fd limit here is %d and a splicing design holds 6 fds per connection", limit, idleConns, fdLimit()))
+	if limit := int((measure.FDLimit() - 200) / 6); idleConns > limit {
+		res.Notes = append(res.Notes, fmt.Sprintf("tcp-idle: %d idle connections instead of %d: the hard fd limit here is %d and a splicing design holds 6 fds per connection", limit, idleConns, measure.FDLimit()))
 		idleConns = limit
 	}
 	_, iperfErr := exec.LookPath("iperf3")
@@ -261,7 +260,13 @@ func (p *plan) crossCheck(ctx context.Context, res *report.Results, s Scenario, 
 			res.Notes = append(res.Notes, "iperf3 not installed: no cross-check of the direct throughput (run scripts/install-peers.sh)")
 		}
 	default:
-		bps, err := iperf3(ctx, dur, directBytes(res, s.Name, round, dur))
+		addr, err := target.FreePort("tcp")
+		if err != nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("iperf3 round %d: no free port: %v", round, err))
+			return
+		}
+		_, port, _ := strings.Cut(addr, ":")
+		bps, err := measure.Iperf3(ctx, port, dur, directBytes(res, s.Name, round, dur))
 		if err != nil {
 			res.Notes = append(res.Notes, fmt.Sprintf("iperf3 round %d rejected: %v", round, err))
 			return
@@ -562,68 +567,6 @@ func directBytes(res *report.Results, scenario string, round int, dur time.Durat
 	return 0
 }
 
-// iperf3 measures direct loopback throughput with iperf3 itself, as the
-// cross-check that l4bench's own client is not the bottleneck. It moves
-// bytes (-n) when given, else runs for dur rounded to whole seconds. An
-// errored run, or one that moved nothing, is rejected.
-func iperf3(ctx context.Context, dur time.Duration, bytes int64) (float64, error) {
-	addr, err := target.FreePort("tcp")
-	if err != nil {
-		return 0, err
-	}
-	_, port, _ := strings.Cut(addr, ":")
-	srv := exec.CommandContext(ctx, "iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", port)
-	if err := srv.Start(); err != nil {
-		return 0, err
-	}
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	amount := []string{"-t", strconv.Itoa(max(1, int(dur.Round(time.Second)/time.Second)))}
-	if bytes > 0 {
-		amount = []string{"-n", strconv.FormatInt(bytes, 10)}
-	}
-	// Until the server listens: iperf3 -s -1 serves exactly one test, so
-	// readiness cannot be probed by connecting; the client is retried
-	// while it reports a refused connection, for up to 5 s.
-	var bps float64
-	for try := 0; try < 100; try++ {
-		out, runErr := exec.CommandContext(ctx, "iperf3", append([]string{"-c", "127.0.0.1", "-p", port, "-J"}, amount...)...).Output()
-		bps, err = parseIperf3(out)
-		if err == nil || !strings.Contains(err.Error(), "Connection refused") && runErr == nil {
-			return bps, err
-		}
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return 0, fmt.Errorf("iperf3's server never answered: %w", err)
-}
-
-// parseIperf3 reads the received rate from iperf3's JSON output.
-func parseIperf3(out []byte) (float64, error) {
-	var r struct {
-		Error string `json:"error"`
-		End   struct {
-			SumReceived struct {
-				Seconds       float64 `json:"seconds"`
-				Bytes         float64 `json:"bytes"`
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		return 0, fmt.Errorf("iperf3 output: %w", err)
-	}
-	if r.Error != "" {
-		return 0, fmt.Errorf("iperf3: %s", r.Error)
-	}
-	sr := r.End.SumReceived
-	if sr.BitsPerSecond <= 0 || sr.Bytes <= 0 || sr.Seconds <= 0 {
-		return 0, fmt.Errorf("iperf3 received nothing (%.0f bytes in %.2f s)", sr.Bytes, sr.Seconds)
-	}
-	return sr.BitsPerSecond / 8, nil
-}
-
 // harnessCheck compares l4bench's direct throughput with iperf3's.
 func harnessCheck(res *report.Results) []string {
 	var own, ip *report.Record
@@ -741,20 +684,8 @@ func revision() string {
 }
 
 func hostInfo() report.Host {
-	h := report.Host{CPUs: runtime.NumCPU(), Go: runtime.Version(), FDLimit: fdLimit(), Revision: revision()}
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		h.Kernel = unix.ByteSliceToString(u.Release[:])
-	}
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				h.CPUModel = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	return h
+	return report.Host{CPUs: runtime.NumCPU(), Go: runtime.Version(), FDLimit: measure.FDLimit(), Revision: revision(),
+		Kernel: measure.Kernel(), CPUModel: measure.CPUModel()}
 }
 
 // pinSelf pins every thread of this process to the CPU list; threads

@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -235,15 +234,6 @@ func parseCPUList(s string) ([]int, error) {
 		}
 	}
 	return out, nil
-}
-
-// fdLimit is the hard limit on open files, which bounds idle connections.
-func fdLimit() uint64 {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 1024
-	}
-	return lim.Max
 }
 
 // checkLoopback refuses addresses outside 127.0.0.0/8 and ::1.
