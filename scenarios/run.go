@@ -125,7 +125,7 @@ func (p *plan) start(res *report.Results) ([]*running, error) {
 		if t.Name() != report.Direct && !strings.HasPrefix(t.Name(), "l4proxy-") {
 			res.Host.Peers[strings.SplitN(t.Name(), "-", 2)[0]] = version
 		}
-		spec := target.Spec{Dir: p.dir, Backends: p.bes.addr, Workers: p.opts.Workers, CPUs: p.opts.ProxyCPUs, BufferSize: p.opts.L4ProxyBufferSize}
+		spec := p.specFor(t)
 		inst, err := t.Start(spec)
 		if err != nil {
 			info.Skipped = "failed to start: " + err.Error()
@@ -151,6 +151,26 @@ func (p *plan) start(res *report.Results) ([]*running, error) {
 		return nil, errors.New("no design could start")
 	}
 	return designs, nil
+}
+
+// specFor is what every design is asked for: the same backends, workers
+// and CPUs. A design that declares it lacks UDP gets no UDP route (its UDP
+// samples are skipped with its reason); --l4proxy-buffer-size goes to the
+// designs that have a buffer size setting (l4proxy's).
+func (p *plan) specFor(t target.Target) target.Spec {
+	lacks := target.SupportOf(t).Lacks
+	backends := map[string]string{}
+	for k, a := range p.bes.addr {
+		if _, no := lacks[target.FeatureUDP]; k == target.UDP && no {
+			continue
+		}
+		backends[k] = a
+	}
+	spec := target.Spec{Dir: p.dir, Backends: backends, Workers: p.opts.Workers, CPUs: p.opts.ProxyCPUs}
+	if _, no := lacks[target.FeatureBufferSize]; !no {
+		spec.BufferSize = p.opts.L4ProxyBufferSize
+	}
+	return spec
 }
 
 // measure runs the timed scenarios round by round, each round's designs
@@ -389,7 +409,7 @@ func (d *running) addressFor(s Scenario) (string, string) {
 	if a, ok := d.inst.Addrs[kind]; ok {
 		return a, ""
 	}
-	if why := d.inst.Skipped[kind]; why != "" {
+	if why, no := target.SupportOf(d.t).Lacks[target.FeatureUDP]; kind == target.UDP && no {
 		return "", why
 	}
 	return "", "no " + kind + " entrypoint"

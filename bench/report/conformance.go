@@ -15,6 +15,9 @@ type Conformance struct {
 	// Timeouts are the settings every design got alike, by name.
 	Timeouts map[string]string `json:"timeouts,omitempty"`
 	Skipped  []string          `json:"skipped,omitempty"`
+	// Approximations are settings a design only approximates, as it
+	// declares them ("design: feature: how").
+	Approximations []string `json:"approximations,omitempty"`
 }
 
 // ConformResult is one case on one design.
@@ -83,5 +86,8 @@ func (c *Conformance) markdown(w io.Writer) {
 	}
 	for _, s := range c.Skipped {
 		p("- skipped: %s\n", s)
+	}
+	for _, s := range c.Approximations {
+		p("- approximated: %s\n", s)
 	}
 }

@@ -54,16 +54,25 @@ func (h HAProxy) Check() (string, error) {
 	return versionOf("HAProxy version ", bin, "-v"), nil
 }
 
+// Support implements Declarer.
+func (h HAProxy) Support() Support {
+	return Support{Lacks: map[Feature]string{
+		FeatureUDP:        "haproxy (community) does not forward UDP",
+		FeatureBufferSize: "l4proxy's own setting",
+		FeatureExtraArgs:  "l4proxy's own setting",
+	}}
+}
+
 // Start implements Target.
 func (h HAProxy) Start(spec Spec) (*Instance, error) {
+	if err := Refuse(h, spec); err != nil {
+		return nil, err
+	}
 	bin, err := lookPath("haproxy", "haproxy")
 	if err != nil {
 		return nil, err
 	}
-	inst := &Instance{Target: h.Name(), wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), Config: filepath.Join(spec.Dir, h.Name()+".cfg"), Skipped: map[string]string{}}
-	if _, ok := spec.Backends[UDP]; ok {
-		inst.Skipped[UDP] = "haproxy (community) does not forward UDP"
-	}
+	inst := &Instance{Target: h.Name(), wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), Config: filepath.Join(spec.Dir, h.Name()+".cfg")}
 	var b strings.Builder
 	// maxconn 7000: with splicing haproxy reserves fds for maxconn/4 pipes
 	// on top of two per connection, and must fit this machine's hard limit

@@ -103,9 +103,15 @@ func (l L4Proxy) Check() (string, error) {
 	return "dev (" + runtime.Version() + ")", nil
 }
 
+// Support implements Declarer: l4proxy has every feature a Spec can ask.
+func (l L4Proxy) Support() Support { return Support{} }
+
 // Start implements Target: one TCP entrypoint per backend kind and a UDP
 // entrypoint, in one config, GOMAXPROCS set to the worker count.
 func (l L4Proxy) Start(spec Spec) (*Instance, error) {
+	if err := Refuse(l, spec); err != nil {
+		return nil, err
+	}
 	bin, err := l.binary()
 	if err != nil {
 		return nil, err

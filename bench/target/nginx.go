@@ -40,8 +40,25 @@ func (Nginx) Check() (string, error) {
 	return versionOf("nginx version: nginx", bin, "-v"), nil
 }
 
+// Support implements Declarer.
+func (n Nginx) Support() Support {
+	return Support{
+		Lacks: map[Feature]string{
+			FeatureSendProxyV2: "nginx stream sends PROXY protocol v1 only (proxy_protocol on)",
+			FeatureBufferSize:  "l4proxy's own setting",
+			FeatureExtraArgs:   "l4proxy's own setting",
+		},
+		Approximate: map[Feature]string{
+			FeatureHalfClose: "nginx 1.22 has no half-close timeout: with proxy_half_close on, a half-closed connection stays open until proxy_timeout (the idle timeout) ends it",
+		},
+	}
+}
+
 // Start implements Target.
 func (n Nginx) Start(spec Spec) (*Instance, error) {
+	if err := Refuse(n, spec); err != nil {
+		return nil, err
+	}
 	if _, err := n.Check(); err != nil {
 		return nil, err
 	}
@@ -53,10 +70,7 @@ func (n Nginx) Start(spec Spec) (*Instance, error) {
 		return nil, err
 	}
 	spec.Dir = dir
-	inst := &Instance{Target: "nginx", wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), Config: filepath.Join(spec.Dir, "nginx.conf"), Skipped: map[string]string{}}
-	if spec.ProxyProtocol == 2 {
-		inst.Skipped[ProxyProtocolFeature] = "nginx stream sends PROXY protocol v1 only (proxy_protocol on)"
-	}
+	inst := &Instance{Target: "nginx", wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), Config: filepath.Join(spec.Dir, "nginx.conf")}
 	var b strings.Builder
 	fmt.Fprintf(&b, `# written by l4bench
 load_module %s;

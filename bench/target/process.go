@@ -26,8 +26,6 @@ type Instance struct {
 	Command []string
 	// Config is the path of the config file written for it ("" for none).
 	Config string
-	// Skipped explains backend kinds the design cannot serve (UDP on haproxy).
-	Skipped map[string]string
 
 	host  string // what the entrypoints bind (Spec.listenHost)
 	procs []*proc

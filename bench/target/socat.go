@@ -28,23 +28,32 @@ func (Socat) Check() (string, error) {
 	return versionOf("socat version ", bin, "-V"), nil
 }
 
+// Support implements Declarer.
+func (Socat) Support() Support {
+	const noPP = "socat has no PROXY protocol"
+	return Support{Lacks: map[Feature]string{
+		FeatureUDP:           "socat forks a process per datagram in UDP mode, not a session proxy",
+		FeatureSendProxyV1:   noPP,
+		FeatureSendProxyV2:   noPP,
+		FeatureAcceptProxy:   noPP,
+		FeatureRequireProxy:  noPP,
+		FeatureHeaderTimeout: noPP,
+		FeatureBufferSize:    "l4proxy's own setting",
+		FeatureExtraArgs:     "l4proxy's own setting",
+	}}
+}
+
 // Start implements Target: one socat process per backend kind (TCP only:
 // socat's UDP fork mode serves one datagram per child).
-func (Socat) Start(spec Spec) (*Instance, error) {
+func (sc Socat) Start(spec Spec) (*Instance, error) {
+	if err := Refuse(sc, spec); err != nil {
+		return nil, err
+	}
 	bin, err := lookPath("socat", "socat")
 	if err != nil {
 		return nil, err
 	}
-	inst := &Instance{Target: "socat", wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), Skipped: map[string]string{}}
-	if _, ok := spec.Backends[UDP]; ok {
-		inst.Skipped[UDP] = "socat forks a process per datagram in UDP mode, not a session proxy"
-	}
-	if spec.AcceptProxy {
-		inst.Skipped[AcceptProxyFeature] = "socat cannot read PROXY protocol headers"
-	}
-	if spec.ProxyProtocol > 0 {
-		inst.Skipped[ProxyProtocolFeature] = "socat cannot send PROXY protocol headers"
-	}
+	inst := &Instance{Target: "socat", wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost()}
 	var err2 error
 	for _, kind := range spec.kinds(false) {
 		addr, err := inst.pickAddr(kind)

@@ -63,8 +63,8 @@ type Spec struct {
 	ConnectTimeout time.Duration
 	// AcceptProxy makes every TCP entrypoint require a PROXY header (v1
 	// or v2) from loopback clients (l4proxy trustedIPs, haproxy
-	// accept-proxy, nginx listen ... proxy_protocol with realip); designs
-	// that cannot say so in Instance.Skipped[AcceptProxyFeature].
+	// accept-proxy, nginx listen ... proxy_protocol with realip); a
+	// design that lacks FeatureAcceptProxy refuses to start.
 	AcceptProxy bool
 	// HeaderTimeout bounds the wait for that header (l4proxy
 	// headerTimeout, haproxy timeout client, nginx
@@ -284,22 +284,6 @@ func (s Spec) kinds(withUDP bool) []string {
 	sort.Strings(out)
 	return out
 }
-
-// ProxyProtocolFeature is the Instance.Skipped key saying why a design
-// cannot send the PROXY protocol version asked in Spec.ProxyProtocol.
-const ProxyProtocolFeature = "proxy-protocol"
-
-// AcceptProxyFeature is the Instance.Skipped key saying why a design
-// cannot require PROXY headers from its clients (Spec.AcceptProxy).
-const AcceptProxyFeature = "accept-proxy"
-
-// RequireProxyFeature is the Instance.Skipped key saying that a design
-// with Spec.AcceptProxy still lets clients in without a PROXY header.
-const RequireProxyFeature = "require-proxy"
-
-// IdleTimeoutFeature is the Instance.Skipped key saying why a design
-// cannot close idle TCP connections (Spec.IdleTimeout).
-const IdleTimeoutFeature = "idle-timeout"
 
 // ErrNotInstalled marks a peer that is missing.
 var ErrNotInstalled = errors.New("not installed")

@@ -25,6 +25,16 @@ func init() { Register(Traefik{}) }
 // Name implements Target.
 func (Traefik) Name() string { return "traefik" }
 
+// Support implements Declarer.
+func (Traefik) Support() Support {
+	return Support{Lacks: map[Feature]string{
+		FeatureIdleTimeout:  "traefik has no idle timeout for TCP routers (respondingTimeouts.readTimeout is a deadline from accept, cleared for HostSNI(`*`))",
+		FeatureRequireProxy: "traefik's proxyProtocol.trustedIPs makes the PROXY header optional for those clients; it cannot require one",
+		FeatureBufferSize:   "l4proxy's own setting",
+		FeatureExtraArgs:    "l4proxy's own setting",
+	}}
+}
+
 // DataPath implements DataPather. traefik v3.6 wraps every accepted conn
 // in a tracking type without ReadFrom/WriteTo, so io.Copy cannot splice; a
 // later release that splices shows up as a flagged verdict.
@@ -70,18 +80,15 @@ func (Traefik) Check() (string, error) {
 // dynamic config, so readiness also waits until its API (on a port of
 // its own, never the backends) lists every router.
 func (t Traefik) Start(spec Spec) (*Instance, error) {
+	if err := Refuse(t, spec); err != nil {
+		return nil, err
+	}
 	bin, err := TraefikPath()
 	if err != nil {
 		return nil, err
 	}
 	inst := &Instance{Target: t.Name(), wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(),
-		Config: filepath.Join(spec.Dir, "traefik.yaml"), Skipped: map[string]string{}}
-	if spec.IdleTimeout > 0 {
-		inst.Skipped[IdleTimeoutFeature] = "traefik has no idle timeout for TCP routers (respondingTimeouts.readTimeout is a deadline from accept, cleared for HostSNI(`*`))"
-	}
-	if spec.AcceptProxy {
-		inst.Skipped[RequireProxyFeature] = "traefik's proxyProtocol.trustedIPs makes the PROXY header optional for those clients; it cannot require one"
-	}
+		Config: filepath.Join(spec.Dir, "traefik.yaml")}
 	api, err := FreePort("tcp")
 	if err != nil {
 		return nil, err

@@ -163,15 +163,33 @@ func (h *Harness) StartUDP(handle func(pc net.PacketConn, data []byte, from net.
 // StartUDPTo starts the design in front of a given UDP backend address
 // (for a backend that is not there yet).
 func (h *Harness) StartUDPTo(backend string) (string, string, error) {
-	inst, err := h.target.Start(h.spec(map[string]string{target.UDP: backend}))
+	spec := h.spec(map[string]string{target.UDP: backend})
+	if _, why := h.lacks(spec); why != "" {
+		return "", why, nil
+	}
+	inst, err := h.target.Start(spec)
 	if err != nil {
 		return "", "", err
 	}
 	h.inst = inst
-	if a, ok := inst.Addrs[target.UDP]; ok {
-		return a, "", nil
+	return inst.Addrs[target.UDP], "", nil
+}
+
+// lacks names the first feature spec (and, when the case requires it, a
+// refusal of clients without a PROXY header) asks of the design that it
+// declares it lacks, and why; "" when it has them all.
+func (h *Harness) lacks(spec target.Spec) (target.Feature, string) {
+	lacks := target.SupportOf(h.target).Lacks
+	needs := spec.Needs()
+	if h.RequireProxy {
+		needs = append(needs, target.FeatureRequireProxy)
 	}
-	return "", inst.Skipped[target.UDP], nil
+	for _, f := range needs {
+		if why, ok := lacks[f]; ok {
+			return f, why
+		}
+	}
+	return "", ""
 }
 
 // FDs counts the open socket fds of the design's processes (-1 when
@@ -221,28 +239,18 @@ func (h *Harness) startDesign(backendAddr string) (string, error) {
 	}
 	for i, v := range versions {
 		h.ProxyProtocol = v
-		inst, err := h.target.Start(h.spec(map[string]string{backend.Echo: backendAddr}))
+		spec := h.spec(map[string]string{backend.Echo: backendAddr})
+		if f, why := h.lacks(spec); why != "" {
+			if i+1 < len(versions) && (f == target.FeatureSendProxyV1 || f == target.FeatureSendProxyV2) {
+				continue // re-send the header in the version it can
+			}
+			return "", &notApplicable{why}
+		}
+		inst, err := h.target.Start(spec)
 		if err != nil {
 			return "", err
 		}
 		h.inst = inst
-		features := []string{target.AcceptProxyFeature, target.IdleTimeoutFeature}
-		if h.RequireProxy {
-			features = append(features, target.RequireProxyFeature)
-		}
-		for _, feature := range features {
-			if why := inst.Skipped[feature]; why != "" {
-				return "", &notApplicable{why}
-			}
-		}
-		if why := inst.Skipped[target.ProxyProtocolFeature]; why != "" {
-			if i+1 < len(versions) {
-				_ = inst.Stop()
-				h.inst = nil
-				continue
-			}
-			return "", &notApplicable{why}
-		}
 		h.ResentVersion = v
 		return inst.Addrs[backend.Echo], nil
 	}

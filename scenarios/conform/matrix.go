@@ -112,6 +112,11 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 		}
 		targets = append(targets, t)
 		m.Targets = append(m.Targets, n)
+		// Every case asks for the half-close timeout; the others only
+		// some, and their approximations show in their observations.
+		for _, a := range target.Approximations(t, target.Spec{HalfClose: HalfClose}) {
+			m.Approximations = append(m.Approximations, n+": "+a)
+		}
 	}
 	out := opts.Out
 	if out == "" {
@@ -251,6 +256,9 @@ func (m *Matrix) Print(w io.Writer) {
 	}
 	for _, s := range m.Skipped {
 		fmt.Fprintf(w, "skipped: %s\n", s)
+	}
+	for _, s := range m.Approximations {
+		fmt.Fprintf(w, "approximated: %s\n", s)
 	}
 }
 
