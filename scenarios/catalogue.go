@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/l4bench/l4bench/bench/report"
 	"github.com/l4bench/l4bench/proxy"
 )
 
@@ -69,6 +70,8 @@ type Scenario struct {
 	// Iperf3 cross-checks the direct path's throughput with iperf3 in
 	// every round, for as long as the scenario's own client runs.
 	Iperf3 bool `yaml:"iperf3"`
+	// Plots are the figures of this scenario the report draws.
+	Plots []report.PlotSpec `yaml:"plots"`
 }
 
 // Duration is a time.Duration in Go syntax ("250ms", "5s"), read from

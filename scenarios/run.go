@@ -301,7 +301,8 @@ func (p *plan) crossCheck(ctx context.Context, res *report.Results, s Scenario, 
 func (p *plan) finish(res *report.Results) error {
 	res.Finished = time.Now().UTC()
 	for _, s := range p.scenarios {
-		res.Scenarios = append(res.Scenarios, report.ScenarioInfo{Name: s.Name, Kind: s.Kind, Answers: s.Answers, Caveat: s.Caveat})
+		res.Scenarios = append(res.Scenarios, report.ScenarioInfo{Name: s.Name, Kind: s.Kind, Answers: s.Answers, Caveat: s.Caveat,
+			Plots: s.Plots, Findings: p.findings[s.Name]})
 	}
 	ownSlab(res)
 	for _, k := range p.histOrder {

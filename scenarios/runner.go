@@ -72,7 +72,9 @@ type plan struct {
 	clientCPU string
 	bes       *backends // set once started
 	// hists merges each design's latency histograms over the rounds.
-	hists     map[histKey]*hdrhistogram.Histogram
+	hists map[histKey]*hdrhistogram.Histogram
+	// findings are what each scenario derived from its data, by name.
+	findings  map[string][]string
 	histOrder []histKey
 }
 

@@ -294,3 +294,45 @@ func TestRunFailsSafe(t *testing.T) {
 		})
 	}
 }
+
+// What strace saw is said where a reader could not guess it: the path of
+// a design that declares none, and l4proxy-splice's feature variants.
+func TestSyscallFindingsComeFromTheProfiles(t *testing.T) {
+	p := &plan{}
+	p.syscallFindings("syscalls-up", []report.SyscallProfile{
+		{Target: "haproxy-splice-auto", Verdict: "userspace", Spliced: 0, User: 1 << 20},
+		{Target: "l4proxy-splice", Verdict: "splice", Expected: "splice"},
+		{Target: "l4proxy-splice+proxy-v2", Verdict: "splice", Expected: "splice"},
+		{Target: "l4proxy-splice+all", Verdict: "splice", Expected: "splice"},
+	})
+	assert.Equal(t, []string{
+		"haproxy-splice-auto, which declares no data path, was `userspace` in syscalls-up (0 bytes spliced, 1048576 through user space).",
+		"l4proxy-splice still spliced in syscalls-up with every feature that could wrap its conns turned on (proxy-v2, all).",
+	}, p.findings["syscalls-up"])
+
+	p = &plan{}
+	p.syscallFindings("syscalls-up", []report.SyscallProfile{
+		{Target: "l4proxy-splice+proxy-v2", Verdict: "userspace", Expected: "splice"},
+	})
+	assert.Empty(t, p.findings["syscalls-up"], "a variant that stopped splicing is a failure, not a finding")
+}
+
+// Every plot the catalogue asks for names a kind the report can draw and,
+// for bars, a metric.
+func TestCataloguePlotsAreDrawable(t *testing.T) {
+	c, err := Load()
+	require.NoError(t, err)
+	n := 0
+	for _, s := range c.Scenarios {
+		for _, ps := range s.Plots {
+			n++
+			assert.NotEmpty(t, ps.Name, s.Name)
+			assert.NotEmpty(t, ps.Title, s.Name)
+			assert.Contains(t, []string{"", "bars", "percentiles", "syscalls"}, ps.Kind, "%s / %s", s.Name, ps.Name)
+			if ps.Kind == "" || ps.Kind == "bars" {
+				assert.NotEmpty(t, ps.Metric, "%s / %s", s.Name, ps.Name)
+			}
+		}
+	}
+	assert.Equal(t, 7, n, "the seven plots of the standard report")
+}

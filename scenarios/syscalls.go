@@ -82,6 +82,8 @@ func (p *plan) runSyscalls(ctx context.Context, res *report.Results, s Scenario,
 			}
 		}
 	}
+	var traced []report.SyscallProfile
+	defer func() { p.syscallFindings(s.Name, traced) }()
 	for _, v := range vs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -99,12 +101,45 @@ func (p *plan) runSyscalls(ctx context.Context, res *report.Results, s Scenario,
 			sp.Total += float64(n) / mib
 		}
 		res.Syscalls = append(res.Syscalls, sp)
+		traced = append(traced, sp)
 		if sp.Expected != "" && sp.Expected != sp.Verdict && strings.HasPrefix(v.name, "l4proxy-") {
 			res.Failures = append(res.Failures, report.Failure{Target: v.name, Scenario: s.Name,
 				Why: fmt.Sprintf("its data path was %s under strace, not the expected %s (%d bytes spliced, %d through user space)", sp.Verdict, sp.Expected, sp.Spliced, sp.User)})
 		}
 	}
 	return nil
+}
+
+// syscallFindings says what strace saw where a reader could not guess it:
+// the path of each design that declares none (haproxy's splice-auto
+// decides at run time), and whether l4proxy-splice still spliced with
+// every feature that could wrap its conns. A design whose path is not
+// the declared one is a finding of the report's own (and a failure).
+func (p *plan) syscallFindings(scenario string, traced []report.SyscallProfile) {
+	var out, variants, spliced []string
+	for _, sp := range traced {
+		if sp.Expected == "" {
+			out = append(out, fmt.Sprintf("%s, which declares no data path, was `%s` in %s (%d bytes spliced, %d through user space).",
+				sp.Target, sp.Verdict, scenario, sp.Spliced, sp.User))
+		}
+		if name, ok := strings.CutPrefix(sp.Target, "l4proxy-splice+"); ok {
+			variants = append(variants, name)
+			if sp.Verdict == measure.VerdictSplice {
+				spliced = append(spliced, name)
+			}
+		}
+	}
+	if len(variants) > 0 && len(spliced) == len(variants) {
+		out = append(out, fmt.Sprintf("l4proxy-splice still spliced in %s with every feature that could wrap its conns turned on (%s).",
+			scenario, strings.Join(variants, ", ")))
+	}
+	if len(out) == 0 {
+		return
+	}
+	if p.findings == nil {
+		p.findings = map[string][]string{}
+	}
+	p.findings[scenario] = append(p.findings[scenario], out...)
 }
 
 func (p *plan) traceOne(ctx context.Context, s Scenario, d *running, name string, sv spliceVariant) (*measure.Profile, float64, error) {

@@ -177,28 +177,17 @@ func sortedKeys(m map[string]string) []string {
 
 // Findings are sentences derived from this run's numbers only: where
 // l4proxy's best design leads, trails or ties each peer on every ranked
-// metric (Standing), and what strace saw of the data paths.
+// metric (Standing), every design whose data path under strace was not
+// the one it declares, and what each scenario derived from its own data.
 func (r *Results) Findings() []string {
 	out := r.Standing()
 	for _, p := range r.Syscalls {
-		if p.Target == "haproxy-splice-auto" {
-			out = append(out, fmt.Sprintf("haproxy with option splice-auto was `%s` in %s (%d bytes spliced, %d through user space).", p.Verdict, p.Scenario, p.Spliced, p.User))
-		}
 		if p.Expected != "" && p.Expected != p.Verdict {
 			out = append(out, fmt.Sprintf("**%s was `%s` in %s, not the expected `%s`.**", p.Target, p.Verdict, p.Scenario, p.Expected))
 		}
 	}
-	var variants, spliced []string
-	for _, p := range r.Syscalls {
-		if name, ok := strings.CutPrefix(p.Target, "l4proxy-splice+"); ok {
-			variants = append(variants, name)
-			if p.Verdict == "splice" {
-				spliced = append(spliced, name)
-			}
-		}
-	}
-	if len(variants) > 0 && len(spliced) == len(variants) {
-		out = append(out, fmt.Sprintf("l4proxy-splice still spliced with every feature that could wrap its conns turned on (%s).", strings.Join(variants, ", ")))
+	for _, sc := range r.Scenarios {
+		out = append(out, sc.Findings...)
 	}
 	return out
 }

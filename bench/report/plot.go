@@ -224,20 +224,10 @@ func stackedSyscalls(title string, profiles []SyscallProfile, order []string) (*
 	return p, nil
 }
 
-// RenderPlots writes every plot the results support as PNG and SVG into
-// dir and returns them in report order.
+// RenderPlots writes the plots the run's scenarios ask for (results.json's
+// scenarios section) as PNG and SVG into dir, and returns them in report
+// order. The report draws; what to draw is each scenario's to say.
 func (r *Results) RenderPlots(dir string, order []string) ([]Plot, error) {
-	type spec struct {
-		name, title, ylabel, scenario, metric string
-		scale                                 float64
-	}
-	specs := []spec{
-		{"throughput-1", "Throughput, 1 stream (client to server)", "GiB/s", "tcp-stream-1", "throughput", 1.0 / (1 << 30)},
-		{"throughput-8", "Throughput, 8 streams", "GiB/s", "tcp-stream-8", "throughput", 1.0 / (1 << 30)},
-		{"cpu-per-gib", "CPU seconds per GiB forwarded (1 stream)", "CPU s/GiB", "tcp-stream-1", "cpu_per_gib", 1},
-		{"conn-rate", "New connections per second", "connections/s", "tcp-crr", "conn_rate", 1},
-		{"rss-per-conn", "Memory per idle connection", "KiB (RSS; PSS for multi-process designs)", "tcp-idle", "rss_per_conn", 1},
-	}
 	var out []Plot
 	save := func(p *plot.Plot, name, title string) error {
 		for _, ext := range []string{"png", "svg"} {
@@ -248,41 +238,58 @@ func (r *Results) RenderPlots(dir string, order []string) ([]Plot, error) {
 		out = append(out, Plot{Name: name, Title: title})
 		return nil
 	}
-	for _, s := range specs {
+	for _, sc := range r.Scenarios {
+		for _, ps := range sc.Plots {
+			p, err := r.plotOf(sc.Name, ps, order)
+			if err != nil {
+				return nil, err
+			}
+			if p == nil {
+				continue // nothing of it in this run
+			}
+			if err := save(p, ps.Name, ps.Title); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// plotOf draws one scenario's plot, or returns nil when the run has no
+// data for it.
+func (r *Results) plotOf(scenario string, ps PlotSpec, order []string) (*plot.Plot, error) {
+	switch ps.Kind {
+	case "percentiles":
+		if r.Find(scenario, Direct, "latency_p50") == nil {
+			return nil, nil
+		}
+		return percentilePlot(ps.Title, r, scenario, order)
+	case "syscalls":
+		var profiles []SyscallProfile
+		for _, sp := range r.Syscalls {
+			if sp.Scenario == scenario {
+				profiles = append(profiles, sp)
+			}
+		}
+		if len(profiles) == 0 {
+			return nil, nil
+		}
+		return stackedSyscalls(ps.Title, profiles, order)
+	case "", "bars":
 		var recs []Record
 		for _, rec := range r.Records {
-			if rec.Scenario == s.scenario && rec.Metric == s.metric && rec.Target != "direct-iperf3" {
+			if rec.Scenario == scenario && rec.Metric == ps.Metric && rec.Target != "direct-iperf3" {
 				recs = append(recs, rec)
 			}
 		}
 		if len(recs) == 0 {
-			continue
+			return nil, nil
 		}
-		p, err := barPlot(s.title, s.ylabel, recs, order, s.scale)
-		if err != nil {
-			return nil, err
+		scale := 1.0
+		if ps.Divide != 0 {
+			scale = 1 / ps.Divide
 		}
-		if err := save(p, s.name, s.title); err != nil {
-			return nil, err
-		}
+		return barPlot(ps.Title, ps.YLabel, recs, order, scale)
 	}
-	if r.Find("tcp-rr-open", Direct, "latency_p50") != nil {
-		p, err := percentilePlot("Latency by percentile at a fixed 2000 req/s (open loop)", r, "tcp-rr-open", order)
-		if err != nil {
-			return nil, err
-		}
-		if err := save(p, "latency-percentiles", p.Title.Text); err != nil {
-			return nil, err
-		}
-	}
-	if len(r.Syscalls) > 0 {
-		p, err := stackedSyscalls("Syscalls per MiB forwarded, by syscall", r.Syscalls, order)
-		if err != nil {
-			return nil, err
-		}
-		if err := save(p, "syscalls-per-mib", p.Title.Text); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return nil, fmt.Errorf("plot %s of %s: unknown kind %q (bars, percentiles, syscalls)", ps.Name, scenario, ps.Kind)
 }

@@ -73,6 +73,27 @@ type ScenarioInfo struct {
 	// Caveat is what a reader must know before comparing its figures,
 	// such as a floor the machine puts under every design.
 	Caveat string `json:"caveat,omitempty"`
+	// Plots are the figures the scenario asks the report to draw.
+	Plots []PlotSpec `json:"plots,omitempty"`
+	// Findings are sentences the scenario derived from this run's data
+	// (what strace saw, for example); the report lists them as they are.
+	Findings []string `json:"findings,omitempty"`
+}
+
+// PlotSpec is one plot a scenario asks for.
+type PlotSpec struct {
+	// Name is the file name, without extension.
+	Name  string `json:"name" yaml:"name"`
+	Title string `json:"title" yaml:"title"`
+	// Kind is "bars" (the default: the metric's median per design, with
+	// its interval), "percentiles" (latency by percentile, per design) or
+	// "syscalls" (syscalls per MiB by syscall, per design).
+	Kind   string `json:"kind,omitempty" yaml:"kind"`
+	Metric string `json:"metric,omitempty" yaml:"metric"`
+	YLabel string `json:"ylabel,omitempty" yaml:"ylabel"`
+	// Divide scales the values for the axis (1073741824 for GiB); 0 or 1
+	// leaves them.
+	Divide float64 `json:"divide,omitempty" yaml:"divide"`
 }
 
 // Host describes the machine.
