@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -132,4 +133,49 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("valid config did not build: %v", err)
 		}
 	})
+}
+
+// Validate hands back what it parsed, so that the server never parses a
+// value again: entrypoint addresses split, trusted networks parsed, each
+// TCP load balancer's strategy resolved (the default one included).
+func TestValidateReturnsTheParsedModel(t *testing.T) {
+	cfg, err := ParseConfig("m.yaml", []byte(`
+entryPoints:
+  web:
+    address: "127.0.0.1:0"
+    service: app
+    proxyProtocol: {trustedIPs: ["127.0.0.1", "10.0.0.0/8"]}
+  dns:
+    address: "127.0.0.1:0/udp"
+    service: dns
+tcp:
+  services:
+    app:
+      loadBalancer:
+        servers: [{address: "127.0.0.1:9"}]
+udp:
+  services:
+    dns:
+      loadBalancer:
+        servers: [{address: "127.0.0.1:53"}]
+`))
+	require.NoError(t, err)
+	m, err := cfg.Validate()
+	require.NoError(t, err)
+	require.Len(t, m.EntryPoints, 2)
+	dns, web := m.EntryPoints[0], m.EntryPoints[1]
+	assert.Equal(t, "dns", dns.Name, "in name order")
+	assert.True(t, dns.UDP)
+	assert.Equal(t, "127.0.0.1:0", dns.Address, "without /udp")
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")}, web.Trusted)
+	lb := cfg.TCP.Services["app"].LoadBalancer
+	require.Contains(t, m.Strategies, lb)
+	assert.Equal(t, DefaultStrategy, m.Strategies[lb].Name())
+	assert.NotContains(t, m.Strategies, cfg.UDP.Services["dns"].LoadBalancer, "UDP has no copy strategy")
+
+	cfg.EntryPoints["web"].Address = "nowhere"
+	_, err = cfg.Validate()
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "entryPoints.web.address", ce.Path)
 }

@@ -70,7 +70,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 		}
 		return nil, yamlError(file, err)
 	}
-	if err := cfg.Validate(); err != nil {
+	if _, err := cfg.Validate(); err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) {
 			ce.File = file
@@ -213,9 +213,37 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// Validate checks the whole model and returns the first problem as a
-// *ConfigError naming the path of the value.
-func (c *Config) Validate() error {
+// Model is a validated configuration with every value that had to be
+// parsed to be checked kept parsed: what a Server is built from, so that
+// nothing is parsed twice or with its error dropped.
+type Model struct {
+	Config *Config
+	// EntryPoints in name order.
+	EntryPoints []ValidEntryPoint
+	// Strategies resolves each TCP load balancer's copy strategy.
+	Strategies map[*LoadBalancer]copystrat.Strategy
+}
+
+// ValidEntryPoint is one entrypoint of a Model.
+type ValidEntryPoint struct {
+	Name     string
+	Address  string // host:port, without "/udp"
+	UDP      bool
+	Trusted  []netip.Prefix // PROXY headers accepted from these (TCP only)
+	Original *EntryPoint
+}
+
+// Validate checks the whole configuration and returns its Model, or the
+// first problem as a *ConfigError naming the path of the value.
+func (c *Config) Validate() (*Model, error) {
+	m := &Model{Config: c, Strategies: map[*LoadBalancer]copystrat.Strategy{}}
+	if err := c.validate(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c *Config) validate(m *Model) error {
 	if len(c.EntryPoints) == 0 {
 		return cfgErr("entryPoints", "no entrypoint: expected at least one, e.g. entryPoints: {web: {address: \"127.0.0.1:8000\", service: app}}")
 	}
@@ -233,7 +261,7 @@ func (c *Config) Validate() error {
 		if ep == nil {
 			return cfgErr(path, "empty entrypoint: expected address and service")
 		}
-		_, udp, err := SplitEntryPointAddress(ep.Address)
+		hostport, udp, err := SplitEntryPointAddress(ep.Address)
 		if ep.Address == "" {
 			err = errors.New("missing: expected host:port or host:port/udp")
 		}
@@ -262,6 +290,7 @@ func (c *Config) Validate() error {
 		if d := ep.UDPTimeout.D(DefaultUDPTimeout); d <= 0 {
 			return cfgErr(path+".udpTimeout", "must be positive, got %s", d)
 		}
+		valid := ValidEntryPoint{Name: name, Address: hostport, UDP: udp, Original: ep}
 		if pp := ep.ProxyProtocol; pp != nil {
 			if udp {
 				return cfgErr(path+".proxyProtocol", "accepting PROXY headers is for TCP entrypoints only")
@@ -270,22 +299,25 @@ func (c *Config) Validate() error {
 				return cfgErr(path+".proxyProtocol.trustedIPs", "empty: list the IPs or CIDRs allowed to send PROXY headers, e.g. [127.0.0.1/32]")
 			}
 			for i, s := range pp.TrustedIPs {
-				if _, err := ParsePrefix(s); err != nil {
+				p, err := ParsePrefix(s)
+				if err != nil {
 					return cfgErr(fmt.Sprintf("%s.proxyProtocol.trustedIPs[%d]", path, i), "%v", err)
 				}
+				valid.Trusted = append(valid.Trusted, p)
 			}
 			if d := pp.HeaderTimeout.D(DefaultHeaderTimeout); d <= 0 {
 				return cfgErr(path+".proxyProtocol.headerTimeout", "must be positive, got %s", d)
 			}
 		}
+		m.EntryPoints = append(m.EntryPoints, valid)
 	}
-	if err := c.TCP.validate("tcp", false); err != nil {
+	if err := c.TCP.validate("tcp", false, m); err != nil {
 		return err
 	}
-	return c.UDP.validate("udp", true)
+	return c.UDP.validate("udp", true, m)
 }
 
-func (s Services) validate(section string, udp bool) error {
+func (s Services) validate(section string, udp bool, m *Model) error {
 	for _, name := range sortedKeys(s.Services) {
 		svc := s.Services[name]
 		path := section + ".services." + name
@@ -293,7 +325,7 @@ func (s Services) validate(section string, udp bool) error {
 			return cfgErr(path, "expected exactly one of loadBalancer or weighted")
 		}
 		if lb := svc.LoadBalancer; lb != nil {
-			if err := lb.validate(path+".loadBalancer", udp); err != nil {
+			if err := lb.validate(path+".loadBalancer", udp, m); err != nil {
 				return err
 			}
 			continue
@@ -336,7 +368,7 @@ func (s Services) cycleFrom(name string, onPath map[string]bool) string {
 	return ""
 }
 
-func (l *LoadBalancer) validate(path string, udp bool) error {
+func (l *LoadBalancer) validate(path string, udp bool, m *Model) error {
 	if len(l.Servers) == 0 {
 		return cfgErr(path+".servers", "no server: expected at least one {address: host:port}")
 	}
@@ -359,10 +391,16 @@ func (l *LoadBalancer) validate(path string, udp bool) error {
 			return cfgErr(path+".terminationDelay", "applies to TCP services only")
 		}
 	}
-	if l.Strategy != "" {
-		if _, err := copystrat.Lookup(l.Strategy); err != nil {
+	if !udp {
+		name := l.Strategy
+		if name == "" {
+			name = DefaultStrategy
+		}
+		s, err := copystrat.Lookup(name)
+		if err != nil {
 			return cfgErr(path+".strategy", "%v", err)
 		}
+		m.Strategies[l] = s
 	}
 	if l.BufferSize < 0 {
 		return cfgErr(path+".bufferSize", "must be positive, got %d", l.BufferSize)

@@ -36,48 +36,50 @@ type entrypoint struct {
 	pc      *net.UDPConn
 }
 
-// New builds the runtime model of a validated config. It does not listen.
+// New validates cfg and builds its server (NewServer). It does not listen.
 func New(cfg *Config, logger *slog.Logger) (*Server, error) {
-	if err := cfg.Validate(); err != nil {
+	m, err := cfg.Validate()
+	if err != nil {
 		return nil, err
 	}
+	return NewServer(m, logger), nil
+}
+
+// NewServer builds the server of a validated configuration. It does not
+// listen.
+func NewServer(m *Model, logger *slog.Logger) *Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	cfg := m.Config
 	s := &Server{cfg: cfg, logger: logger, err: make(chan error, 1)}
 	tcpSvcs := map[string]tcp.Service{}
 	udpSvcs := map[string]udp.Service{}
-	for _, name := range sortedKeys(cfg.EntryPoints) {
-		ep := cfg.EntryPoints[name]
-		hostport, isUDP, _ := SplitEntryPointAddress(ep.Address)
-		e := &entrypoint{name: name, address: hostport, udp: isUDP}
-		if isUDP {
+	for _, v := range m.EntryPoints {
+		ep := v.Original
+		e := &entrypoint{name: v.Name, address: v.Address, udp: v.UDP}
+		if v.UDP {
 			e.udpP = &udp.Proxy{
-				Name:    name,
+				Name:    v.Name,
 				Service: buildService(cfg.UDP, ep.Service, udpSvcs, udpLeaf),
 				Timeout: ep.UDPTimeout.D(DefaultUDPTimeout),
 				Logger:  logger,
 			}
 		} else {
 			e.tcp = &tcp.Proxy{
-				Name:        name,
-				Service:     buildService(cfg.TCP, ep.Service, tcpSvcs, func(l *LoadBalancer) tcp.Service { return tcpLeaf(l, logger) }),
+				Name:        v.Name,
+				Service:     buildService(cfg.TCP, ep.Service, tcpSvcs, func(l *LoadBalancer) tcp.Service { return tcpLeaf(l, m.Strategies[l], logger) }),
 				IdleTimeout: ep.IdleTimeout.D(0),
 				MaxConns:    ep.MaxConns,
 				Logger:      logger,
 			}
 			if pp := ep.ProxyProtocol; pp != nil {
-				ap := &tcp.AcceptProxy{HeaderTimeout: pp.HeaderTimeout.D(DefaultHeaderTimeout)}
-				for _, t := range pp.TrustedIPs {
-					p, _ := ParsePrefix(t)
-					ap.Trusted = append(ap.Trusted, p)
-				}
-				e.tcp.AcceptProxy = ap
+				e.tcp.AcceptProxy = &tcp.AcceptProxy{HeaderTimeout: pp.HeaderTimeout.D(DefaultHeaderTimeout), Trusted: v.Trusted}
 			}
 		}
 		s.eps = append(s.eps, e)
 	}
-	return s, nil
+	return s
 }
 
 func weightOf(w *int) int {
@@ -108,12 +110,7 @@ func buildService[T any](sec Services, name string, built map[string]lb.Picker[T
 	return p
 }
 
-func tcpLeaf(l *LoadBalancer, logger *slog.Logger) tcp.Service {
-	name := l.Strategy
-	if name == "" {
-		name = DefaultStrategy
-	}
-	strategy, _ := copystrat.Lookup(name)
+func tcpLeaf(l *LoadBalancer, strategy copystrat.Strategy, logger *slog.Logger) tcp.Service {
 	version := 0
 	if l.ProxyProtocol != nil {
 		version = l.ProxyProtocol.Version

@@ -93,20 +93,16 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "l4proxy: %v\n", err)
 		return exitBadInput
 	}
-	cfg, err := opts.toConfig()
+	m, err := opts.toModel()
 	if err != nil {
 		fmt.Fprintf(stderr, "l4proxy: %v\n", err)
 		return exitBadInput
 	}
 	level := slog.LevelInfo
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	_ = level.UnmarshalText([]byte(m.Config.LogLevel)) // validated: one of the levels, or "" (info)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	srv, err := proxy.New(cfg, logger)
-	if err != nil {
-		fmt.Fprintf(stderr, "l4proxy: %v\n", err)
-		return exitBadInput
-	}
+	srv := proxy.NewServer(m, logger)
 	if err := srv.Listen(); err != nil {
 		if opts.config == "" {
 			err = fmt.Errorf("--listen: %w", err)
@@ -204,9 +200,10 @@ func parseDuration(flagName, v string) (*proxy.Duration, error) {
 	return &pd, nil
 }
 
-// toConfig builds the one-route configuration of the flags, or loads
-// --config.
-func (o *options) toConfig() (*proxy.Config, error) {
+// toModel builds the one-route configuration of the flags, or loads
+// --config, and validates it once (after the flags that override a
+// config file's values are applied).
+func (o *options) toModel() (*proxy.Model, error) {
 	grace, err := parseDuration("shutdown-grace", o.grace)
 	if err != nil {
 		return nil, err
@@ -228,7 +225,7 @@ func (o *options) toConfig() (*proxy.Config, error) {
 		if o.logLevel != "" {
 			cfg.LogLevel = o.logLevel
 		}
-		return cfg, cfg.Validate()
+		return cfg.Validate()
 	}
 	if o.listen == "" {
 		return nil, errors.New("--listen is required: give the address to listen on (e.g. --listen 127.0.0.1:8000), or use --config FILE")
@@ -299,10 +296,11 @@ func (o *options) toConfig() (*proxy.Config, error) {
 	} else {
 		cfg.TCP = svcs
 	}
-	if err := cfg.Validate(); err != nil {
+	m, err := cfg.Validate()
+	if err != nil {
 		return nil, flagsError(err)
 	}
-	return cfg, nil
+	return m, nil
 }
 
 // flagsError names the flag behind a config path, so that an error from
