@@ -81,21 +81,48 @@ type Duration = proxy.Duration
 // Load parses the embedded catalogue.
 func Load() (*Catalogue, error) { return parseCatalogue(catalogueYAML) }
 
+// kindFields are the parameters each kind of scenario reads, beyond the
+// ones every scenario has. One Scenario struct carries them all, so a
+// parameter its kind does not read would be ignored in silence: the
+// catalogue refuses it instead.
+var kindFields = map[string][]string{
+	KindStream:      {"streams", "direction", "iperf3"},
+	KindRR:          {"conns", "rate", "message_size"},
+	KindCRR:         {"workers", "message_size"},
+	KindIdle:        {"warmup"},
+	KindUDP:         {"clients", "rate", "size"},
+	KindUDPCapacity: {"clients", "size"},
+	KindSyscalls:    {"direction", "payload"},
+}
+
+var commonFields = []string{"name", "kind", "answers", "caveat", "profiles", "plots"}
+
 func parseCatalogue(data []byte) (*Catalogue, error) {
 	var c Catalogue
 	if err := yaml.Unmarshal(data, &c); err != nil {
 		return nil, fmt.Errorf("scenario catalogue: %w", err)
 	}
+	var raw struct {
+		Scenarios []map[string]yaml.Node `yaml:"scenarios"`
+	}
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("scenario catalogue: %w", err)
+	}
 	names := map[string]bool{}
-	for _, s := range c.Scenarios {
+	for i, s := range c.Scenarios {
 		if names[s.Name] {
 			return nil, fmt.Errorf("scenario catalogue: %s listed twice", s.Name)
 		}
 		names[s.Name] = true
-		switch s.Kind {
-		case KindStream, KindRR, KindCRR, KindIdle, KindUDP, KindUDPCapacity, KindSyscalls:
-		default:
+		fields, ok := kindFields[s.Kind]
+		if !ok {
 			return nil, fmt.Errorf("scenario catalogue: %s: unknown kind %q", s.Name, s.Kind)
+		}
+		for key, node := range raw.Scenarios[i] {
+			if !slices.Contains(commonFields, key) && !slices.Contains(fields, key) {
+				return nil, fmt.Errorf("scenario catalogue: line %d: %s: %s is not a parameter of a %s scenario (its parameters: %s)",
+					node.Line, s.Name, key, s.Kind, strings.Join(fields, ", "))
+			}
 		}
 		for _, p := range s.Profiles {
 			if _, ok := c.Profiles[p]; !ok {

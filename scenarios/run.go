@@ -460,92 +460,149 @@ func (d *running) sampleMemory() func() measure.ProcStats {
 }
 
 // sample runs scenario s once against design d, in round (from 1).
+// sample is one measurement of one design in one round.
+type sample struct {
+	res       *report.Results
+	s         Scenario
+	d         *running
+	addr      string
+	round     int
+	dur       time.Duration
+	idleConns int
+}
+
+// options are the load client's shared options for this sample.
+func (x sample) options() load.Options { return load.Options{Addr: x.addr, Duration: x.dur} }
+
+// add records one figure of the sample.
+func (x sample) add(metric string, v float64) {
+	x.res.AddRound(x.round, x.s.Name, x.d.t.Name(), metric, v)
+}
+
+// samplers map each scenario kind to what measures it: the load client
+// (a load.Runner) and what is read around it.
+var samplers = map[string]func(p *plan, ctx context.Context, x sample) error{
+	KindStream:      (*plan).sampleStream,
+	KindRR:          (*plan).sampleRR,
+	KindCRR:         (*plan).sampleCRR,
+	KindIdle:        (*plan).sampleIdleKind,
+	KindUDPCapacity: (*plan).sampleCapacity,
+	KindUDP:         (*plan).sampleUDP,
+}
+
+// sampleIdleKind: the design's memory, fds and slab per idle connection.
+func (p *plan) sampleIdleKind(ctx context.Context, x sample) error {
+	return p.sampleIdle(ctx, x.res, x.s, x.d, x.addr, x.idleConns, x.round)
+}
+
 func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *running, addr string, idleConns, round int) error {
-	dur := time.Duration(p.profile.Duration)
-	name := d.t.Name()
-	switch s.Kind {
-	case KindStream:
-		sink := p.bes.byKind[backend.Sink]
-		sink0 := sink.Received()
-		cpu0 := d.cpu()
-		t0 := time.Now()
-		stopSampling := d.sampleMemory()
-		r, err := load.Stream(ctx, load.StreamOptions{Addr: addr, Streams: s.Streams, Direction: s.Direction, Duration: dur,
-			Warmup: StreamWarmup(dur), Received: sink.Received})
-		peak := stopSampling()
-		if err != nil {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond) // let the design finish its last writes
-		cpu := d.cpu() - cpu0
-		busy := time.Since(t0)
-		// CPU per GiB over the whole run, warm-up included, against every
-		// byte that arrived, the last ones in flight included for Up.
-		arrived := r.TotalBytes
-		if s.Direction == load.Up {
-			arrived = sink.Received() - sink0
-		}
-		res.AddRound(round, s.Name, name, "throughput", r.Throughput())
-		if len(d.inst.PIDs()) > 0 && arrived > 0 {
-			res.AddRound(round, s.Name, name, "cpu_per_gib", cpu/(float64(arrived)/(1<<30)))
-			// CPUs the design kept busy: above its worker count for a
-			// design that forks (socat) or runs helper threads.
-			res.AddRound(round, s.Name, name, "cpus_used", cpu/busy.Seconds())
-			res.AddRound(round, s.Name, name, "rss_peak", float64(peak.RSSKiB))
-			res.AddRound(round, s.Name, name, "threads", float64(peak.Threads))
-			if steady, err := measure.ReadProcs(d.inst.PIDs()); err == nil {
-				res.AddRound(round, s.Name, name, "rss_steady", float64(steady.RSSKiB))
-			}
-		}
-	case KindRR:
-		r, err := load.RR(ctx, load.RROptions{Addr: addr, Conns: s.Conns, MessageSize: s.MessageSize, Duration: dur, Rate: s.Rate})
-		if err != nil {
-			return err
-		}
-		if s.Rate == 0 {
-			res.AddRound(round, s.Name, name, "rps", r.RPS())
-		}
-		p.addLatency(res, round, s.Name, name, "latency", r.Hist)
-		if s.Rate > 0 {
-			res.AddRound(round, s.Name, name, "send_lateness_p50", r.Lateness.P50)
-			res.AddRound(round, s.Name, name, "send_lateness_p99", r.Lateness.P99)
-		}
-	case KindCRR:
-		r, err := load.CRR(ctx, load.CRROptions{Addr: addr, Workers: s.Workers, MessageSize: s.MessageSize, Duration: dur})
-		if err != nil {
-			return err
-		}
-		res.AddRound(round, s.Name, name, "conn_rate", r.Rate())
-		// The whole exchange: connect, request, response, close. The
-		// connect alone ends when the kernel completes the handshake,
-		// before the design has accepted or dialled anything.
-		p.addLatency(res, round, s.Name, name, "latency", r.CycleHist)
-		p.addLatency(res, round, s.Name, name, "connect", r.ConnectHist)
-	case KindIdle:
-		return p.sampleIdle(ctx, res, s, d, addr, idleConns, round)
-	case KindUDPCapacity:
-		// Six steps of a search fit in one profile duration.
-		step := max(dur/6, 100*time.Millisecond)
-		r, err := load.UDPCapacity(ctx, load.CapacityOptions{Addr: addr, Clients: s.Clients, Size: s.Size, Step: step, Bisections: 2})
-		if err != nil {
-			return err
-		}
-		res.AddRound(round, s.Name, name, "udp_capacity_pps", r.PPS)
-		if r.ClientBound {
-			p.noteOnce(res, fmt.Sprintf("%s: %s: the load client could not send faster than %.0f datagrams/s, so this figure is the harness's limit, not the design's", s.Name, name, r.PPS))
-		}
-	case KindUDP:
-		r, err := load.UDP(ctx, load.UDPOptions{Addr: addr, Clients: s.Clients, Rate: s.Rate, Size: s.Size, Duration: dur})
-		if err != nil {
-			return err
-		}
-		res.AddRound(round, s.Name, name, "udp_loss", r.Loss())
-		if r.Received > 0 {
-			p.addLatency(res, round, s.Name, name, "latency", r.Hist)
-		}
-		res.AddRound(round, s.Name, name, "send_lateness_p50", r.Lateness.P50)
-		res.AddRound(round, s.Name, name, "send_lateness_p99", r.Lateness.P99)
+	f, ok := samplers[s.Kind]
+	if !ok {
+		return fmt.Errorf("scenario %s: no sampler for kind %q", s.Name, s.Kind)
 	}
+	return f(p, ctx, sample{res: res, s: s, d: d, addr: addr, round: round, dur: time.Duration(p.profile.Duration), idleConns: idleConns})
+}
+
+// sampleStream: throughput counted where the bytes arrive, and the
+// design's CPU per GiB, CPUs used, memory and threads around the run.
+func (p *plan) sampleStream(ctx context.Context, x sample) error {
+	sink := p.bes.byKind[backend.Sink]
+	sink0 := sink.Received()
+	cpu0 := x.d.cpu()
+	t0 := time.Now()
+	stopSampling := x.d.sampleMemory()
+	r, err := load.StreamOptions{Options: x.options(), Streams: x.s.Streams, Direction: x.s.Direction,
+		Warmup: StreamWarmup(x.dur), Received: sink.Received}.Run(ctx)
+	peak := stopSampling()
+	if err != nil {
+		return err
+	}
+	time.Sleep(100 * time.Millisecond) // let the design finish its last writes
+	cpu := x.d.cpu() - cpu0
+	busy := time.Since(t0)
+	// CPU per GiB over the whole run, warm-up included, against every
+	// byte that arrived, the last ones in flight included for Up.
+	arrived := r.TotalBytes
+	if x.s.Direction == load.Up {
+		arrived = sink.Received() - sink0
+	}
+	x.add("throughput", r.Throughput())
+	if pids := x.d.inst.PIDs(); len(pids) > 0 && arrived > 0 {
+		x.add("cpu_per_gib", cpu/(float64(arrived)/(1<<30)))
+		// CPUs the design kept busy: above its worker count for a
+		// design that forks (socat) or runs helper threads.
+		x.add("cpus_used", cpu/busy.Seconds())
+		x.add("rss_peak", float64(peak.RSSKiB))
+		x.add("threads", float64(peak.Threads))
+		if steady, err := measure.ReadProcs(pids); err == nil {
+			x.add("rss_steady", float64(steady.RSSKiB))
+		}
+	}
+	return nil
+}
+
+// sampleRR: requests per second (closed loop) or the send lateness (open
+// loop), and the latency histogram.
+func (p *plan) sampleRR(ctx context.Context, x sample) error {
+	r, err := load.RROptions{Options: x.options(), Conns: x.s.Conns, MessageSize: x.s.MessageSize, Rate: x.s.Rate}.Run(ctx)
+	if err != nil {
+		return err
+	}
+	if x.s.Rate == 0 {
+		x.add("rps", r.RPS())
+	}
+	p.addLatency(x.res, x.round, x.s.Name, x.d.t.Name(), "latency", r.Hist)
+	if x.s.Rate > 0 {
+		x.add("send_lateness_p50", r.Lateness.P50)
+		x.add("send_lateness_p99", r.Lateness.P99)
+	}
+	return nil
+}
+
+// sampleCRR: the connection rate, the whole exchange's latency and the
+// connect's alone.
+func (p *plan) sampleCRR(ctx context.Context, x sample) error {
+	r, err := load.CRROptions{Options: x.options(), Workers: x.s.Workers, MessageSize: x.s.MessageSize}.Run(ctx)
+	if err != nil {
+		return err
+	}
+	x.add("conn_rate", r.Rate())
+	// The whole exchange: connect, request, response, close. The
+	// connect alone ends when the kernel completes the handshake,
+	// before the design has accepted or dialled anything.
+	p.addLatency(x.res, x.round, x.s.Name, x.d.t.Name(), "latency", r.CycleHist)
+	p.addLatency(x.res, x.round, x.s.Name, x.d.t.Name(), "connect", r.ConnectHist)
+	return nil
+}
+
+// sampleCapacity: the highest rate forwarded with loss at most 0.1%.
+func (p *plan) sampleCapacity(ctx context.Context, x sample) error {
+	// Six steps of a search fit in one profile duration; the search as a
+	// whole is bounded by its steps, not by the duration.
+	step := max(x.dur/6, 100*time.Millisecond)
+	r, err := load.CapacityOptions{Options: load.Options{Addr: x.addr}, Clients: x.s.Clients, Size: x.s.Size, Step: step, Bisections: 2}.Run(ctx)
+	if err != nil {
+		return err
+	}
+	x.add("udp_capacity_pps", r.PPS)
+	if r.ClientBound {
+		p.noteOnce(x.res, fmt.Sprintf("%s: %s: the load client could not send faster than %.0f datagrams/s, so this figure is the harness's limit, not the design's", x.s.Name, x.d.t.Name(), r.PPS))
+	}
+	return nil
+}
+
+// sampleUDP: loss, latency and send lateness at a fixed rate.
+func (p *plan) sampleUDP(ctx context.Context, x sample) error {
+	r, err := load.UDPOptions{Options: x.options(), Clients: x.s.Clients, Rate: x.s.Rate, Size: x.s.Size}.Run(ctx)
+	if err != nil {
+		return err
+	}
+	x.add("udp_loss", r.Loss())
+	if r.Received > 0 {
+		p.addLatency(x.res, x.round, x.s.Name, x.d.t.Name(), "latency", r.Hist)
+	}
+	x.add("send_lateness_p50", r.Lateness.P50)
+	x.add("send_lateness_p99", r.Lateness.P99)
 	return nil
 }
 

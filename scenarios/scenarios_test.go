@@ -49,6 +49,8 @@ func TestCatalogueRejectsMistakes(t *testing.T) {
 		{"unknown kind", "profiles: {q: {count: 1}}\nscenarios: [{name: a, kind: ping, profiles: [q]}]", `a: unknown kind "ping"`},
 		{"unknown profile", "profiles: {q: {count: 1}}\nscenarios: [{name: a, kind: rr, profiles: [z]}]", `a: unknown profile "z"`},
 		{"duplicate", "profiles: {q: {count: 1}}\nscenarios: [{name: a, kind: rr}, {name: a, kind: rr}]", "a listed twice"},
+		{"a parameter its kind does not read", "profiles: {q: {count: 1}}\nscenarios: [{name: a, kind: stream, rate: 100}]",
+			"line 2: a: rate is not a parameter of a stream scenario (its parameters: streams, direction, iperf3)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

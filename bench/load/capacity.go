@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -11,7 +12,9 @@ import (
 
 // CapacityOptions configure UDPCapacity. The backend must echo.
 type CapacityOptions struct {
-	Addr    string
+	// Options.Duration, when set, bounds the whole search: a search not
+	// done by then fails, naming it. Zero leaves it to its own steps.
+	Options
 	Clients int // sockets, each its own session (default 4)
 	Size    int // datagram size (default 64, at least 16)
 	// Step is how long each offered rate is held (default 250 ms).
@@ -60,7 +63,7 @@ func UDPCapacity(ctx context.Context, o CapacityOptions) (CapacityResult, error)
 	if o.Clients <= 0 {
 		o.Clients = 4
 	}
-	o.Size = max(o.Size, 16)
+	o.Size = max(o.Size, minDatagram)
 	if o.Step <= 0 {
 		o.Step = 250 * time.Millisecond
 	}
@@ -81,7 +84,11 @@ func UDPCapacity(ctx context.Context, o CapacityOptions) (CapacityResult, error)
 		return CapacityResult{}, err
 	}
 	var res CapacityResult
+	began := time.Now()
 	try := func(rate float64) (CapacityStep, error) {
+		if o.Duration > 0 && time.Since(began) >= o.Duration {
+			return CapacityStep{}, fmt.Errorf("udp capacity search: not done within its %v (%d steps so far)", o.Duration, len(res.Steps))
+		}
 		st, err := capacityStep(ctx, raddr, o, rate)
 		if err == nil {
 			res.Steps = append(res.Steps, st)

@@ -12,10 +12,9 @@ import (
 
 // CRROptions configure CRR. The backend must echo.
 type CRROptions struct {
-	Addr        string
+	Options
 	Workers     int // parallel connect loops (default 1)
 	MessageSize int // default 64
-	Duration    time.Duration
 }
 
 // CRRResult counts connect-request-close cycles.
@@ -37,7 +36,7 @@ func CRR(ctx context.Context, o CRROptions) (CRRResult, error) {
 		o.Workers = 1
 	}
 	if o.MessageSize <= 0 {
-		o.MessageSize = 64
+		o.MessageSize = defaultMessageSize
 	}
 	start := time.Now()
 	end := start.Add(o.Duration)

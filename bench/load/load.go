@@ -2,7 +2,11 @@
 // (and a bounded count of operations) against one address and returns what
 // it measured from the client's side:
 //
-//	res, err := load.Stream(ctx, load.StreamOptions{Addr: a, Streams: 1, Direction: load.Up, Duration: 3 * time.Second})
+//	res, err := load.StreamOptions{Options: load.Options{Addr: a, Duration: 3 * time.Second}, Streams: 1, Direction: load.Up}.Run(ctx)
+//
+// Each client's options embed the shared Options and are a Runner with a
+// typed result (fortio's Runnable); the free functions Stream, RR, CRR,
+// UDP and UDPCapacity are the same clients.
 //
 // Every client targets the address it is given; the runner checks that it
 // is a loopback address before calling it.
@@ -33,10 +37,9 @@ const MaxOps = 50_000_000
 
 // StreamOptions configure Stream.
 type StreamOptions struct {
-	Addr      string
+	Options
 	Streams   int
 	Direction string
-	Duration  time.Duration
 	// Warmup is the start of the run that is not counted (default: none).
 	// It is part of Duration.
 	Warmup time.Duration

@@ -37,8 +37,7 @@ func TestStreamDirections(t *testing.T) {
 			b, err := backend.Start(tt.backend, "127.0.0.1:0", false, 0)
 			require.NoError(t, err)
 			defer b.Close()
-			r, err := Stream(context.Background(), StreamOptions{Addr: b.Addr(), Streams: 2, Direction: tt.direction,
-				Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond, Received: b.Received})
+			r, err := Stream(context.Background(), StreamOptions{Options: Options{Addr: b.Addr(), Duration: 300 * time.Millisecond}, Streams: 2, Direction: tt.direction, Warmup: 100 * time.Millisecond, Received: b.Received})
 			require.NoError(t, err)
 			assert.Positive(t, r.Bytes)
 			assert.Less(t, r.Bytes, r.TotalBytes, "the warm-up is not counted")
@@ -49,16 +48,16 @@ func TestStreamDirections(t *testing.T) {
 			}
 		})
 	}
-	_, err := Stream(context.Background(), StreamOptions{Addr: "127.0.0.1:1", Direction: Up, Duration: time.Second})
+	_, err := Stream(context.Background(), StreamOptions{Options: Options{Addr: "127.0.0.1:1", Duration: time.Second}, Direction: Up})
 	assert.ErrorContains(t, err, "receiving end's counter")
-	_, err = Stream(context.Background(), StreamOptions{Addr: "127.0.0.1:1", Direction: Down, Duration: time.Second, Warmup: time.Second})
+	_, err = Stream(context.Background(), StreamOptions{Options: Options{Addr: "127.0.0.1:1", Duration: time.Second}, Direction: Down, Warmup: time.Second})
 	assert.ErrorContains(t, err, "warm-up")
 }
 
 func TestRRClosedAndOpen(t *testing.T) {
 	echo := startBackend(t, backend.Echo, false)
 	addr := echo.Addr()
-	closed, err := RR(context.Background(), RROptions{Addr: addr, Conns: 2, Duration: 200 * time.Millisecond})
+	closed, err := RR(context.Background(), RROptions{Options: Options{Addr: addr, Duration: 200 * time.Millisecond}, Conns: 2})
 	require.NoError(t, err)
 	assert.Positive(t, closed.Requests)
 	// fortio's invariant: what the client counts is what the backend got.
@@ -70,7 +69,7 @@ func TestRRClosedAndOpen(t *testing.T) {
 	assert.LessOrEqual(t, echo.Received(), 64*(closed.Requests+2))
 	assert.LessOrEqual(t, closed.Latency.P50, closed.Latency.P99)
 
-	open, err := RR(context.Background(), RROptions{Addr: addr, Conns: 2, Duration: 500 * time.Millisecond, Rate: 1000})
+	open, err := RR(context.Background(), RROptions{Options: Options{Addr: addr, Duration: 500 * time.Millisecond}, Conns: 2, Rate: 1000})
 	require.NoError(t, err)
 	// A fixed schedule: 1000/s for 0.5 s is 500 requests, whatever the latency.
 	assert.InDelta(t, 500, open.Requests, 2)
@@ -79,7 +78,7 @@ func TestRRClosedAndOpen(t *testing.T) {
 func TestCRRAndIdle(t *testing.T) {
 	echo := startBackend(t, backend.Echo, false)
 	addr := echo.Addr()
-	r, err := CRR(context.Background(), CRROptions{Addr: addr, Workers: 2, Duration: 200 * time.Millisecond})
+	r, err := CRR(context.Background(), CRROptions{Options: Options{Addr: addr, Duration: 200 * time.Millisecond}, Workers: 2})
 	require.NoError(t, err)
 	assert.Positive(t, r.Conns)
 	// Every counted connection reached the backend and made one whole
@@ -98,7 +97,7 @@ func TestCRRAndIdle(t *testing.T) {
 }
 
 func TestUDPLossAndSchedule(t *testing.T) {
-	r, err := UDP(context.Background(), UDPOptions{Addr: start(t, backend.Echo, true), Clients: 2, Rate: 1000, Duration: 300 * time.Millisecond})
+	r, err := UDP(context.Background(), UDPOptions{Options: Options{Addr: start(t, backend.Echo, true), Duration: 300 * time.Millisecond}, Clients: 2, Rate: 1000})
 	require.NoError(t, err)
 	assert.InDelta(t, 300, r.Sent, 4, "sent on schedule")
 	assert.LessOrEqual(t, r.Received, r.Sent)
@@ -120,7 +119,7 @@ func TestUDPDialErrorLeavesNothingRunning(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lowered))
 	began := time.Now()
-	_, err = UDP(context.Background(), UDPOptions{Addr: addr, Clients: 50, Rate: 1000, Duration: 5 * time.Second})
+	_, err = UDP(context.Background(), UDPOptions{Options: Options{Addr: addr, Duration: 5 * time.Second}, Clients: 50, Rate: 1000})
 	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "of 50")
@@ -136,21 +135,21 @@ func TestUDPStopsOnCancel(t *testing.T) {
 	defer cancel()
 	before := goleak.IgnoreCurrent()
 	began := time.Now()
-	_, _ = UDP(ctx, UDPOptions{Addr: addr, Clients: 4, Rate: 1000, Duration: 10 * time.Second})
+	_, _ = UDP(ctx, UDPOptions{Options: Options{Addr: addr, Duration: 10 * time.Second}, Clients: 4, Rate: 1000})
 	assert.Less(t, time.Since(began), time.Second)
 	goleak.VerifyNone(t, before)
 }
 
 func TestOpenLoopsRecordLateness(t *testing.T) {
 	echo := start(t, backend.Echo, false)
-	rr, err := RR(context.Background(), RROptions{Addr: echo, Conns: 3, Duration: 400 * time.Millisecond, Rate: 1000})
+	rr, err := RR(context.Background(), RROptions{Options: Options{Addr: echo, Duration: 400 * time.Millisecond}, Conns: 3, Rate: 1000})
 	require.NoError(t, err)
 	assert.Equal(t, rr.Requests, rr.Lateness.Count, "every paced send has its lateness recorded")
 	assert.LessOrEqual(t, rr.Lateness.P50, rr.Lateness.P99)
 	assert.LessOrEqual(t, rr.Lateness.P99, rr.Lateness.Max)
 	t.Logf("rr open loop: lateness p50 %.1f µs p99 %.1f µs max %.1f µs; latency %v", rr.Lateness.P50, rr.Lateness.P99, rr.Lateness.Max, rr.Latency)
 
-	u, err := UDP(context.Background(), UDPOptions{Addr: start(t, backend.Echo, true), Clients: 3, Rate: 1000, Duration: 400 * time.Millisecond})
+	u, err := UDP(context.Background(), UDPOptions{Options: Options{Addr: start(t, backend.Echo, true), Duration: 400 * time.Millisecond}, Clients: 3, Rate: 1000})
 	require.NoError(t, err)
 	assert.InDelta(t, 400, u.Sent, 2, "a fixed schedule: 1000/s for 0.4 s")
 	assert.Equal(t, u.Sent, u.Lateness.Count)
@@ -174,7 +173,7 @@ func TestUDPCountsFailedSendsAndOutlivesICMPErrors(t *testing.T) {
 			t.Cleanup(func() { _ = b2.Close() })
 		}
 	}()
-	u, err := UDP(context.Background(), UDPOptions{Addr: addr, Clients: 1, Rate: 500, Duration: 800 * time.Millisecond})
+	u, err := UDP(context.Background(), UDPOptions{Options: Options{Addr: addr, Duration: 800 * time.Millisecond}, Clients: 1, Rate: 500})
 	require.NoError(t, err, "ECONNREFUSED is loss, not a failure of the client")
 	assert.InDelta(t, 400, u.Sent, 2, "failed sends count as sent")
 	assert.Positive(t, u.Received, "the receiver kept reading after the ICMP errors")
@@ -190,7 +189,7 @@ func TestUDPCapacitySearch(t *testing.T) {
 	}{{"echo", backend.Echo, true}, {"nothing comes back", backend.Sink, false}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := CapacityOptions{Addr: start(t, tt.backend, true), Clients: 2, Step: 100 * time.Millisecond, From: 5000, Ceiling: 40000, Bisections: 2}
+			o := CapacityOptions{Options: Options{Addr: start(t, tt.backend, true)}, Clients: 2, Step: 100 * time.Millisecond, From: 5000, Ceiling: 40000, Bisections: 2}
 			r, err := UDPCapacity(context.Background(), o)
 			require.NoError(t, err)
 			require.NotEmpty(t, r.Steps)
@@ -281,4 +280,18 @@ func TestOpenIdleFailsWhole(t *testing.T) {
 	for _, c := range accepted {
 		_ = c.Close()
 	}
+}
+
+// Every load client is a Runner over the shared Options, and the capacity
+// search fails loudly when it cannot finish within a Duration it was given.
+func TestRunnersShareOptions(t *testing.T) {
+	addr := start(t, backend.Echo, false)
+	var r Runner[CRRResult] = CRROptions{Options: Options{Addr: addr, Duration: 100 * time.Millisecond}}
+	res, err := r.Run(context.Background())
+	require.NoError(t, err)
+	assert.Positive(t, res.Conns)
+
+	udp := start(t, backend.Echo, true)
+	_, err = CapacityOptions{Options: Options{Addr: udp, Duration: time.Nanosecond}}.Run(context.Background())
+	assert.ErrorContains(t, err, "not done within its 1ns")
 }

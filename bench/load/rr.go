@@ -14,10 +14,9 @@ import (
 
 // RROptions configure RR. The backend must echo.
 type RROptions struct {
-	Addr        string
+	Options
 	Conns       int
 	MessageSize int // default 64 bytes
-	Duration    time.Duration
 	// Rate is the total offered requests per second for the open loop;
 	// zero runs a closed loop (each connection sends its next request when
 	// the previous reply arrived).
@@ -48,7 +47,7 @@ func RR(ctx context.Context, o RROptions) (RRResult, error) {
 		o.Conns = 1
 	}
 	if o.MessageSize <= 0 {
-		o.MessageSize = 64
+		o.MessageSize = defaultMessageSize
 	}
 	conns, err := dialAll(ctx, o.Addr, o.Conns)
 	if err != nil {

@@ -13,11 +13,10 @@ import (
 
 // UDPOptions configure UDP. The backend must echo.
 type UDPOptions struct {
-	Addr     string
-	Clients  int     // sockets, each its own session (default 1)
-	Rate     float64 // datagrams per second offered in total
-	Size     int     // datagram size (default 64, at least 16)
-	Duration time.Duration
+	Options
+	Clients int     // sockets, each its own session (default 1)
+	Rate    float64 // datagrams per second offered in total
+	Size    int     // datagram size (default 64, at least 16)
 }
 
 // UDPResult counts datagrams.
@@ -50,7 +49,7 @@ func UDP(ctx context.Context, o UDPOptions) (UDPResult, error) {
 	if o.Clients <= 0 {
 		o.Clients = 1
 	}
-	o.Size = max(o.Size, 16)
+	o.Size = max(o.Size, minDatagram)
 	if o.Rate <= 0 {
 		return UDPResult{}, errors.New("udp load needs a positive rate")
 	}
