@@ -168,9 +168,11 @@ func TestTinyRun(t *testing.T) {
 
 	d := back.Find("tcp-stream-1", "direct", "throughput")
 	p := back.Find("tcp-stream-1", "l4proxy-splice", "throughput")
-	ratio := p.Median / d.Median
-	assert.Greater(t, ratio, 0.02, "a proxy is not 50x slower than direct")
-	assert.Less(t, ratio, 3.0, "a proxy is not 3x faster than direct")
+	// Bytes crossed the proxy at all (a timed bound on speed would be a
+	// performance target; those live in benchmarks). No proxy beats no
+	// proxy: the report flags any that does with significance.
+	assert.Greater(t, p.Median/d.Median, 0.02, "the proxy forwarded at a plausible rate")
+	assert.NotContains(t, report.VsDirect(p, d), "check the harness")
 	for _, tg := range []string{"direct", "l4proxy-splice"} {
 		// The connect alone ends before the exchange does.
 		assert.Less(t, back.Find("tcp-crr", tg, "connect_p50").Median, back.Find("tcp-crr", tg, "latency_p50").Median, tg)

@@ -58,21 +58,28 @@ func Best(recs []Record) string {
 	return top.Target
 }
 
-// VsDirect is a design's ratio to direct as the table shows it. A latency
-// below direct's (no proxy beats no proxy) is called a tie when it is not
-// significant, and flagged when it is: that figure measures the harness.
+// VsDirect is a design's ratio to direct as the table shows it. No proxy
+// beats no proxy: a design better than direct (a lower latency, a higher
+// throughput or rate) is called a tie when the difference is not
+// significant, and flagged when it is, since that figure measures the
+// harness.
 func VsDirect(rec, direct *Record) string {
 	if direct == nil || direct.Median == 0 || rec.Target == Direct {
 		return "-"
 	}
 	ratio := fmt.Sprintf("%.2fx", rec.Median/direct.Median)
-	if rec.Unit != "us" || rec.Median >= direct.Median || slices.Contains(Informational, rec.Metric) {
+	better := rec.Median < direct.Median
+	word := "below"
+	if rec.Better == "higher" {
+		better, word = rec.Median > direct.Median, "above"
+	}
+	if !better || slices.Contains(Informational, rec.Metric) {
 		return ratio
 	}
 	if p := stats.P(rec.Samples, direct.Samples); p > stats.Alpha {
 		return fmt.Sprintf("tie (%s, p=%.2f)", ratio, p)
 	}
-	return fmt.Sprintf("**%s: below direct, p=%.3f; check the harness**", ratio, stats.P(rec.Samples, direct.Samples))
+	return fmt.Sprintf("**%s: %s direct, p=%.3f; check the harness**", ratio, word, stats.P(rec.Samples, direct.Samples))
 }
 
 // Standing compares l4proxy's best design with every peer on each

@@ -68,7 +68,7 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 		}
 	}
 
-	p("\n## Results\n\nMedian of the rounds with its 95%% confidence interval (benchstat's order-statistics interval; with fewer than 6 rounds 95%% cannot be reached and the range of the samples is shown, marked †), and the ratio to `direct` (no proxy) measured in the same run. **Bold**: the best design, only when it is better than every other design with significance (Mann-Whitney U, p ≤ %.2f); otherwise the table says it is a tie within noise. `direct` and iperf3 are never the best design. A latency below direct's is shown as a tie when not significant, and flagged when it is.\n", stats.Alpha)
+	p("\n## Results\n\nMedian of the rounds with its 95%% confidence interval (benchstat's order-statistics interval; with fewer than 6 rounds 95%% cannot be reached and the range of the samples is shown, marked †), and the ratio to `direct` (no proxy) measured in the same run. **Bold**: the best design, only when it is better than every other design with significance (Mann-Whitney U, p ≤ %.2f); otherwise the table says it is a tie within noise. `direct` and iperf3 are never the best design. No proxy beats no proxy: a figure better than direct's (a lower latency, a higher throughput or rate) is shown as a tie when not significant, and flagged when it is.\n", stats.Alpha)
 	type key struct{ scenario, metric string }
 	var keys []key
 	for _, rec := range r.Records {

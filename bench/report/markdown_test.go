@@ -94,6 +94,15 @@ func TestLatencyBelowDirect(t *testing.T) {
 	assert.Contains(t, VsDirect(below, direct), "below direct")
 	above := &Record{Target: "a", Metric: "latency_p50", Unit: "us", Samples: []float64{200, 201, 202, 203, 204}, Median: 202}
 	assert.Equal(t, "1.98x", VsDirect(above, direct))
+
+	// The same holds where higher is better: a proxy faster than no proxy.
+	tput := func(target string, xs ...float64) *Record {
+		return &Record{Target: target, Metric: "throughput", Unit: "bytes/s", Better: "higher", Samples: xs, Median: xs[2]}
+	}
+	d := tput(Direct, 100, 101, 102, 103, 104)
+	assert.Equal(t, "0.51x", VsDirect(tput("a", 50, 51, 52, 53, 54), d))
+	assert.Contains(t, VsDirect(tput("a", 99, 103, 104, 105, 100), d), "tie")
+	assert.Contains(t, VsDirect(tput("a", 200, 201, 202, 203, 204), d), "**1.98x: above direct, p=0.008; check the harness**")
 }
 
 func TestUnexpectedVerdictIsFlagged(t *testing.T) {
