@@ -22,10 +22,10 @@ all: build
 # because Go's own VCS stamping is off wherever GOFLAGS has -buildvcs=false
 # (as on this machine) and fails outside a checkout.
 REVISION := $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
-LDFLAGS  := -X github.com/l4bench/l4bench/scenarios.Revision=$(REVISION)
+LDFLAGS  := -X github.com/l4bench/l4bench/internal/buildinfo.Revision=$(REVISION)
 
 build:
-	$(GO) build -o $(BIN)/l4proxy ./cmd/l4proxy
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/l4proxy ./cmd/l4proxy
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/l4bench ./cmd/l4bench
 
 # Installs the peers (haproxy, nginx + stream module, socat, iperf3, strace)

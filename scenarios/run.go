@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"golang.org/x/sys/unix"
+	"gopkg.in/yaml.v3"
 
 	"github.com/l4bench/l4bench/bench/load"
 	"github.com/l4bench/l4bench/bench/measure"
@@ -26,6 +26,7 @@ import (
 	"github.com/l4bench/l4bench/scenarios/conform"
 
 	"github.com/l4bench/l4bench/internal/badinput"
+	"github.com/l4bench/l4bench/internal/buildinfo"
 
 	"github.com/l4bench/l4bench/bench/backend"
 )
@@ -125,6 +126,9 @@ func (p *plan) start(res *report.Results) ([]*running, error) {
 		if t.Name() != report.Direct && !strings.HasPrefix(t.Name(), "l4proxy-") {
 			res.Host.Peers[strings.SplitN(t.Name(), "-", 2)[0]] = version
 		}
+		if l, ok := t.(target.L4Proxy); ok && l.Build == "" {
+			res.Host.L4Proxy = version
+		}
 		spec := p.specFor(t)
 		inst, err := t.Start(spec)
 		if err != nil {
@@ -185,6 +189,7 @@ func (p *plan) measure(ctx context.Context, res *report.Results, designs []*runn
 		res.Notes = append(res.Notes, fmt.Sprintf("tcp-idle: %d idle connections instead of %d: the hard fd limit here is %d and a splicing design holds 6 fds per connection", limit, idleConns, measure.FDLimit()))
 		idleConns = limit
 	}
+	p.idleConns = idleConns
 	_, iperfErr := exec.LookPath("iperf3")
 
 	var timed, traced []Scenario
@@ -295,6 +300,39 @@ func (p *plan) crossCheck(ctx context.Context, res *report.Results, s Scenario, 
 	}
 }
 
+// params are a scenario's parameters as they ran: what the catalogue set
+// for its kind, and what the profile and the run decided.
+func (p *plan) params(s Scenario) map[string]any {
+	data, err := yaml.Marshal(s)
+	if err != nil {
+		return nil
+	}
+	var all map[string]any
+	if yaml.Unmarshal(data, &all) != nil {
+		return nil
+	}
+	out := map[string]any{}
+	for _, k := range kindFields[s.Kind] {
+		if v, ok := all[k]; ok && v != nil && v != 0 && v != "" && v != false {
+			out[k] = v
+		}
+	}
+	dur := time.Duration(p.profile.Duration)
+	switch s.Kind {
+	case KindSyscalls:
+	case KindIdle:
+		out["conns"] = p.idleConns
+	case KindUDPCapacity:
+		out["step"] = max(dur/6, 100*time.Millisecond).String()
+	default:
+		out["duration"] = dur.String()
+	}
+	if s.Kind == KindStream {
+		out["warmup"] = StreamWarmup(dur).String()
+	}
+	return out
+}
+
 // finish completes the results (scenario descriptions, the designs' own
 // slab, merged histograms, the harness's own checks), saves results.json
 // and writes the report beside it.
@@ -302,7 +340,7 @@ func (p *plan) finish(res *report.Results) error {
 	res.Finished = time.Now().UTC()
 	for _, s := range p.scenarios {
 		res.Scenarios = append(res.Scenarios, report.ScenarioInfo{Name: s.Name, Kind: s.Kind, Answers: s.Answers, Caveat: s.Caveat,
-			Plots: s.Plots, Findings: p.findings[s.Name]})
+			Plots: s.Plots, Findings: p.findings[s.Name], Params: p.params(s)})
 	}
 	ownSlab(res)
 	for _, k := range p.histOrder {
@@ -730,40 +768,12 @@ func workersCheck(res *report.Results) []string {
 	return out
 }
 
-// Revision is set at link time by make build (-X): the commit l4bench was
-// built from, with "+dirty" when the tree had changes.
-var Revision string
-
-// revision is Revision, else the VCS revision Go stamped into the binary
-// (when built in a checkout with VCS stamping on), else "".
-func revision() string {
-	if Revision != "" && Revision != "+dirty" {
-		return Revision
-	}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return ""
-	}
-	var rev, dirty string
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "+dirty"
-			}
-		}
-	}
-	if rev == "" {
-		return ""
-	}
-	return rev + dirty
-}
+// revision is the VCS revision of this build of l4bench ("" when unknown).
+func revision() string { return buildinfo.Get().Revision }
 
 func hostInfo() report.Host {
 	return report.Host{CPUs: runtime.NumCPU(), Go: runtime.Version(), FDLimit: measure.FDLimit(), Revision: revision(),
-		Kernel: measure.Kernel(), CPUModel: measure.CPUModel()}
+		Kernel: measure.Kernel(), CPUModel: measure.CPUModel(), Sysctls: measure.Sysctls(), CPUGovernor: measure.CPUGovernor()}
 }
 
 // pinSelf pins every thread of this process to the CPU list; threads

@@ -73,6 +73,9 @@ type plan struct {
 	bes       *backends // set once started
 	// hists merges each design's latency histograms over the rounds.
 	hists map[histKey]*hdrhistogram.Histogram
+	// idleConns is how many idle connections tcp-idle opens (the
+	// profile's, or fewer when the fd limit says so).
+	idleConns int
 	// findings are what each scenario derived from its data, by name.
 	findings  map[string][]string
 	histOrder []histKey

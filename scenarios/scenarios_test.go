@@ -153,6 +153,18 @@ func TestTinyRun(t *testing.T) {
 		}
 	}
 	assert.Nil(t, back.Find("tcp-stream-1", "direct", "rss_peak"), "direct has no process of its own")
+	// What is needed to rerun it: the network settings, the l4proxy build,
+	// each scenario's parameters as they ran.
+	assert.Contains(t, back.Host.Sysctls, "net.core.somaxconn")
+	assert.Contains(t, back.Host.L4Proxy, "github.com/l4bench/l4bench")
+	for _, sc := range back.Scenarios {
+		if sc.Name == "tcp-stream-1" {
+			assert.EqualValues(t, 1, sc.Params["streams"])
+			assert.Equal(t, "up", sc.Params["direction"])
+			assert.NotEmpty(t, sc.Params["duration"])
+			assert.NotContains(t, sc.Params, "rate", "only its kind's parameters")
+		}
+	}
 	assert.Nil(t, back.Find("tcp-idle", "direct", "rss_per_conn"), "direct has no process of its own")
 	require.NotNil(t, back.Find("tcp-idle", "direct", "slab_per_conn"), "direct's slab: the client's and backend's sockets")
 	own := back.Find("tcp-idle", "l4proxy-splice", "slab_own_per_conn")

@@ -41,3 +41,33 @@ func FDLimit() uint64 {
 	}
 	return lim.Max
 }
+
+// NetSysctls are the network settings that change what a proxy benchmark
+// measures (buffer sizes, accept queue, ephemeral ports, congestion
+// control), as /proc/sys names them.
+var NetSysctls = []string{
+	"net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.core.somaxconn",
+	"net.ipv4.ip_local_port_range", "net.ipv4.tcp_congestion_control",
+}
+
+// Sysctls reads NetSysctls; unreadable ones are left out.
+func Sysctls() map[string]string {
+	out := map[string]string{}
+	for _, name := range NetSysctls {
+		data, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(name, ".", "/"))
+		if err == nil {
+			out[name] = strings.Join(strings.Fields(string(data)), " ")
+		}
+	}
+	return out
+}
+
+// CPUGovernor is cpu0's frequency governor, "" where the machine exposes
+// none (as in many VMs).
+func CPUGovernor() string {
+	data, err := os.ReadFile("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(data))
+}

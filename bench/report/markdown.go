@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/l4bench/l4bench/bench/stats"
@@ -29,6 +30,9 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 	p("| kernel | %s |\n| CPUs | %d (%s) |\n| Go | %s |\n| fd limit | %d |\n", r.Host.Kernel, r.Host.CPUs, r.Host.CPUModel, r.Host.Go, r.Host.FDLimit)
 	if r.Host.Revision != "" {
 		p("| l4bench revision | %s |\n", r.Host.Revision)
+	}
+	if r.Host.L4Proxy != "" {
+		p("| l4proxy | %s |\n", r.Host.L4Proxy)
 	}
 	for _, k := range sortedKeys(r.Host.Peers) {
 		p("| %s | %s |\n", k, r.Host.Peers[k])
@@ -84,6 +88,13 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 			last = k.scenario
 			if info := r.scenario(k.scenario); info != nil {
 				p("\n%s\n", info.Answers)
+				if len(info.Params) > 0 {
+					var kv []string
+					for _, k := range sortedKeys(info.Params) {
+						kv = append(kv, fmt.Sprintf("%s %v", k, info.Params[k]))
+					}
+					p("\nRan with: %s.\n", strings.Join(kv, ", "))
+				}
 				if info.Caveat != "" {
 					p("\n**Read with care:** %s\n", info.Caveat)
 				}
@@ -166,12 +177,12 @@ func orDash(s string) string {
 	return s
 }
 
-func sortedKeys(m map[string]string) []string {
-	var out []string
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
 	}
-	slices.Sort(out)
+	sort.Strings(out)
 	return out
 }
 

@@ -75,6 +75,9 @@ type ScenarioInfo struct {
 	Caveat string `json:"caveat,omitempty"`
 	// Plots are the figures the scenario asks the report to draw.
 	Plots []PlotSpec `json:"plots,omitempty"`
+	// Params are the scenario's parameters as they ran (the profile's
+	// duration, and any the run adjusted, included).
+	Params map[string]any `json:"params,omitempty"`
 	// Findings are sentences the scenario derived from this run's data
 	// (what strace saw, for example); the report lists them as they are.
 	Findings []string `json:"findings,omitempty"`
@@ -107,6 +110,14 @@ type Host struct {
 	// Revision is the VCS revision l4bench was built from, with "+dirty"
 	// for a modified tree ("" when the build carries none).
 	Revision string `json:"revision,omitempty"`
+	// L4Proxy is what the l4proxy binary of the run says of itself
+	// (l4proxy --version): module version, VCS revision, Go.
+	L4Proxy string `json:"l4proxy,omitempty"`
+	// Sysctls are the network settings that change what is measured
+	// (tcp_rmem/wmem, somaxconn, ip_local_port_range, congestion control).
+	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// CPUGovernor is the CPU frequency governor, where the machine has one.
+	CPUGovernor string `json:"cpu_governor,omitempty"`
 }
 
 // Settings are the fairness settings every design ran with.

@@ -1,13 +1,14 @@
 package target
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
@@ -97,10 +98,25 @@ func (l L4Proxy) Check() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	v := Version(bin)
 	if l.Build != "" {
-		return "build " + l.Build + " (" + bin + ")", nil
+		return "build " + l.Build + ": " + v, nil
 	}
-	return "dev (" + runtime.Version() + ")", nil
+	return v, nil
+}
+
+// Version is what an l4proxy binary says of itself (--version, without
+// the program name), or "(no --version: an older build)" for one built
+// before the flag existed.
+func Version(bin string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	line, _, _ := strings.Cut(string(out), "\n")
+	if v, ok := strings.CutPrefix(strings.TrimSpace(line), "l4proxy "); err == nil && ok {
+		return v
+	}
+	return "(no --version: an older build)"
 }
 
 // Support implements Declarer: l4proxy has every feature a Spec can ask.

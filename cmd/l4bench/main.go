@@ -34,6 +34,7 @@ import (
 	"github.com/l4bench/l4bench/scenarios/conform"
 
 	"github.com/l4bench/l4bench/internal/badinput"
+	"github.com/l4bench/l4bench/internal/buildinfo"
 )
 
 // Exit codes of the contract.
@@ -90,7 +91,16 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return badInput(fmt.Errorf("%s: %v (see l4bench %s --help)", c.Name(), err, c.Name()))
 	})
-	root.AddCommand(newRunCmd(stdout, stderr), newTargetsCmd(stdout), newBackendCmd(stderr), newPlotCmd(stdout), newGateCmd(stdout, stderr), newConformCmd(stdout, stderr))
+	// --version and the version command print the same line.
+	root.Version = buildinfo.Get().String()
+	root.SetVersionTemplate("l4bench {{.Version}}\n")
+	root.AddCommand(newRunCmd(stdout, stderr), newTargetsCmd(stdout), newBackendCmd(stderr), newPlotCmd(stdout), newGateCmd(stdout, stderr), newConformCmd(stdout, stderr),
+		&cobra.Command{
+			Use:   "version",
+			Short: "Print l4bench's module version and VCS revision (+dirty for a modified tree)",
+			Args:  cobra.NoArgs,
+			Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, "l4bench", buildinfo.Get()) },
+		})
 	return root
 }
 

@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/l4bench/l4bench/internal/buildinfo"
 	"github.com/l4bench/l4bench/proxy"
 	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
@@ -50,6 +51,9 @@ Options:
   --shutdown-grace DUR     after SIGTERM, how long open connections may drain (default {grace})
   --log-level LEVEL        debug, info, warn or error (default info); debug logs
                            one line per connection
+  --check                  validate the configuration, print the resolved routes
+                           and exit: 0 when valid, 2 when not (as nginx -t)
+  --version                print the module version and VCS revision
   --help                   show this help
 
 Both --flag value and --flag=value work. Durations use Go syntax (250ms, -1s).
@@ -59,14 +63,14 @@ Both --flag value and --flag=value work. Durations use Go syntax (250ms, -1s).
 const exitBadInput = 2
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(runTo(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 type options struct {
 	listen, backend, strategy, config, logLevel, acceptProxy string
 	proxyProtocol, bufferSize, maxConns                      string
 	termDelay, dialTimeout, idleTimeout, udpTimeout, grace   string
-	udp, tryNext, help                                       bool
+	udp, tryNext, help, version, check                       bool
 	set                                                      map[string]bool
 }
 
@@ -83,7 +87,12 @@ func usageText() string {
 	).Replace(usage)
 }
 
-func run(args []string, stderr io.Writer) int {
+// run is runTo with --version and --check output on stderr (tests).
+func run(args []string, stderr io.Writer) int { return runTo(args, stderr, stderr) }
+
+// runTo runs l4proxy with its arguments: --version and --check print to
+// stdout, everything else (help, errors, logs) to stderr.
+func runTo(args []string, stdout, stderr io.Writer) int {
 	opts, err := parseFlags(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stderr, usageText())
@@ -93,10 +102,19 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "l4proxy: %v\n", err)
 		return exitBadInput
 	}
+	if opts.version {
+		fmt.Fprintln(stdout, "l4proxy", buildinfo.Get())
+		return 0
+	}
 	m, err := opts.toModel()
 	if err != nil {
 		fmt.Fprintf(stderr, "l4proxy: %v\n", err)
 		return exitBadInput
+	}
+	if opts.check {
+		m.Describe(stdout)
+		fmt.Fprintln(stdout, "configuration is valid")
+		return 0
 	}
 	level := slog.LevelInfo
 	_ = level.UnmarshalText([]byte(m.Config.LogLevel)) // validated: one of the levels, or "" (info)
@@ -159,6 +177,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.grace, "shutdown-grace", "", "")
 	fs.BoolVar(&o.udp, "udp", false, "")
 	fs.BoolVar(&o.tryNext, "try-next-server", false, "")
+	fs.BoolVar(&o.version, "version", false, "")
+	fs.BoolVar(&o.check, "check", false, "")
 	fs.BoolVar(&o.help, "help", false, "")
 	fs.BoolVar(&o.help, "h", false, "")
 	if err := fs.Parse(args); err != nil {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/l4bench/l4bench/internal/testbin"
 	"io"
 	"net"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/l4bench/l4bench/internal/testbin"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -473,4 +474,44 @@ func echoRoundTrip(c net.Conn, n int, within time.Duration) error {
 		return errors.New("echo differs")
 	}
 	return nil
+}
+
+// --version names the build; --check validates, prints the resolved
+// routes and exits 0, or 2 for a bad configuration, without listening.
+func TestVersionAndCheck(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	good := filepath.Join(t.TempDir(), "good.yaml")
+	require.NoError(t, os.WriteFile(good, []byte("entryPoints:\n  web:\n    address: \""+busy.Addr().String()+"\"\n    service: app\n"+
+		"tcp:\n  services:\n    app:\n      loadBalancer:\n        strategy: buffered\n        servers: [{address: \"127.0.0.1:9\", weight: 3}]\n"), 0o644))
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("entryPoints:\n  web:\n    address: \"127.0.0.1:0\"\n    service: nope\n"), 0o644))
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"version", []string{"--version"}, 0, []string{"l4proxy github.com/l4bench/l4bench", "go1."}},
+		{"check a good config (its port may be taken: nothing listens)", []string{"--check", "--config", good}, 0,
+			[]string{"entrypoint web: tcp " + busy.Addr().String(), "127.0.0.1:9 weight 3", "strategy buffered (buffer 16384)",
+				"termination delay 100ms, dial timeout 5s", "configuration is valid"}},
+		{"check flags", []string{"--check", "--listen", "127.0.0.1:0", "--backend", "127.0.0.1:9", "--termination-delay", "-1s"}, 0,
+			[]string{"strategy splice (buffer -)", "termination delay never"}},
+		{"check a bad config", []string{"--check", "--config", bad}, 2, []string{`unknown service "nope"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			assert.Equal(t, tt.code, runTo(tt.args, &out, &out))
+			for _, w := range tt.want {
+				assert.Contains(t, out.String(), w)
+			}
+		})
+	}
+	// The binary make build stamps says its revision.
+	out, err := exec.Command(binary, "--version").Output()
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(string(out), "l4proxy "), "%s", out)
 }
