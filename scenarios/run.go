@@ -131,6 +131,12 @@ func (p *plan) start(res *report.Results) ([]*running, error) {
 		}
 		spec := p.specFor(t)
 		inst, err := t.Start(spec)
+		var designErr *target.DesignStartError
+		if errors.As(err, &designErr) {
+			// A design the user brought that does not start, or never
+			// listens, is a mistake in its file: said before any sample.
+			return designs, badinput.Wrap(err)
+		}
 		if err != nil {
 			info.Skipped = "failed to start: " + err.Error()
 			res.Targets = append(res.Targets, info)

@@ -58,6 +58,9 @@ type Options struct {
 	// l4proxy-<strategy> target runs once per build, as
 	// l4proxy-<strategy>@NAME, interleaved in the same rounds (A/B runs).
 	L4ProxyBins []string
+	// Designs are design files the user brings (--design FILE): each is a
+	// target like the built-in ones, and runs by default.
+	Designs []string
 }
 
 func badInput(format string, args ...any) error { return badinput.Errorf(format, args...) }
@@ -108,9 +111,13 @@ func prepare(opts Options) (*plan, error) {
 	if opts.Count > 0 {
 		p.profile.Count = opts.Count
 	}
+	mine, err := target.LoadDesigns(opts.Designs)
+	if err != nil {
+		return nil, err
+	}
 	names := opts.Targets
 	if len(names) == 0 {
-		names = target.Names()
+		names = target.DefaultNames(mine)
 	}
 	if !slices.Contains(names, report.Direct) {
 		names = append([]string{report.Direct}, names...) // every run measures the baseline

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -351,4 +352,58 @@ func TestCataloguePlotsAreDrawable(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 7, n, "the seven plots of the standard report")
+}
+
+// A design brought as a file is a target like any other: measured in the
+// timed scenarios, traced with its declared data path checked, skipped
+// (with its reason) where it lacks UDP, its config saved with the results.
+func TestDesignFilesEndToEnd(t *testing.T) {
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Skip("socat is not installed (scripts/install-peers.sh)")
+	}
+	// The example runs the l4proxy this test built, found in PATH.
+	t.Setenv("PATH", filepath.Dir(target.L4ProxyPath)+":"+os.Getenv("PATH"))
+	l4, err := filepath.Abs("../examples/designs/l4proxy.yaml")
+	require.NoError(t, err)
+	sc, err := filepath.Abs("../examples/designs/socat.yaml")
+	require.NoError(t, err)
+	res, dir, err := Run(context.Background(), Options{
+		Profile: "quick", Count: 2, Out: t.TempDir(), Designs: []string{l4, sc},
+		Targets:   []string{"l4proxy-byo", "socat-byo"},
+		Scenarios: []string{"tcp-stream-1", "tcp-crr", "udp-echo", "syscalls-up"},
+	})
+	require.NoError(t, err)
+	assert.Empty(t, res.Failures)
+	for _, tg := range []string{"l4proxy-byo", "socat-byo"} {
+		for _, m := range []struct{ scenario, metric string }{{"tcp-stream-1", "throughput"}, {"tcp-stream-1", "cpu_per_gib"}, {"tcp-crr", "conn_rate"}} {
+			rec := res.Find(m.scenario, tg, m.metric)
+			if assert.NotNil(t, rec, "%s %s %s", m.scenario, tg, m.metric) {
+				assert.Len(t, rec.Samples, 2)
+			}
+		}
+	}
+	assert.NotNil(t, res.Find("udp-echo", "l4proxy-byo", "udp_loss"), "the l4proxy example lists udp")
+	assert.Contains(t, strings.Join(res.Notes, "\n"), "udp-echo: socat-byo skipped: design "+sc+" lists no udp protocol")
+	verdicts := map[string]report.SyscallProfile{}
+	for _, sp := range res.Syscalls {
+		verdicts[sp.Target] = sp
+	}
+	assert.Equal(t, "splice", verdicts["l4proxy-byo"].Verdict, "data_path: splice, proved under strace")
+	assert.Equal(t, "splice", verdicts["l4proxy-byo"].Expected)
+	assert.Equal(t, "userspace", verdicts["socat-byo"].Verdict)
+	assert.FileExists(t, filepath.Join(dir, "l4proxy-byo.conf"), "the design's config is saved with the results")
+	for _, info := range res.Targets {
+		if info.Name == "l4proxy-byo" {
+			assert.Contains(t, info.Version, "github.com/l4bench/l4bench", "the version command's first line")
+			assert.Contains(t, strings.Join(info.Command, " "), "--config")
+		}
+	}
+
+	// A design file that is wrong is bad input before anything runs.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("name: x\nprotocols: [tcp]\nversion: [true]\ncommand: [\"{{.Nope}}\"]\n"), 0o644))
+	_, _, err = Run(context.Background(), Options{Profile: "quick", Out: t.TempDir(), Designs: []string{bad}})
+	var bi *badinput.Error
+	require.ErrorAs(t, err, &bi)
+	assert.Contains(t, err.Error(), "design "+bad+": command[0]")
 }

@@ -174,6 +174,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&opts.ProxyCPUs, "proxy-cpus", "", "pin every design to these CPUs (taskset list, e.g. 1) and the load to the others")
 	f.IntVar(&opts.Workers, "workers", 1, "worker processes/threads per design")
 	f.BoolVar(&opts.AllowRemote, "allow-remote", false, "allow targets outside loopback (never needed for local designs)")
+	f.StringArrayVar(&opts.Designs, "design", nil, "a design you bring, as a YAML file (repeatable; see examples/designs): measured like any built-in design")
 	f.StringArrayVar(&opts.L4ProxyBins, "l4proxy-bin", nil, "another build of l4proxy as NAME=PATH (repeatable): each l4proxy-<strategy> target runs once per build, as l4proxy-<strategy>@NAME, in the same rounds (A/B; see gate --ab)")
 	f.IntVar(&opts.L4ProxyBufferSize, "l4proxy-buffer-size", 0, "buffer of the l4proxy buffered and pooled strategies in bytes (default 16384; e.g. 512 to check that the gate catches a slowdown)")
 	return c
@@ -312,6 +313,7 @@ func newConformCmd(stdout, stderr io.Writer) *cobra.Command {
 	f := c.Flags()
 	f.StringArrayVar(&opts.Targets, "target", nil, "run on this design only (repeatable; default: every design that can run here)")
 	f.StringArrayVar(&opts.Cases, "case", nil, "run this case only (repeatable)")
+	f.StringArrayVar(&opts.Designs, "design", nil, "a design you bring, as a YAML file (repeatable; see examples/designs)")
 	f.StringVar(&opts.Out, "out", "", "folder for conformance.json and the designs' configs (default results/conform/<UTC time>)")
 	return c
 }

@@ -41,6 +41,8 @@ type Options struct {
 	Out     string   // folder for conformance.json and configs (default: a temp folder)
 	// Progress receives one line per case and design (nil: quiet).
 	Progress io.Writer
+	// Designs are design files the user brings (--design FILE).
+	Designs []string
 }
 
 // Matrix is the outcome of a run; conformance.json and the
@@ -88,9 +90,13 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 			cases = append(cases, c)
 		}
 	}
+	mine, err := target.LoadDesigns(opts.Designs)
+	if err != nil {
+		return nil, err
+	}
 	names := opts.Targets
 	if len(names) == 0 {
-		for _, n := range target.Names() {
+		for _, n := range target.DefaultNames(mine) {
 			if n != report.Direct {
 				names = append(names, n)
 			}
