@@ -288,9 +288,9 @@ func newConformCmd(stdout, stderr io.Writer) *cobra.Command {
 			if opts.Out == "" {
 				opts.Out = filepath.Join("results", "conform", time.Now().UTC().Format("20060102T150405Z"))
 			}
-			if isTerminal(stderr) {
-				opts.Progress = stderr
-			}
+			// One plain line per case and design, on a terminal or in a
+			// CI log alike: a matrix takes minutes.
+			opts.Progress = stderr
 			m, err := conform.Run(cmd.Context(), opts)
 			var bad *badinput.Error
 			if errors.As(err, &bad) {
