@@ -61,6 +61,9 @@ type Options struct {
 	// Designs are design files the user brings (--design FILE): each is a
 	// target like the built-in ones, and runs by default.
 	Designs []string
+	// PeerBins point built-in peers at other binaries, as NAME=PATH
+	// (--peer-bin haproxy=/usr/local/sbin/haproxy).
+	PeerBins []string
 }
 
 func badInput(format string, args ...any) error { return badinput.Errorf(format, args...) }
@@ -110,6 +113,9 @@ func prepare(opts Options) (*plan, error) {
 	}
 	if opts.Count > 0 {
 		p.profile.Count = opts.Count
+	}
+	if err := target.SetPeerBins(opts.PeerBins); err != nil {
+		return nil, err
 	}
 	mine, err := target.LoadDesigns(opts.Designs)
 	if err != nil {

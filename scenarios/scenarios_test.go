@@ -97,6 +97,9 @@ func TestBadInputBeforeAnythingStarts(t *testing.T) {
 		{"unknown scenario", Options{Scenarios: []string{"x"}}, `unknown scenario "x"`},
 		{"unwritable out", Options{Out: "/proc/l4bench"}, "--out: cannot create"},
 		{"no CPU left", Options{ProxyCPUs: "0-1"}, "leaves no CPU"},
+		{"peer-bin without a path", Options{PeerBins: []string{"haproxy"}}, `--peer-bin "haproxy": want NAME=PATH`},
+		{"peer-bin for an unknown peer", Options{PeerBins: []string{"envoy=/bin/true"}}, `--peer-bin "envoy=/bin/true": unknown peer "envoy" (choices: haproxy, nginx, socat)`},
+		{"peer-bin not executable", Options{PeerBins: []string{"haproxy=/etc/passwd"}}, "haproxy: /etc/passwd is not an executable file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,12 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/l4bench/l4bench/bench/measure"
+	"github.com/l4bench/l4bench/internal/badinput"
 	"github.com/l4bench/l4bench/internal/sockdiag"
 )
 
@@ -246,8 +248,50 @@ func (i *Instance) started(err error) (*Instance, error) {
 	return i, nil
 }
 
-// lookPath finds a peer's binary or says how to install it.
+// peerBins are other binaries for the built-in peers (--peer-bin).
+var peerBins = map[string]string{}
+
+// Peers are the built-in peers whose binary --peer-bin can replace.
+var Peers = []string{"haproxy", "nginx", "socat"}
+
+// SetPeerBin points a built-in peer at another binary (l4bench run
+// --peer-bin haproxy=PATH), for example a haproxy 3.x the user built.
+func SetPeerBin(peer, path string) error {
+	if !slices.Contains(Peers, peer) {
+		return fmt.Errorf("unknown peer %q (choices: %s)", peer, strings.Join(Peers, ", "))
+	}
+	if !IsExecutable(path) {
+		return fmt.Errorf("%s: %s is not an executable file", peer, path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	peerBins[peer] = abs
+	return nil
+}
+
+// SetPeerBins applies --peer-bin NAME=PATH values; a bad one is bad
+// input, naming the flag and the value.
+func SetPeerBins(values []string) error {
+	for _, v := range values {
+		name, path, ok := strings.Cut(v, "=")
+		if !ok || name == "" || path == "" {
+			return badinput.Errorf("--peer-bin %q: want NAME=PATH, e.g. --peer-bin haproxy=/usr/local/sbin/haproxy", v)
+		}
+		if err := SetPeerBin(name, path); err != nil {
+			return badinput.Errorf("--peer-bin %q: %v", v, err)
+		}
+	}
+	return nil
+}
+
+// lookPath finds a peer's binary (the one --peer-bin gave, else the
+// installed one) or says how to install it.
 func lookPath(bin, pkg string) (string, error) {
+	if p, ok := peerBins[bin]; ok {
+		return p, nil
+	}
 	p, err := exec.LookPath(bin)
 	if err != nil {
 		for _, dir := range []string{"/usr/sbin", "/sbin"} {

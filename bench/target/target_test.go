@@ -198,3 +198,26 @@ func TestPortsComeFromBelowTheEphemeralRange(t *testing.T) {
 		seen[addr] = true
 	}
 }
+
+// --peer-bin points a built-in peer at another binary: its version and
+// its runs come from that binary.
+func TestPeerBin(t *testing.T) {
+	socat, err := lookPath("socat", "socat")
+	if err != nil {
+		t.Skip("socat is not installed")
+	}
+	t.Cleanup(func() { delete(peerBins, "socat") })
+	link := filepath.Join(t.TempDir(), "my-socat")
+	require.NoError(t, os.Symlink(socat, link))
+	require.NoError(t, SetPeerBin("socat", link))
+	got, err := lookPath("socat", "socat")
+	require.NoError(t, err)
+	assert.Equal(t, link, got)
+	tg, err := Lookup("socat")
+	require.NoError(t, err)
+	inst, err := tg.Start(Spec{Dir: t.TempDir(), Backends: map[string]string{backend.Echo: "127.0.0.1:9"}})
+	require.NoError(t, err)
+	defer inst.Stop()
+	assert.Equal(t, link, inst.Command[0], "the run used the given binary")
+	assert.ErrorContains(t, SetPeerBin("envoy", link), `unknown peer "envoy"`)
+}

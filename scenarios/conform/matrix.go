@@ -43,6 +43,8 @@ type Options struct {
 	Progress io.Writer
 	// Designs are design files the user brings (--design FILE).
 	Designs []string
+	// PeerBins point built-in peers at other binaries (NAME=PATH).
+	PeerBins []string
 }
 
 // Matrix is the outcome of a run; conformance.json and the
@@ -89,6 +91,9 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 		if len(opts.Cases) == 0 || slices.Contains(opts.Cases, c.Name) {
 			cases = append(cases, c)
 		}
+	}
+	if err := target.SetPeerBins(opts.PeerBins); err != nil {
+		return nil, err
 	}
 	mine, err := target.LoadDesigns(opts.Designs)
 	if err != nil {
