@@ -65,6 +65,12 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 			p("- %s\n", s)
 		}
 	}
+	if len(plots) > 0 {
+		p("\n## Plots\n\nEach bar is the median of the rounds; its error bar spans the 95%% confidence interval of that median (the range of the samples with fewer than 6 rounds). The tables below have every figure.\n")
+		for _, pl := range plots {
+			p("\n![%s](%s.png)\n", pl.Title, pl.Name)
+		}
+	}
 	if len(r.Notes) > 0 {
 		p("\n## Notes\n\n")
 		for _, n := range r.Notes {
@@ -84,6 +90,9 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 	last := ""
 	for _, k := range keys {
 		if k.scenario != last {
+			if last != "" {
+				p("\n</details>\n")
+			}
 			p("\n### %s\n", k.scenario)
 			last = k.scenario
 			if info := r.scenario(k.scenario); info != nil {
@@ -99,15 +108,21 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 					p("\n**Read with care:** %s\n", info.Caveat)
 				}
 			}
+			p("\n<details><summary>%s: the tables</summary>\n", k.scenario)
 		}
 		recs := r.metric(k.scenario, k.metric)
 		names := designOrder(recs, order)
 		best := Best(recs)
 		direct := r.Find(k.scenario, Direct, k.metric)
 		p("\n%s (%s, %s is better)\n\n| design | median | 95%% CI | vs direct | samples |\n| --- | ---: | ---: | ---: | ---: |\n", k.metric, recs[0].Unit, recs[0].Better)
+		var medians []float64
+		for _, rec := range recs {
+			medians = append(medians, rec.Median)
+		}
+		format := ColumnFormat(recs[0].Unit, medians)
 		for _, n := range names {
 			rec := r.Find(k.scenario, n, k.metric)
-			val := FormatValue(rec.Median, rec.Unit)
+			val := format(rec.Median)
 			if n == best {
 				val = "**" + val + "**"
 			}
@@ -116,7 +131,7 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 			if iv.Warning != "" {
 				mark = " †"
 			}
-			p("| %s | %s | %s – %s%s | %s | %d |\n", n, val, FormatValue(iv.Lo, rec.Unit), FormatValue(iv.Hi, rec.Unit), mark, VsDirect(rec, direct), len(rec.Samples))
+			p("| %s | %s | %s – %s%s | %s | %d |\n", n, val, format(iv.Lo), format(iv.Hi), mark, VsDirect(rec, direct), len(rec.Samples))
 		}
 		designs := 0
 		for _, rec := range recs {
@@ -127,6 +142,9 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 		if best == "" && designs > 1 && !slices.Contains(Informational, k.metric) {
 			p("\nNo design is best with significance here: a tie within noise.\n")
 		}
+	}
+	if last != "" {
+		p("\n</details>\n")
 	}
 
 	if len(r.Histograms) > 0 {
@@ -158,12 +176,6 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 	}
 	if r.Conformance != nil {
 		r.Conformance.markdown(w)
-	}
-	if len(plots) > 0 {
-		p("\n## Plots\n")
-		for _, pl := range plots {
-			p("\n![%s](%s.png)\n", pl.Title, pl.Name)
-		}
 	}
 }
 

@@ -164,3 +164,21 @@ func TestScenarioCaveatIsShownAboveItsTables(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(text, "Read with care"), "only tcp-rr has a caveat")
 	assert.Contains(t, text, "\nNew connections per second.\n")
 }
+
+func TestColumnFormatUsesOneUnit(t *testing.T) {
+	tests := []struct {
+		unit   string
+		values []float64
+		v      float64
+		want   string
+	}{
+		{"bytes/s", []float64{1.05 * (1 << 30), 1021 * (1 << 20)}, 1021 * (1 << 20), "1.00 GiB/s"},
+		{"bytes/s", []float64{700 * (1 << 20)}, 700 * (1 << 20), "700.00 MiB/s"},
+		{"KiB", []float64{125464, 3.3}, 3.3, "0.0 MiB"},
+		{"KiB", []float64{14.5, 3.3}, 3.3, "3.3 KiB"},
+		{"us", []float64{100}, 42, "42 µs"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, ColumnFormat(tt.unit, tt.values)(tt.v), "%s %v", tt.unit, tt.values)
+	}
+}

@@ -101,6 +101,42 @@ func FormatValue(v float64, unit string) string {
 	}
 }
 
+// ColumnFormat formats every value of one table column in one unit, the
+// one that suits the column's largest value: no "1.05 GiB/s" above
+// "1021.04 MiB/s", no "125464.0 KiB" beside "3.3 KiB".
+func ColumnFormat(unit string, values []float64) func(float64) string {
+	top := 0.0
+	for _, v := range values {
+		if !math.IsNaN(v) {
+			top = max(top, math.Abs(v))
+		}
+	}
+	scaled := func(div float64, name string, digits int) func(float64) string {
+		return func(v float64) string {
+			if math.IsNaN(v) {
+				return "n/a"
+			}
+			return fmt.Sprintf("%.*f %s", digits, v/div, name)
+		}
+	}
+	switch unit {
+	case "bytes/s":
+		i, div := 0, 1.0
+		names := []string{"B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s"}
+		for top/div >= 1024 && i < len(names)-1 {
+			div *= 1024
+			i++
+		}
+		return scaled(div, names[i], 2)
+	case "KiB":
+		if top >= 10*1024 {
+			return scaled(1024, "MiB", 1)
+		}
+		return scaled(1, "KiB", 1)
+	}
+	return func(v float64) string { return FormatValue(v, unit) }
+}
+
 func humanBytes(v float64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
 	i := 0
