@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -69,15 +70,18 @@ type errPoints struct {
 	plotter.YErrors
 }
 
-// barPlot draws one bar per design with min-max error bars, and a dashed
+// barPlot draws one bar per design with its value written above it and
+// the 95% confidence interval of its median as the error bar, and a dashed
 // reference line at direct's median when direct is in the records.
-func barPlot(title, ylabel string, recs []Record, order []string, scale float64) (*plot.Plot, error) {
+func barPlot(title, ylabel, footer string, recs []Record, order []string, scale float64) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title
 	p.Y.Label.Text = ylabel
 	p.Add(plotter.NewGrid())
 	names := designOrder(recs, order)
 	var direct *Record
+	var labels plotter.XYLabels
+	top := 0.0
 	for i, n := range names {
 		var rec Record
 		for _, r := range recs {
@@ -98,12 +102,22 @@ func barPlot(title, ylabel string, recs []Record, order []string, scale float64)
 		b.Color = colorOf(order, n)
 		b.LineStyle.Width = 0
 		p.Add(b)
-		lo, hi := stats.MinMax(rec.Samples)
-		eb, err := plotter.NewYErrorBars(errPoints{plotter.XYs{{X: float64(i), Y: med}}, plotter.YErrors{{Low: med - lo*scale, High: hi*scale - med}}})
+		iv := stats.CI(rec.Samples)
+		eb, err := plotter.NewYErrorBars(errPoints{plotter.XYs{{X: float64(i), Y: med}}, plotter.YErrors{{Low: med - iv.Lo*scale, High: iv.Hi*scale - med}}})
 		if err != nil {
 			return nil, err
 		}
 		p.Add(eb)
+		top = max(top, iv.Hi*scale, med)
+		labels.XYs = append(labels.XYs, plotter.XY{X: float64(i), Y: max(med, iv.Hi*scale)})
+		labels.Labels = append(labels.Labels, shortValue(med))
+	}
+	if l, err := plotter.NewLabels(labels); err == nil {
+		l.Offset = vg.Point{X: -vg.Points(6), Y: vg.Points(3)}
+		for i := range l.TextStyle {
+			l.TextStyle[i].Font.Size = vg.Points(8)
+		}
+		p.Add(l)
 	}
 	if direct != nil && len(names) > 1 {
 		l, err := plotter.NewLine(plotter.XYs{{X: -0.5, Y: direct.Median * scale}, {X: float64(len(names)) - 0.5, Y: direct.Median * scale}})
@@ -116,15 +130,29 @@ func barPlot(title, ylabel string, recs []Record, order []string, scale float64)
 		p.Legend.Add("direct (no proxy)", l)
 		p.Legend.Top = true
 	}
-	designAxis(p, names)
+	designAxis(p, names, footer+"; error bars: 95% CI of the median (the samples' range below 6 rounds)")
 	p.Y.Min = 0
+	p.Y.Max = top * 1.18 // room for the labels and the legend, off the frame
 	return p, nil
 }
 
-// designAxis labels the x axis with design names, slanted to fit.
-func designAxis(p *plot.Plot, names []string) {
+// shortValue is a bar's label: three significant digits.
+func shortValue(v float64) string {
+	switch a := math.Abs(v); {
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+// designAxis labels the x axis with design names, slanted to fit, and
+// puts the footer (host, what the error bars are) under it.
+func designAxis(p *plot.Plot, names []string, footer string) {
 	p.NominalX(names...)
-	p.X.Label.Text = "design"
+	p.X.Label.Text = "design\n" + footer
+	p.X.Label.TextStyle.Font.Size = vg.Points(8)
 	p.X.Tick.Label.Rotation = math.Pi / 6
 	p.X.Tick.Label.XAlign = -0.9
 	p.X.Tick.Label.YAlign = -0.5
@@ -143,7 +171,7 @@ func percentilePlot(title string, r *Results, scenario string, order []string) (
 	p.X.Label.Text = "percentile"
 	p.Y.Label.Text = "latency (µs, log scale)"
 	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Tick.Marker = logTicks{}
 	var ticks []plot.Tick
 	for _, m := range metrics {
 		ticks = append(ticks, plot.Tick{Value: 1 / (1 - m.q), Label: m.label})
@@ -176,52 +204,92 @@ func percentilePlot(title string, r *Results, scenario string, order []string) (
 		p.Legend.Add(n, l)
 	}
 	p.Legend.Top, p.Legend.Left = true, true
+	// Room above the highest line for the legend (log scale: a factor).
+	if _, ymax := p.Y.Min, p.Y.Max; ymax > 0 {
+		p.Y.Max = ymax * 6
+	}
 	return p, nil
 }
 
-// stackedSyscalls draws syscalls per MiB by design, stacked by syscall.
-func stackedSyscalls(title string, profiles []SyscallProfile, order []string) (*plot.Plot, error) {
+// syscallsPlot draws each design's syscalls per MiB forwarded on a log
+// scale, one thick bar per design drawn from the bottom of the axis (a
+// log axis has no zero), coloured by the data path strace saw, with the
+// legend above the bars. The breakdown by syscall is in the report's table.
+func syscallsPlot(title, footer string, profiles []SyscallProfile) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title
-	p.Y.Label.Text = "syscalls per MiB forwarded"
+	p.Y.Label.Text = "syscalls per MiB forwarded (log scale)"
+	p.Y.Scale = plot.LogScale{}
 	p.Add(plotter.NewGrid())
 	var names []string
+	lo, hi := math.Inf(1), 0.0
 	for _, sp := range profiles {
 		names = append(names, sp.Target)
-	}
-	calls := map[string]bool{}
-	for _, sp := range profiles {
-		for c := range sp.PerMiB {
-			calls[c] = true
+		if sp.Total > 0 {
+			lo, hi = min(lo, sp.Total), max(hi, sp.Total)
 		}
 	}
-	var callNames []string
-	for c := range calls {
-		callNames = append(callNames, c)
+	if hi == 0 {
+		return nil, nil
 	}
-	sort.Strings(callNames)
-	var prev *plotter.BarChart
-	for i, c := range callNames {
-		vals := make(plotter.Values, len(profiles))
-		for j, sp := range profiles {
-			vals[j] = sp.PerMiB[c]
-		}
-		b, err := plotter.NewBarChart(vals, vg.Points(18))
+	bottom := math.Pow(10, math.Floor(math.Log10(lo)))
+	p.Y.Min, p.Y.Max = bottom, hi*30 // room above the tallest bar for its label and the legend
+	p.Y.Tick.Marker = logTicks{}
+	colors := map[string]color.Color{"splice": palette[3], "userspace": palette[4], "mixed": palette[5], "none": palette[0]}
+	shown := map[string]bool{}
+	var labels plotter.XYLabels
+	for i, sp := range profiles {
+		v := max(sp.Total, bottom)
+		l, err := plotter.NewLine(plotter.XYs{{X: float64(i), Y: bottom}, {X: float64(i), Y: v}})
 		if err != nil {
 			return nil, err
 		}
-		b.Color = palette[(i+1)%len(palette)]
-		b.LineStyle.Width = 0
-		if prev != nil {
-			b.StackOn(prev)
+		l.LineStyle.Width = vg.Points(16)
+		c, ok := colors[sp.Verdict]
+		if !ok {
+			c = palette[0]
 		}
-		p.Add(b)
-		p.Legend.Add(c, b)
-		prev = b
+		l.LineStyle.Color = c
+		p.Add(l)
+		if !shown[sp.Verdict] {
+			shown[sp.Verdict] = true
+			p.Legend.Add("data path: "+sp.Verdict, l)
+		}
+		labels.XYs = append(labels.XYs, plotter.XY{X: float64(i), Y: v})
+		labels.Labels = append(labels.Labels, shortValue(sp.Total))
+	}
+	if l, err := plotter.NewLabels(labels); err == nil {
+		l.Offset = vg.Point{X: -vg.Points(6), Y: vg.Points(3)}
+		for i := range l.TextStyle {
+			l.TextStyle[i].Font.Size = vg.Points(8)
+		}
+		p.Add(l)
 	}
 	p.Legend.Top = true
-	designAxis(p, names)
+	designAxis(p, names, footer+"; one traced run per design")
 	return p, nil
+}
+
+// logTicks marks 1, 2 and 5 times each power of ten in the range.
+type logTicks struct{}
+
+// Ticks implements plot.Ticker.
+func (logTicks) Ticks(lo, hi float64) []plot.Tick {
+	var out []plot.Tick
+	for e := math.Floor(math.Log10(lo)); e <= math.Ceil(math.Log10(hi)); e++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, e)
+			if v < lo || v > hi {
+				continue
+			}
+			label := ""
+			if m == 1 || hi/lo < 1000 {
+				label = strconv.FormatFloat(v, 'g', -1, 64)
+			}
+			out = append(out, plot.Tick{Value: v, Label: label})
+		}
+	}
+	return out
 }
 
 // RenderPlots writes the plots the run's scenarios ask for (results.json's
@@ -263,7 +331,12 @@ func (r *Results) plotOf(scenario string, ps PlotSpec, order []string) (*plot.Pl
 		if r.Find(scenario, Direct, "latency_p50") == nil {
 			return nil, nil
 		}
-		return percentilePlot(ps.Title, r, scenario, order)
+		p, err := percentilePlot(ps.Title, r, scenario, order)
+		if p != nil {
+			p.X.Label.Text = "percentile\n" + r.footer() + "; median of the rounds at each percentile"
+			p.X.Label.TextStyle.Font.Size = vg.Points(8)
+		}
+		return p, err
 	case "syscalls":
 		var profiles []SyscallProfile
 		for _, sp := range r.Syscalls {
@@ -274,7 +347,7 @@ func (r *Results) plotOf(scenario string, ps PlotSpec, order []string) (*plot.Pl
 		if len(profiles) == 0 {
 			return nil, nil
 		}
-		return stackedSyscalls(ps.Title, profiles, order)
+		return syscallsPlot(ps.Title, r.footer(), profiles)
 	case "", "bars":
 		var recs []Record
 		for _, rec := range r.Records {
@@ -289,7 +362,12 @@ func (r *Results) plotOf(scenario string, ps PlotSpec, order []string) (*plot.Pl
 		if ps.Divide != 0 {
 			scale = 1 / ps.Divide
 		}
-		return barPlot(ps.Title, ps.YLabel, recs, order, scale)
+		return barPlot(ps.Title, ps.YLabel, r.footer(), recs, order, scale)
 	}
 	return nil, fmt.Errorf("plot %s of %s: unknown kind %q (bars, percentiles, syscalls)", ps.Name, scenario, ps.Kind)
+}
+
+// footer names the host under every plot.
+func (r *Results) footer() string {
+	return fmt.Sprintf("%s, %d CPUs, Linux %s, %s", r.Host.CPUModel, r.Host.CPUs, r.Host.Kernel, r.Started.Format("2006-01-02"))
 }
