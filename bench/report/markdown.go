@@ -1,12 +1,14 @@
 package report
 
 import (
+	"encoding/csv"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/l4bench/l4bench/bench/stats"
@@ -247,5 +249,45 @@ func (r *Results) WriteReport(dir string, order []string) error {
 		return err
 	}
 	r.Markdown(f, order, plots)
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	c, err := os.Create(filepath.Join(dir, "results.csv"))
+	if err != nil {
+		return err
+	}
+	if err := r.WriteCSV(c); err != nil {
+		_ = c.Close()
+		return err
+	}
+	return c.Close()
+}
+
+// WriteCSV writes one row per sample, for spreadsheets and pandas:
+// scenario, target, metric, unit, better, round, value.
+func (r *Results) WriteCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write([]string{"scenario", "target", "metric", "unit", "better", "round", "value"}); err != nil {
+		return err
+	}
+	for _, rec := range r.Records {
+		rounds := rec.ByRound()
+		for _, round := range sortedRounds(rounds) {
+			if err := cw.Write([]string{rec.Scenario, rec.Target, rec.Metric, rec.Unit, rec.Better, strconv.Itoa(round),
+				strconv.FormatFloat(rounds[round], 'g', -1, 64)}); err != nil {
+				return err
+			}
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func sortedRounds(m map[int]float64) []int {
+	out := make([]int, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }

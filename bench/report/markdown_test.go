@@ -182,3 +182,12 @@ func TestColumnFormatUsesOneUnit(t *testing.T) {
 		assert.Equal(t, tt.want, ColumnFormat(tt.unit, tt.values)(tt.v), "%s %v", tt.unit, tt.values)
 	}
 }
+
+// results.csv has one row per sample, with its round.
+func TestWriteCSV(t *testing.T) {
+	r := &Results{Records: []Record{{Scenario: "s", Target: "direct", Metric: "throughput", Unit: "bytes/s", Better: "higher",
+		Samples: []float64{2e9, 1.5e9}, Rounds: []int{2, 1}}}}
+	var buf bytes.Buffer
+	require.NoError(t, r.WriteCSV(&buf))
+	assert.Equal(t, "scenario,target,metric,unit,better,round,value\ns,direct,throughput,bytes/s,higher,1,1.5e+09\ns,direct,throughput,bytes/s,higher,2,2e+09\n", buf.String())
+}
