@@ -128,6 +128,9 @@ func TestTinyRun(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, len(res.Records), len(back.Records))
 	assert.FileExists(t, filepath.Join(dir, "l4proxy-splice.yaml"), "the design's config is saved with the results")
+	for _, plot := range []string{"throughput-1.png", "conn-rate.png", "latency-spectrum.png", "latency-spectrum-udp.png", "results.csv"} {
+		assert.FileExists(t, filepath.Join(dir, plot), "drawn from the run's own data")
+	}
 
 	want := map[string][]string{
 		"tcp-stream-1": {"throughput"},
@@ -348,13 +351,13 @@ func TestCataloguePlotsAreDrawable(t *testing.T) {
 			n++
 			assert.NotEmpty(t, ps.Name, s.Name)
 			assert.NotEmpty(t, ps.Title, s.Name)
-			assert.Contains(t, []string{"", "bars", "percentiles", "syscalls"}, ps.Kind, "%s / %s", s.Name, ps.Name)
+			assert.Contains(t, []string{"", "bars", "percentiles", "spectrum", "syscalls"}, ps.Kind, "%s / %s", s.Name, ps.Name)
 			if ps.Kind == "" || ps.Kind == "bars" {
 				assert.NotEmpty(t, ps.Metric, "%s / %s", s.Name, ps.Name)
 			}
 		}
 	}
-	assert.Equal(t, 7, n, "the seven plots of the standard report")
+	assert.Equal(t, 9, n, "the nine plots of the standard report")
 }
 
 // A design brought as a file is a target like any other: measured in the

@@ -130,7 +130,7 @@ func barPlot(title, ylabel, footer string, recs []Record, order []string, scale 
 		p.Legend.Add("direct (no proxy)", l)
 		p.Legend.Top = true
 	}
-	designAxis(p, names, footer+"; error bars: 95% CI of the median (the samples' range below 6 rounds)")
+	designAxis(p, names, footer+"\nerror bars: 95% CI of the median (the samples' range below 6 rounds)")
 	p.Y.Min = 0
 	p.Y.Max = top * 1.18 // room for the labels and the legend, off the frame
 	return p, nil
@@ -211,6 +211,75 @@ func percentilePlot(title string, r *Results, scenario string, order []string) (
 	return p, nil
 }
 
+// spectrumPlot is HdrHistogram's percentile distribution plot: each
+// design's latency histogram merged over the rounds, latency against
+// 1/(1-p) on log axes, drawn only as far as the merged count supports (at
+// least MinBeyond requests beyond each point).
+func spectrumPlot(title string, r *Results, scenario string, order []string) (*plot.Plot, error) {
+	qs := []float64{0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995, 0.99999}
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = "latency (µs, log scale)"
+	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
+	p.Y.Tick.Marker = logTicks{}
+	var ticks []plot.Tick
+	for _, q := range []float64{0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999} {
+		ticks = append(ticks, plot.Tick{Value: 1 / (1 - q), Label: strconv.FormatFloat(q*100, 'f', -1, 64) + "%"})
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	p.Add(plotter.NewGrid())
+	var names []string
+	byName := map[string]Histogram{}
+	for _, h := range r.Histograms {
+		if h.Scenario == scenario && h.What == "latency" && h.Count > 0 {
+			names = append(names, h.Target)
+			byName[h.Target] = h
+		}
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	names = designOrder(recordsOf(names), order)
+	for _, n := range names {
+		hist, err := byName[n].Decode()
+		if err != nil {
+			return nil, fmt.Errorf("histogram of %s in %s: %w", n, scenario, err)
+		}
+		var xys plotter.XYs
+		for _, q := range qs {
+			if Reportable(hist.TotalCount(), q) {
+				xys = append(xys, plotter.XY{X: 1 / (1 - q), Y: float64(hist.ValueAtQuantile(q * 100))})
+			}
+		}
+		if len(xys) < 2 {
+			continue
+		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return nil, err
+		}
+		l.Color = colorOf(order, n)
+		l.Width = vg.Points(1.5)
+		p.Add(l)
+		p.Legend.Add(n, l)
+	}
+	p.Legend.Top, p.Legend.Left = true, true
+	if p.Y.Max > 0 {
+		p.Y.Max *= 6
+	}
+	return p, nil
+}
+
+// recordsOf makes placeholder records of names, to order them like the
+// designs of a table.
+func recordsOf(names []string) []Record {
+	out := make([]Record, len(names))
+	for i, n := range names {
+		out[i].Target = n
+	}
+	return out
+}
+
 // syscallsPlot draws each design's syscalls per MiB forwarded on a log
 // scale, one thick bar per design drawn from the bottom of the axis (a
 // log axis has no zero), coloured by the data path strace saw, with the
@@ -266,7 +335,7 @@ func syscallsPlot(title, footer string, profiles []SyscallProfile) (*plot.Plot, 
 		p.Add(l)
 	}
 	p.Legend.Top = true
-	designAxis(p, names, footer+"; one traced run per design")
+	designAxis(p, names, footer+"\none traced run per design")
 	return p, nil
 }
 
@@ -333,7 +402,14 @@ func (r *Results) plotOf(scenario string, ps PlotSpec, order []string) (*plot.Pl
 		}
 		p, err := percentilePlot(ps.Title, r, scenario, order)
 		if p != nil {
-			p.X.Label.Text = "percentile\n" + r.footer() + "; median of the rounds at each percentile"
+			p.X.Label.Text = "percentile\n" + r.footer() + "\nmedian of the rounds at each percentile"
+			p.X.Label.TextStyle.Font.Size = vg.Points(8)
+		}
+		return p, err
+	case "spectrum":
+		p, err := spectrumPlot(ps.Title, r, scenario, order)
+		if p != nil {
+			p.X.Label.Text = "percentile (log scale of 1/(1-p))\n" + r.footer() + "\nhistograms merged over all rounds; a point only where 10 requests lie beyond it"
 			p.X.Label.TextStyle.Font.Size = vg.Points(8)
 		}
 		return p, err

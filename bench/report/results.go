@@ -89,8 +89,9 @@ type PlotSpec struct {
 	Name  string `json:"name" yaml:"name"`
 	Title string `json:"title" yaml:"title"`
 	// Kind is "bars" (the default: the metric's median per design, with
-	// its interval), "percentiles" (latency by percentile, per design) or
-	// "syscalls" (syscalls per MiB by syscall, per design).
+	// its interval), "percentiles" (latency by percentile, per design),
+	// "spectrum" (the merged HDR histograms' percentile spectrum) or
+	// "syscalls" (syscalls per MiB, per design, by data path).
 	Kind   string `json:"kind,omitempty" yaml:"kind"`
 	Metric string `json:"metric,omitempty" yaml:"metric"`
 	YLabel string `json:"ylabel,omitempty" yaml:"ylabel"`
