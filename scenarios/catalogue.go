@@ -72,6 +72,8 @@ type Scenario struct {
 	Iperf3 bool `yaml:"iperf3"`
 	// Plots are the figures of this scenario the report draws.
 	Plots []report.PlotSpec `yaml:"plots"`
+	// Headline is the scenario's main metric, for the report's overview.
+	Headline string `yaml:"headline"`
 }
 
 // Duration is a time.Duration in Go syntax ("250ms", "5s"), read from
@@ -95,7 +97,7 @@ var kindFields = map[string][]string{
 	KindSyscalls:    {"direction", "payload"},
 }
 
-var commonFields = []string{"name", "kind", "answers", "caveat", "profiles", "plots"}
+var commonFields = []string{"name", "kind", "answers", "caveat", "profiles", "plots", "headline"}
 
 func parseCatalogue(data []byte) (*Catalogue, error) {
 	var c Catalogue

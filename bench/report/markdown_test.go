@@ -127,7 +127,7 @@ func TestRenderPlots(t *testing.T) {
 	for _, p := range plots {
 		names = append(names, p.Name)
 	}
-	assert.Equal(t, []string{"throughput-1", "cpu-per-gib", "throughput-8", "latency-percentiles", "conn-rate", "rss-per-conn", "syscalls-per-mib"}, names, "the plots the scenarios ask for, in their order")
+	assert.Equal(t, []string{"overview", "throughput-1", "cpu-per-gib", "throughput-8", "latency-percentiles", "conn-rate", "rss-per-conn", "syscalls-per-mib"}, names, "the overview, then the plots the scenarios ask for, in their order")
 	for _, p := range plots {
 		f, err := os.Open(filepath.Join(dir, p.Name+".png"))
 		require.NoError(t, err)

@@ -375,6 +375,13 @@ func (r *Results) RenderPlots(dir string, order []string) ([]Plot, error) {
 		out = append(out, Plot{Name: name, Title: title})
 		return nil
 	}
+	if p, err := r.overview(order); err != nil {
+		return nil, err
+	} else if p != nil {
+		if err := save(p, "overview", p.Title.Text); err != nil {
+			return nil, err
+		}
+	}
 	for _, sc := range r.Scenarios {
 		for _, ps := range sc.Plots {
 			p, err := r.plotOf(sc.Name, ps, order)
@@ -446,4 +453,86 @@ func (r *Results) plotOf(scenario string, ps PlotSpec, order []string) (*plot.Pl
 // footer names the host under every plot.
 func (r *Results) footer() string {
 	return fmt.Sprintf("%s, %d CPUs, Linux %s, %s", r.Host.CPUModel, r.Host.CPUs, r.Host.Kernel, r.Started.Format("2006-01-02"))
+}
+
+// overview is a heatmap of design × scenario: each design's share of
+// direct's figure on the scenario's headline metric (1 = no cost over no
+// proxy; for a metric where lower is better, direct's figure over the
+// design's). It is drawn when at least two scenarios name a headline and
+// measured direct on it.
+func (r *Results) overview(order []string) (*plot.Plot, error) {
+	type col struct{ scenario, metric string }
+	var cols []col
+	var recs []Record
+	for _, sc := range r.Scenarios {
+		if sc.Headline == "" || r.Find(sc.Name, Direct, sc.Headline) == nil {
+			continue
+		}
+		cols = append(cols, col{sc.Name, sc.Headline})
+		for _, rec := range r.Records {
+			if rec.Scenario == sc.Name && rec.Metric == sc.Headline && IsDesign(rec.Target) && rec.Target != Direct {
+				recs = append(recs, rec)
+			}
+		}
+	}
+	if len(cols) < 2 || len(recs) == 0 {
+		return nil, nil
+	}
+	designs := designOrder(recs, order)
+	p := plot.New()
+	p.Title.Text = "Share of direct's figure, by scenario (headline metric; 1.00 = no cost)"
+	var labels plotter.XYLabels
+	for i, c := range cols {
+		direct := r.Find(c.scenario, Direct, c.metric)
+		for j, d := range designs {
+			rec := r.Find(c.scenario, d, c.metric)
+			if rec == nil || rec.Median <= 0 || direct.Median <= 0 {
+				continue
+			}
+			share := rec.Median / direct.Median
+			if rec.Better == "lower" {
+				share = direct.Median / rec.Median
+			}
+			x, y := float64(i), float64(len(designs)-1-j)
+			cell, err := plotter.NewPolygon(plotter.XYs{{X: x - 0.5, Y: y - 0.5}, {X: x + 0.5, Y: y - 0.5}, {X: x + 0.5, Y: y + 0.5}, {X: x - 0.5, Y: y + 0.5}})
+			if err != nil {
+				return nil, err
+			}
+			cell.Color = shareColor(share)
+			cell.LineStyle.Width = vg.Points(0.5)
+			cell.LineStyle.Color = color.White
+			p.Add(cell)
+			labels.XYs = append(labels.XYs, plotter.XY{X: x, Y: y})
+			labels.Labels = append(labels.Labels, fmt.Sprintf("%.2f", share))
+		}
+	}
+	if l, err := plotter.NewLabels(labels); err == nil {
+		l.Offset = vg.Point{X: -vg.Points(8), Y: -vg.Points(3)}
+		for i := range l.TextStyle {
+			l.TextStyle[i].Font.Size = vg.Points(7)
+		}
+		p.Add(l)
+	}
+	var xt, yt []plot.Tick
+	for i, c := range cols {
+		xt = append(xt, plot.Tick{Value: float64(i), Label: c.scenario + "\n" + c.metric})
+	}
+	for j, d := range designs {
+		yt = append(yt, plot.Tick{Value: float64(len(designs) - 1 - j), Label: d})
+	}
+	p.X.Tick.Marker, p.Y.Tick.Marker = plot.ConstantTicks(xt), plot.ConstantTicks(yt)
+	p.X.Tick.Label.Font.Size, p.Y.Tick.Label.Font.Size = vg.Points(7), vg.Points(8)
+	p.X.Tick.Label.Rotation = math.Pi / 8
+	p.X.Tick.Label.XAlign = -0.9
+	p.X.Min, p.X.Max = -0.5, float64(len(cols))-0.5
+	p.Y.Min, p.Y.Max = -0.5, float64(len(designs))-0.5
+	p.X.Label.Text = r.footer() + "\nmedians of the rounds; darker is further from direct"
+	p.X.Label.TextStyle.Font.Size = vg.Points(8)
+	return p, nil
+}
+
+// shareColor shades a share of direct's figure: near 1 pale, near 0 dark.
+func shareColor(share float64) color.Color {
+	t := math.Max(0, math.Min(1, share))
+	return color.RGBA{R: uint8(0x20 + (0xf0-0x20)*t), G: uint8(0x40 + (0xf4-0x40)*t), B: uint8(0x90 + (0xfa-0x90)*t), A: 0xff}
 }

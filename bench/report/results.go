@@ -75,6 +75,9 @@ type ScenarioInfo struct {
 	Caveat string `json:"caveat,omitempty"`
 	// Plots are the figures the scenario asks the report to draw.
 	Plots []PlotSpec `json:"plots,omitempty"`
+	// Headline is the scenario's main metric: the report's overview
+	// heatmap shows each design's share of direct's figure on it.
+	Headline string `json:"headline,omitempty"`
 	// Params are the scenario's parameters as they ran (the profile's
 	// duration, and any the run adjusted, included).
 	Params map[string]any `json:"params,omitempty"`
