@@ -357,7 +357,7 @@ func TestCataloguePlotsAreDrawable(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, 9, n, "the nine plots of the standard report")
+	assert.Equal(t, 10, n, "the ten plots of the standard report")
 }
 
 // A design brought as a file is a target like any other: measured in the
