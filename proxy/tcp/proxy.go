@@ -279,14 +279,28 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 	defer func() { p.trackConn(tracked, false) }()
 
 	start := time.Now()
-	log := p.logger().With("entrypoint", p.Name, "client", client.RemoteAddr().String())
 	srcAddr, dstAddr := client.RemoteAddr(), client.LocalAddr()
+	// The connection's attributes are formatted only for a line that is
+	// logged: slog's With would format them for every connection, a
+	// per-connection cost at debug level off.
+	logger := p.logger()
+	backendAddr := ""
+	log := func(level slog.Level, msg string, args ...any) {
+		if !logger.Enabled(context.Background(), level) {
+			return
+		}
+		attrs := append([]any{"entrypoint", p.Name, "client", srcAddr.String()}, args...)
+		if backendAddr != "" {
+			attrs = append(attrs, "backend", backendAddr)
+		}
+		logger.Log(context.Background(), level, msg, attrs...)
+	}
 
 	var early []byte // payload bytes read together with a PROXY header
 	if p.AcceptProxy != nil {
 		h, rest, err := p.readProxyHeader(client)
 		if err != nil {
-			log.Info("connection refused", "reason", err)
+			log(slog.LevelInfo, "connection refused", "reason", err)
 			_ = client.Close()
 			return
 		}
@@ -302,19 +316,19 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 
 	up, backend, err := p.dial()
 	if errors.Is(err, context.Canceled) {
-		log.Info("closing client: the grace period ended during the backend dial")
+		log(slog.LevelInfo, "closing client: the grace period ended during the backend dial")
 		_ = client.Close()
 		return
 	}
 	if err != nil {
-		log.Warn("backend unavailable; closing client", "err", err)
+		log(slog.LevelWarn, "backend unavailable; closing client", "err", err)
 		_ = client.Close()
 		return
 	}
-	log = log.With("backend", up.Address)
+	backendAddr = up.Address
 
 	if err := writePreamble(backend, up.ProxyProtocol, srcAddr, dstAddr, early); err != nil {
-		log.Warn("write to backend failed", "err", err)
+		log(slog.LevelWarn, "write to backend failed", "err", err)
 		_ = client.SetLinger(0)
 		_ = client.Close()
 		_ = backend.Close()
@@ -343,12 +357,12 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 
 	sent += int64(len(early))
 	end, endErr := pr.result()
-	attrs := []any{"bytes_up", sent, "bytes_down", received, "duration", time.Since(start), "end", end, "strategy", strategy.Name()}
 	if endErr != nil {
-		log.Info("connection ended with error", append(attrs, "err", endErr)...)
+		log(slog.LevelInfo, "connection ended with error", "bytes_up", sent, "bytes_down", received, "duration", time.Since(start),
+			"end", end, "strategy", strategy.Name(), "err", endErr)
 		return
 	}
-	log.Debug("connection closed", attrs...)
+	log(slog.LevelDebug, "connection closed", "bytes_up", sent, "bytes_down", received, "duration", time.Since(start), "end", end, "strategy", strategy.Name())
 }
 
 // dial picks an upstream and connects to it, trying further servers when

@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -687,3 +688,45 @@ func TestTerminationDelayZeroValueIsTheDefault(t *testing.T) {
 		})
 	}
 }
+
+// The per-connection log lines carry the connection's attributes, and
+// nothing is formatted for a level that is off.
+func TestConnectionLogLines(t *testing.T) {
+	b := startBackend(t, func(c *net.TCPConn) { _, _ = io.Copy(c, c) })
+	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
+		t.Run(level.String(), func(t *testing.T) {
+			var buf syncBuffer
+			logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: level}))
+			addr := startProxy(t, &Proxy{Name: "web", Service: single(upstream(t, "buffered", b.addr())), Logger: logger})
+			c := dial(t, addr)
+			_, err := c.Write([]byte("ping"))
+			require.NoError(t, err)
+			require.NoError(t, c.CloseWrite())
+			_, _ = io.ReadAll(c)
+			_ = c.Close()
+			if level == slog.LevelInfo {
+				time.Sleep(200 * time.Millisecond)
+				assert.Empty(t, buf.String(), "a clean close logs nothing at info")
+				return
+			}
+			require.Eventually(t, func() bool { return strings.Contains(buf.String(), "connection closed") }, 2*time.Second, 10*time.Millisecond)
+			line := buf.String()
+			for _, want := range []string{"entrypoint=web", "client=127.0.0.1:", "backend=" + b.addr(), "bytes_up=4", "bytes_down=4", "strategy=buffered"} {
+				assert.Contains(t, line, want)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.buf.String() }
