@@ -114,16 +114,9 @@ func prepare(opts Options) (*plan, error) {
 	if opts.Count > 0 {
 		p.profile.Count = opts.Count
 	}
-	if err := target.SetPeerBins(opts.PeerBins); err != nil {
-		return nil, err
-	}
-	mine, err := target.LoadDesigns(opts.Designs)
+	names, err := target.Select(opts.Targets, opts.Designs, opts.PeerBins)
 	if err != nil {
 		return nil, err
-	}
-	names := opts.Targets
-	if len(names) == 0 {
-		names = target.DefaultNames(mine)
 	}
 	if !slices.Contains(names, report.Direct) {
 		names = append([]string{report.Direct}, names...) // every run measures the baseline

@@ -408,18 +408,10 @@ func (r *Results) plotOf(scenario string, ps PlotSpec, order []string) (*plot.Pl
 			return nil, nil
 		}
 		p, err := percentilePlot(ps.Title, r, scenario, order)
-		if p != nil {
-			p.X.Label.Text = "percentile\n" + r.footer() + "\nmedian of the rounds at each percentile"
-			p.X.Label.TextStyle.Font.Size = vg.Points(8)
-		}
-		return p, err
+		return r.captioned(p, "percentile", "median of the rounds at each percentile"), err
 	case "spectrum":
 		p, err := spectrumPlot(ps.Title, r, scenario, order)
-		if p != nil {
-			p.X.Label.Text = "percentile (log scale of 1/(1-p))\n" + r.footer() + "\nhistograms merged over all rounds; a point only where 10 requests lie beyond it"
-			p.X.Label.TextStyle.Font.Size = vg.Points(8)
-		}
-		return p, err
+		return r.captioned(p, "percentile (log scale of 1/(1-p))", "histograms merged over all rounds; a point only where 10 requests lie beyond it"), err
 	case "syscalls":
 		var profiles []SyscallProfile
 		for _, sp := range r.Syscalls {
@@ -448,6 +440,16 @@ func (r *Results) plotOf(scenario string, ps PlotSpec, order []string) (*plot.Pl
 		return barPlot(ps.Title, ps.YLabel, r.footer(), recs, order, scale)
 	}
 	return nil, fmt.Errorf("plot %s of %s: unknown kind %q (bars, percentiles, syscalls)", ps.Name, scenario, ps.Kind)
+}
+
+// captioned puts the axis name, the host and what the plot shows under a
+// plot's x axis (nil stays nil).
+func (r *Results) captioned(p *plot.Plot, axis, note string) *plot.Plot {
+	if p != nil {
+		p.X.Label.Text = axis + "\n" + r.footer() + "\n" + note
+		p.X.Label.TextStyle.Font.Size = vg.Points(8)
+	}
+	return p
 }
 
 // footer names the host under every plot.

@@ -292,6 +292,23 @@ func LoadDesigns(files []string) ([]string, error) {
 	return names, nil
 }
 
+// Select is the target list of a run or a matrix: --peer-bin applied,
+// --design files loaded and registered, and the names asked for, or by
+// default every built-in target and this run's own designs.
+func Select(names, designs, peerBins []string) ([]string, error) {
+	if err := SetPeerBins(peerBins); err != nil {
+		return nil, err
+	}
+	mine, err := LoadDesigns(designs)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		names = DefaultNames(mine)
+	}
+	return names, nil
+}
+
 // DefaultNames are the built-in targets and this run's own design files
 // (not those an earlier run in this process registered).
 func DefaultNames(mine []string) []string {

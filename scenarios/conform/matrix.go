@@ -92,20 +92,12 @@ func Run(ctx context.Context, opts Options) (*Matrix, error) {
 			cases = append(cases, c)
 		}
 	}
-	if err := target.SetPeerBins(opts.PeerBins); err != nil {
-		return nil, err
-	}
-	mine, err := target.LoadDesigns(opts.Designs)
+	names, err := target.Select(opts.Targets, opts.Designs, opts.PeerBins)
 	if err != nil {
 		return nil, err
 	}
-	names := opts.Targets
-	if len(names) == 0 {
-		for _, n := range target.DefaultNames(mine) {
-			if n != report.Direct {
-				names = append(names, n)
-			}
-		}
+	if len(opts.Targets) == 0 {
+		names = slices.DeleteFunc(names, func(n string) bool { return n == report.Direct })
 	}
 	m := &Matrix{Conformance: report.Conformance{Timeouts: Timeouts()}}
 	var targets []target.Target
