@@ -357,12 +357,19 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 
 	sent += int64(len(early))
 	end, endErr := pr.result()
+	level, msg := slog.LevelDebug, "connection closed"
 	if endErr != nil {
-		log(slog.LevelInfo, "connection ended with error", "bytes_up", sent, "bytes_down", received, "duration", time.Since(start),
-			"end", end, "strategy", strategy.Name(), "err", endErr)
-		return
+		level, msg = slog.LevelInfo, "connection ended with error"
 	}
-	log(slog.LevelDebug, "connection closed", "bytes_up", sent, "bytes_down", received, "duration", time.Since(start), "end", end, "strategy", strategy.Name())
+	// Checked before the arguments are boxed: at the usual info level a
+	// clean close costs nothing here.
+	if logger.Enabled(context.Background(), level) {
+		args := []any{"bytes_up", sent, "bytes_down", received, "duration", time.Since(start), "end", end, "strategy", strategy.Name()}
+		if endErr != nil {
+			args = append(args, "err", endErr)
+		}
+		log(level, msg, args...)
+	}
 }
 
 // dial picks an upstream and connects to it, trying further servers when
