@@ -529,14 +529,9 @@ var samplers = map[string]func(p *plan, ctx context.Context, x sample) error{
 	KindStream:      (*plan).sampleStream,
 	KindRR:          (*plan).sampleRR,
 	KindCRR:         (*plan).sampleCRR,
-	KindIdle:        (*plan).sampleIdleKind,
+	KindIdle:        (*plan).sampleIdle,
 	KindUDPCapacity: (*plan).sampleCapacity,
 	KindUDP:         (*plan).sampleUDP,
-}
-
-// sampleIdleKind: the design's memory, fds and slab per idle connection.
-func (p *plan) sampleIdleKind(ctx context.Context, x sample) error {
-	return p.sampleIdle(ctx, x.res, x.s, x.d, x.addr, x.idleConns, x.round)
 }
 
 func (p *plan) sample(ctx context.Context, res *report.Results, s Scenario, d *running, addr string, idleConns, round int) error {
@@ -650,10 +645,12 @@ func (p *plan) sampleUDP(ctx context.Context, x sample) error {
 	return nil
 }
 
-func (p *plan) sampleIdle(ctx context.Context, res *report.Results, s Scenario, d *running, addr string, n, round int) error {
+// sampleIdle: the design's memory, fds and slab per idle connection.
+func (p *plan) sampleIdle(ctx context.Context, x sample) error {
+	n := x.idleConns
 	time.Sleep(200 * time.Millisecond)
-	cost, err := measure.MeasureIdle(n, d.inst.PIDs, func() (func(), error) {
-		conns, err := load.OpenIdle(ctx, addr, n, s.Warmup)
+	cost, err := measure.MeasureIdle(n, x.d.inst.PIDs, func() (func(), error) {
+		conns, err := load.OpenIdle(ctx, x.addr, n, x.s.Warmup)
 		if err != nil {
 			return nil, err
 		}
@@ -666,12 +663,12 @@ func (p *plan) sampleIdle(ctx context.Context, res *report.Results, s Scenario, 
 	// Kernel slab is system-wide: it holds the client's and the backend's
 	// sockets too. direct measures exactly those, and ownSlab subtracts
 	// them per round once the run is done.
-	res.AddRound(round, s.Name, d.t.Name(), "slab_per_conn", cost.SlabKiB)
+	x.add("slab_per_conn", cost.SlabKiB)
 	if cost.Processes == 0 {
 		return nil // direct: no process of its own
 	}
-	res.AddRound(round, s.Name, d.t.Name(), "rss_per_conn", cost.RSSKiB)
-	res.AddRound(round, s.Name, d.t.Name(), "fds_per_conn", cost.FDs)
+	x.add("rss_per_conn", cost.RSSKiB)
+	x.add("fds_per_conn", cost.FDs)
 	return nil
 }
 
