@@ -74,6 +74,9 @@ type Scenario struct {
 	Plots []report.PlotSpec `yaml:"plots"`
 	// Headline is the scenario's main metric, for the report's overview.
 	Headline string `yaml:"headline"`
+	// Sweep names the series this scenario is a point of: scenarios of
+	// one kind that differ in one parameter, drawn by a "sweep" plot.
+	Sweep string `yaml:"sweep"`
 }
 
 // Duration is a time.Duration in Go syntax ("250ms", "5s"), read from
@@ -97,7 +100,7 @@ var kindFields = map[string][]string{
 	KindSyscalls:    {"direction", "payload"},
 }
 
-var commonFields = []string{"name", "kind", "answers", "caveat", "profiles", "plots", "headline"}
+var commonFields = []string{"name", "kind", "answers", "caveat", "profiles", "plots", "headline", "sweep"}
 
 func parseCatalogue(data []byte) (*Catalogue, error) {
 	var c Catalogue
@@ -132,7 +135,40 @@ func parseCatalogue(data []byte) (*Catalogue, error) {
 			}
 		}
 	}
+	if err := c.checkSweeps(); err != nil {
+		return nil, fmt.Errorf("scenario catalogue: %w", err)
+	}
 	return &c, nil
+}
+
+// checkSweeps: a sweep plot names a metric and the parameter it sweeps,
+// on a scenario in a sweep whose points are all of one kind and each set
+// that parameter.
+func (c *Catalogue) checkSweeps() error {
+	kinds := map[string]string{}
+	for _, s := range c.Scenarios {
+		if s.Sweep == "" {
+			continue
+		}
+		if k, ok := kinds[s.Sweep]; ok && k != s.Kind {
+			return fmt.Errorf("%s: sweep %s mixes kinds %s and %s", s.Name, s.Sweep, k, s.Kind)
+		}
+		kinds[s.Sweep] = s.Kind
+	}
+	for _, s := range c.Scenarios {
+		for _, ps := range s.Plots {
+			if ps.Kind != "sweep" {
+				continue
+			}
+			if s.Sweep == "" || ps.X == "" || ps.Metric == "" {
+				return fmt.Errorf("%s: plot %s: a sweep plot needs the scenario's sweep, and the plot's x and metric", s.Name, ps.Name)
+			}
+			if !slices.Contains(kindFields[s.Kind], ps.X) {
+				return fmt.Errorf("%s: plot %s: x %s is not a parameter of a %s scenario (its parameters: %s)", s.Name, ps.Name, ps.X, s.Kind, strings.Join(kindFields[s.Kind], ", "))
+			}
+		}
+	}
+	return nil
 }
 
 // ProfileNames lists the profiles, shortest first.

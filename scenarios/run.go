@@ -346,7 +346,7 @@ func (p *plan) finish(res *report.Results) error {
 	res.Finished = time.Now().UTC()
 	for _, s := range p.scenarios {
 		res.Scenarios = append(res.Scenarios, report.ScenarioInfo{Name: s.Name, Kind: s.Kind, Answers: s.Answers, Caveat: s.Caveat,
-			Plots: s.Plots, Headline: s.Headline, Findings: p.findings[s.Name], Params: p.params(s)})
+			Plots: s.Plots, Headline: s.Headline, Sweep: s.Sweep, Findings: p.findings[s.Name], Params: p.params(s)})
 	}
 	ownSlab(res)
 	for _, k := range p.histOrder {

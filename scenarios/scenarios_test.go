@@ -50,6 +50,11 @@ func TestCatalogueRejectsMistakes(t *testing.T) {
 		{"unknown kind", "profiles: {q: {count: 1}}\nscenarios: [{name: a, kind: ping, profiles: [q]}]", `a: unknown kind "ping"`},
 		{"unknown profile", "profiles: {q: {count: 1}}\nscenarios: [{name: a, kind: rr, profiles: [z]}]", `a: unknown profile "z"`},
 		{"duplicate", "profiles: {q: {count: 1}}\nscenarios: [{name: a, kind: rr}, {name: a, kind: rr}]", "a listed twice"},
+		{"a sweep of two kinds", "profiles: {q: {count: 1}}\nscenarios: [{name: a, kind: stream, sweep: s}, {name: b, kind: rr, sweep: s}]", "b: sweep s mixes kinds stream and rr"},
+		{"a sweep plot without its parameter", "profiles: {q: {count: 1}}\nscenarios: [{name: a, kind: stream, sweep: s, plots: [{name: p, title: t, kind: sweep, metric: throughput}]}]",
+			"a: plot p: a sweep plot needs the scenario's sweep, and the plot's x and metric"},
+		{"a sweep over a parameter its kind lacks", "profiles: {q: {count: 1}}\nscenarios: [{name: a, kind: stream, sweep: s, plots: [{name: p, title: t, kind: sweep, metric: throughput, x: rate}]}]",
+			"a: plot p: x rate is not a parameter of a stream scenario"},
 		{"a parameter its kind does not read", "profiles: {q: {count: 1}}\nscenarios: [{name: a, kind: stream, rate: 100}]",
 			"line 2: a: rate is not a parameter of a stream scenario (its parameters: streams, direction, iperf3)"},
 	}
@@ -351,13 +356,13 @@ func TestCataloguePlotsAreDrawable(t *testing.T) {
 			n++
 			assert.NotEmpty(t, ps.Name, s.Name)
 			assert.NotEmpty(t, ps.Title, s.Name)
-			assert.Contains(t, []string{"", "bars", "percentiles", "spectrum", "syscalls"}, ps.Kind, "%s / %s", s.Name, ps.Name)
-			if ps.Kind == "" || ps.Kind == "bars" {
+			assert.Contains(t, []string{"", "bars", "percentiles", "spectrum", "syscalls", "sweep"}, ps.Kind, "%s / %s", s.Name, ps.Name)
+			if ps.Kind == "" || ps.Kind == "bars" || ps.Kind == "sweep" {
 				assert.NotEmpty(t, ps.Metric, "%s / %s", s.Name, ps.Name)
 			}
 		}
 	}
-	assert.Equal(t, 10, n, "the ten plots of the standard report")
+	assert.Equal(t, 14, n, "the fourteen plots of the catalogue")
 }
 
 // A design brought as a file is a target like any other: measured in the

@@ -191,3 +191,61 @@ func TestWriteCSV(t *testing.T) {
 	require.NoError(t, r.WriteCSV(&buf))
 	assert.Equal(t, "scenario,target,metric,unit,better,round,value\ns,direct,throughput,bytes/s,higher,1,1.5e+09\ns,direct,throughput,bytes/s,higher,2,2e+09\n", buf.String())
 }
+
+// A sweep plot gathers the run's scenarios of one sweep, ordered by the
+// swept parameter; one point is no sweep, and a point without the
+// parameter is an error naming it.
+func TestSweepPlot(t *testing.T) {
+	spec := PlotSpec{Name: "tput-vs-streams", Title: "t", Kind: "sweep", Metric: "throughput", X: "streams", YLabel: "GiB/s", Divide: 1 << 30}
+	build := func(points map[string]any) *Results {
+		r := sample()
+		r.Records = nil
+		first := true
+		for name, x := range points {
+			info := ScenarioInfo{Name: name, Kind: "stream", Sweep: "streams", Params: map[string]any{"streams": x}}
+			if first {
+				info.Plots, first = []PlotSpec{spec}, false
+			}
+			r.Scenarios = append(r.Scenarios, info)
+			for _, tg := range []string{"direct", "l4proxy-splice"} {
+				for _, v := range []float64{1e9, 1.1e9, 1.2e9} {
+					r.Add(name, tg, "throughput", v)
+				}
+			}
+		}
+		return r
+	}
+	tests := []struct {
+		name   string
+		points map[string]any
+		drawn  bool
+		err    string
+	}{
+		{"three points", map[string]any{"s-1": 1, "s-8": 8.0, "s-64": 64}, true, ""},
+		{"one point", map[string]any{"s-1": 1}, false, ""},
+		{"a point without the parameter", map[string]any{"s-1": 1, "s-8": nil}, false, `scenario s-8 of sweep streams has no positive parameter "streams"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			plots, err := build(tt.points).RenderPlots(dir, order)
+			if tt.err != "" {
+				require.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			if !tt.drawn {
+				assert.Empty(t, plots)
+				assert.NoFileExists(t, filepath.Join(dir, "tput-vs-streams.png"))
+				return
+			}
+			require.Len(t, plots, 1)
+			assert.FileExists(t, filepath.Join(dir, "tput-vs-streams.png"))
+			svg, err := os.ReadFile(filepath.Join(dir, "tput-vs-streams.svg"))
+			require.NoError(t, err)
+			for _, tick := range []string{">1<", ">8<", ">64<", ">direct<", ">l4proxy-splice<"} {
+				assert.Contains(t, string(svg), tick, "a tick or legend entry for each point and design")
+			}
+		})
+	}
+}

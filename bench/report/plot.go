@@ -423,6 +423,8 @@ func (r *Results) plotOf(scenario string, ps PlotSpec, order []string) (*plot.Pl
 			return nil, nil
 		}
 		return syscallsPlot(ps.Title, r.footer(), profiles)
+	case "sweep":
+		return r.sweepPlot(scenario, ps, order)
 	case "", "bars":
 		var recs []Record
 		for _, rec := range r.Records {
@@ -439,7 +441,133 @@ func (r *Results) plotOf(scenario string, ps PlotSpec, order []string) (*plot.Pl
 		}
 		return barPlot(ps.Title, ps.YLabel, r.footer(), recs, order, scale)
 	}
-	return nil, fmt.Errorf("plot %s of %s: unknown kind %q (bars, percentiles, syscalls)", ps.Name, scenario, ps.Kind)
+	return nil, fmt.Errorf("plot %s of %s: unknown kind %q (bars, percentiles, spectrum, syscalls, sweep)", ps.Name, scenario, ps.Kind)
+}
+
+// sweepPlot draws ps.Metric against the scenario parameter ps.X over the
+// run's scenarios in the same sweep as scenario: one line per design,
+// each point its median with the 95% confidence interval as error bar, on
+// a log x axis with a tick at each point. A run with fewer than two points
+// of the sweep draws nothing.
+func (r *Results) sweepPlot(scenario string, ps PlotSpec, order []string) (*plot.Plot, error) {
+	var group string
+	for _, sc := range r.Scenarios {
+		if sc.Name == scenario {
+			group = sc.Sweep
+		}
+	}
+	if group == "" || ps.X == "" {
+		return nil, fmt.Errorf("plot %s of %s: a sweep plot needs the scenario's sweep and the plot's x", ps.Name, scenario)
+	}
+	type point struct {
+		scenario string
+		x        float64
+	}
+	var points []point
+	for _, sc := range r.Scenarios {
+		if sc.Sweep != group {
+			continue
+		}
+		x, ok := number(sc.Params[ps.X])
+		if !ok || x <= 0 {
+			return nil, fmt.Errorf("plot %s: scenario %s of sweep %s has no positive parameter %q", ps.Name, sc.Name, group, ps.X)
+		}
+		points = append(points, point{sc.Name, x})
+	}
+	sort.Slice(points, func(i, j int) bool { return points[i].x < points[j].x })
+	var recs []Record
+	for _, pt := range points {
+		for _, rec := range r.Records {
+			if rec.Scenario == pt.scenario && rec.Metric == ps.Metric && rec.Target != "direct-iperf3" && len(rec.Samples) > 0 {
+				recs = append(recs, rec)
+			}
+		}
+	}
+	if len(points) < 2 || len(recs) == 0 {
+		return nil, nil
+	}
+	scale := 1.0
+	if ps.Divide != 0 {
+		scale = 1 / ps.Divide
+	}
+	p := plot.New()
+	p.Title.Text = ps.Title
+	p.Y.Label.Text = ps.YLabel
+	p.X.Scale = plot.LogScale{}
+	var ticks []plot.Tick
+	for _, pt := range points {
+		ticks = append(ticks, plot.Tick{Value: pt.x, Label: strconv.FormatFloat(pt.x, 'f', -1, 64)})
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	if ps.LogY {
+		p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, logTicks{}
+	}
+	p.Add(plotter.NewGrid())
+	top := 0.0
+	for _, n := range designOrder(recs, order) {
+		var xys plotter.XYs
+		var errs plotter.YErrors
+		for _, pt := range points {
+			rec := r.Find(pt.scenario, n, ps.Metric)
+			if rec == nil || len(rec.Samples) == 0 || (ps.LogY && rec.Median <= 0) {
+				continue
+			}
+			iv := stats.CI(rec.Samples)
+			med := rec.Median * scale
+			lo := iv.Lo * scale
+			if ps.LogY && lo <= 0 {
+				lo = med
+			}
+			xys = append(xys, plotter.XY{X: pt.x, Y: med})
+			errs = append(errs, struct{ Low, High float64 }{med - lo, iv.Hi*scale - med})
+			top = max(top, iv.Hi*scale)
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		l, pts, err := plotter.NewLinePoints(xys)
+		if err != nil {
+			return nil, err
+		}
+		l.Color, pts.Color = colorOf(order, n), colorOf(order, n)
+		l.Width = vg.Points(1.5)
+		if n == Direct {
+			l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		}
+		eb, err := plotter.NewYErrorBars(errPoints{xys, errs})
+		if err != nil {
+			return nil, err
+		}
+		eb.Color = colorOf(order, n)
+		p.Add(l, pts, eb)
+		p.Legend.Add(n, l)
+	}
+	p.Legend.Top, p.Legend.Left = true, true
+	p.Legend.TextStyle.Font.Size = vg.Points(7)
+	if ps.LogY {
+		p.Y.Max *= 8 // a factor of room above the lines for the legend
+	} else {
+		p.Y.Min, p.Y.Max = 0, top*1.8
+	}
+	xlabel := ps.XLabel
+	if xlabel == "" {
+		xlabel = ps.X
+	}
+	return r.captioned(p, xlabel+" (log scale)", "medians of the rounds; error bars: 95% CI of the median (the samples' range below 6 rounds)"), nil
+}
+
+// number reads a parameter as a float (JSON gives float64, the runner
+// ints).
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case int:
+		return float64(x), true
+	case int64:
+		return float64(x), true
+	}
+	return 0, false
 }
 
 // captioned puts the axis name, the host and what the plot shows under a

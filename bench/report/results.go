@@ -78,6 +78,9 @@ type ScenarioInfo struct {
 	// Headline is the scenario's main metric: the report's overview
 	// heatmap shows each design's share of direct's figure on it.
 	Headline string `json:"headline,omitempty"`
+	// Sweep names the series of scenarios this one is a point of (the
+	// same load with one parameter changed); a "sweep" plot draws them.
+	Sweep string `json:"sweep,omitempty"`
 	// Params are the scenario's parameters as they ran (the profile's
 	// duration, and any the run adjusted, included).
 	Params map[string]any `json:"params,omitempty"`
@@ -93,14 +96,22 @@ type PlotSpec struct {
 	Title string `json:"title" yaml:"title"`
 	// Kind is "bars" (the default: the metric's median per design, with
 	// its interval), "percentiles" (latency by percentile, per design),
-	// "spectrum" (the merged HDR histograms' percentile spectrum) or
-	// "syscalls" (syscalls per MiB, per design, by data path).
+	// "spectrum" (the merged HDR histograms' percentile spectrum),
+	// "syscalls" (syscalls per MiB, per design, by data path) or "sweep"
+	// (Metric against the parameter X over the scenarios of the run in
+	// the same sweep, one line per design).
 	Kind   string `json:"kind,omitempty" yaml:"kind"`
 	Metric string `json:"metric,omitempty" yaml:"metric"`
 	YLabel string `json:"ylabel,omitempty" yaml:"ylabel"`
 	// Divide scales the values for the axis (1073741824 for GiB); 0 or 1
 	// leaves them.
 	Divide float64 `json:"divide,omitempty" yaml:"divide"`
+	// X is the scenario parameter a sweep plot puts on its x axis, and
+	// XLabel that axis's name.
+	X      string `json:"x,omitempty" yaml:"x"`
+	XLabel string `json:"xlabel,omitempty" yaml:"xlabel"`
+	// LogY draws the y axis on a log scale.
+	LogY bool `json:"logy,omitempty" yaml:"logy"`
 }
 
 // Host describes the machine.

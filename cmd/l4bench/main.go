@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -113,13 +114,21 @@ func isTerminal(w io.Writer) bool {
 	return err == nil
 }
 
+// runFormats are what `run` can print on stdout: the summary tables, or
+// the results themselves (the run's folder holds every form either way).
+var runFormats = []string{"text", "csv", "json"}
+
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	var opts scenarios.Options
+	var format string
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Run scenarios against designs and write results/<UTC time>/results.json",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !slices.Contains(runFormats, format) {
+				return badInput(fmt.Errorf("--format: unknown format %q (choices: %s)", format, strings.Join(runFormats, ", ")))
+			}
 			// On a terminal one updating line; in a log a line per round,
 			// so a 15-minute make bench never looks stuck.
 			opts.Progress, opts.PlainProgress = stderr, !isTerminal(stderr)
@@ -132,26 +141,44 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return &exitError{exitFailed, err}
 			}
-			res.Summary(stdout, target.Names(), isTerminal(stdout))
-			fmt.Fprintln(stdout)
+			// With csv or json, stdout carries the results alone (for a
+			// pipe); what a reader needs to know goes to stderr.
+			human := stdout
+			switch format {
+			case "csv":
+				if err := res.WriteCSV(stdout); err != nil {
+					return &exitError{exitFailed, fmt.Errorf("--format csv: %w", err)}
+				}
+				human = stderr
+			case "json":
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(res); err != nil {
+					return &exitError{exitFailed, fmt.Errorf("--format json: %w", err)}
+				}
+				human = stderr
+			default:
+				res.Summary(stdout, target.Names(), isTerminal(stdout))
+				fmt.Fprintln(stdout)
+			}
 			for _, n := range res.Notes {
-				fmt.Fprintln(stdout, "note: "+n)
+				fmt.Fprintln(human, "note: "+n)
 			}
 			for _, t := range res.Targets {
 				if t.Skipped != "" {
-					fmt.Fprintf(stdout, "skipped: %s: %s\n", t.Name, t.Skipped)
+					fmt.Fprintf(human, "skipped: %s: %s\n", t.Name, t.Skipped)
 				}
 			}
-			if res.Conformance != nil {
+			if res.Conformance != nil && format == "text" {
 				m := &conform.Matrix{Conformance: *res.Conformance}
 				fmt.Fprintln(stdout)
 				m.Print(stdout)
 			}
 			for _, f := range res.Failures {
-				fmt.Fprintf(stdout, "failed: %s\n", f)
+				fmt.Fprintf(human, "failed: %s\n", f)
 			}
-			fmt.Fprintf(stdout, "results: %s (%s)\n", filepath.Join(dir, "results.json"), res.Finished.Sub(res.Started).Round(1e9))
-			fmt.Fprintf(stdout, "report:  %s\n", filepath.Join(dir, "report.md"))
+			fmt.Fprintf(human, "results: %s (%s)\n", filepath.Join(dir, "results.json"), res.Finished.Sub(res.Started).Round(1e9))
+			fmt.Fprintf(human, "report:  %s\n", filepath.Join(dir, "report.md"))
 			if n := len(res.Failures); n > 0 {
 				return &exitError{exitFailed, fmt.Errorf("run: %d failure(s) of requested designs, first: %s", n, res.Failures[0])}
 			}
@@ -169,6 +196,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringArrayVar(&opts.Scenarios, "scenario", nil, "run only this scenario (repeatable)")
 	f.StringArrayVar(&opts.Targets, "target", nil, "run only this design (repeatable; direct is always measured)")
 	f.BoolVar(&opts.Conform, "conform", false, "after the timed runs, run the conformance cases on the same designs (into results.json and report.md)")
+	f.StringVar(&format, "format", "text", "what stdout gets at the end: text (summary tables), csv (one row per sample) or json (results.json); with csv or json the notes go to stderr")
 	f.StringVar(&opts.Out, "out", "results", "folder under which the run's folder is made")
 	f.IntVar(&opts.Count, "count", 0, "repetitions of each scenario (default: the profile's)")
 	f.StringVar(&opts.ProxyCPUs, "proxy-cpus", "", "pin every design to these CPUs (taskset list, e.g. 1) and the load to the others")
