@@ -21,6 +21,7 @@ import (
 
 	"github.com/l4bench/l4bench/bench/load"
 	"github.com/l4bench/l4bench/bench/measure"
+	"github.com/l4bench/l4bench/bench/place"
 	"github.com/l4bench/l4bench/bench/report"
 	"github.com/l4bench/l4bench/bench/target"
 	"github.com/l4bench/l4bench/scenarios/conform"
@@ -69,7 +70,7 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 	}
 	res := &report.Results{
 		Schema: report.Schema, Started: time.Now().UTC(), Profile: p.opts.Profile, Command: opts.Command,
-		Host: hostInfo(),
+		Host: hostInfo(opts.Veth), Notes: append([]string(nil), opts.Notes...),
 		Settings: report.Settings{Workers: max(opts.Workers, 1), ProxyCPUs: opts.ProxyCPUs, ClientCPUs: p.clientCPU, Count: p.profile.Count,
 			StreamWarmup: StreamWarmup(time.Duration(p.profile.Duration)).String()},
 	}
@@ -79,7 +80,8 @@ func Run(ctx context.Context, opts Options) (*report.Results, string, error) {
 		}
 	}
 	needUDP := slices.ContainsFunc(p.scenarios, func(s Scenario) bool { return s.Kind == KindUDP || s.Kind == KindUDPCapacity })
-	bes, err := startBackends(needUDP)
+	_, bePlace := opts.places()
+	bes, err := startBackends(bePlace, needUDP)
 	if err != nil {
 		return nil, p.dir, err
 	}
@@ -145,7 +147,7 @@ func (p *plan) start(res *report.Results) ([]*running, error) {
 			continue
 		}
 		for _, a := range inst.Addrs {
-			if err := checkLoopback(a, p.opts.AllowRemote); err != nil {
+			if err := checkLoopback(a, p.opts.AllowRemote, p.opts.Veth != nil); err != nil {
 				_ = inst.Stop()
 				return designs, badinput.Wrap(err)
 			}
@@ -176,7 +178,8 @@ func (p *plan) specFor(t target.Target) target.Spec {
 		}
 		backends[k] = a
 	}
-	spec := target.Spec{Dir: p.dir, Backends: backends, Workers: p.opts.Workers, CPUs: p.opts.ProxyCPUs}
+	designPlace, _ := p.opts.places()
+	spec := target.Spec{Dir: p.dir, Backends: backends, Workers: p.opts.Workers, CPUs: p.opts.ProxyCPUs, Place: designPlace}
 	if _, no := lacks[target.FeatureBufferSize]; !no {
 		spec.BufferSize = p.opts.L4ProxyBufferSize
 	}
@@ -271,6 +274,9 @@ func (p *plan) measure(ctx context.Context, res *report.Results, designs []*runn
 				names = append(names, t.Name)
 			}
 		}
+		if p.opts.Veth != nil {
+			res.Notes = append(res.Notes, "conformance ran on loopback: its cases start their own designs there, not in the run's namespaces")
+		}
 		p.say("conformance: %d cases on %d designs", len(conform.Names()), len(names))
 		m, err := conform.Run(ctx, conform.Options{Targets: names, Out: filepath.Join(p.dir, "conformance"), Progress: p.opts.Progress})
 		if err != nil {
@@ -297,7 +303,8 @@ func (p *plan) crossCheck(ctx context.Context, res *report.Results, s Scenario, 
 			return
 		}
 		_, port, _ := strings.Cut(addr, ":")
-		bps, err := measure.Iperf3(ctx, port, dur, directBytes(res, s.Name, round, dur))
+		_, bePlace := p.opts.places()
+		bps, err := measure.Iperf3(ctx, bePlace, port, dur, directBytes(res, s.Name, round, dur))
 		if err != nil {
 			res.Notes = append(res.Notes, fmt.Sprintf("iperf3 round %d rejected: %v", round, err))
 			return
@@ -774,9 +781,14 @@ func workersCheck(res *report.Results) []string {
 // revision is the VCS revision of this build of l4bench ("" when unknown).
 func revision() string { return buildinfo.Get().Revision }
 
-func hostInfo() report.Host {
-	return report.Host{CPUs: runtime.NumCPU(), Go: runtime.Version(), FDLimit: measure.FDLimit(), Revision: revision(),
-		Kernel: measure.Kernel(), CPUModel: measure.CPUModel(), Sysctls: measure.Sysctls(), CPUGovernor: measure.CPUGovernor()}
+func hostInfo(veth *place.Veth) report.Host {
+	h := report.Host{CPUs: runtime.NumCPU(), Go: runtime.Version(), FDLimit: measure.FDLimit(), Revision: revision(),
+		Kernel: measure.Kernel(), CPUModel: measure.CPUModel(), Sysctls: measure.Sysctls(), CPUGovernor: measure.CPUGovernor(),
+		Net: "loopback", MTU: measure.MTU("lo")}
+	if veth != nil {
+		h.Net, h.MTU, h.Rate = "veth", veth.MTU, veth.Rate
+	}
+	return h
 }
 
 // pinSelf pins every thread of this process to the CPU list; threads

@@ -16,6 +16,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/l4bench/l4bench/bench/backend"
+	"github.com/l4bench/l4bench/bench/place"
 	"github.com/l4bench/l4bench/bench/target"
 
 	"github.com/l4bench/l4bench/internal/badinput"
@@ -64,6 +65,23 @@ type Options struct {
 	// PeerBins point built-in peers at other binaries, as NAME=PATH
 	// (--peer-bin haproxy=/usr/local/sbin/haproxy).
 	PeerBins []string
+	// Veth, when set, places the roles in a run's network namespaces
+	// (--net veth): the designs in Veth.Design, the backends in
+	// Veth.Backends, and the load client where this process runs, which
+	// must be Veth.Client (cmd/l4bench starts the run there). Nil: every
+	// role on this host's loopback.
+	Veth *place.Veth
+	// Notes are said by whoever set the run up (leftovers it removed),
+	// for the results.
+	Notes []string
+}
+
+// places are where the backends and the designs run.
+func (o Options) places() (designs, backends place.Place) {
+	if o.Veth == nil {
+		return place.Host(), place.Host()
+	}
+	return o.Veth.Design, o.Veth.Backends
 }
 
 func badInput(format string, args ...any) error { return badinput.Errorf(format, args...) }
@@ -248,7 +266,7 @@ func parseCPUList(s string) ([]int, error) {
 }
 
 // checkLoopback refuses addresses outside 127.0.0.0/8 and ::1.
-func checkLoopback(addr string, allow bool) error {
+func checkLoopback(addr string, allow, veth bool) error {
 	if allow {
 		return nil
 	}
@@ -257,10 +275,13 @@ func checkLoopback(addr string, allow bool) error {
 		return err
 	}
 	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("refusing to send load to %s: not a loopback address (pass --allow-remote to permit it)", addr)
+	if ip != nil && (ip.IsLoopback() || veth && place.InTestNet(ip)) {
+		return nil
 	}
-	return nil
+	if veth {
+		return fmt.Errorf("refusing to send load to %s: neither loopback nor in the run's own namespaces (%s) (pass --allow-remote to permit it)", addr, place.TestNet)
+	}
+	return fmt.Errorf("refusing to send load to %s: not a loopback address (pass --allow-remote to permit it)", addr)
 }
 
 // backends are the servers behind every design, in this process.
@@ -270,7 +291,7 @@ type backends struct {
 	byKind map[string]*backend.Backend
 }
 
-func startBackends(udp bool) (*backends, error) {
+func startBackends(pl place.Place, udp bool) (*backends, error) {
 	b := &backends{addr: map[string]string{}, byKind: map[string]*backend.Backend{}}
 	kinds := []struct {
 		kind, name string
@@ -283,7 +304,7 @@ func startBackends(udp bool) (*backends, error) {
 		}{target.UDP, backend.Echo, true})
 	}
 	for _, k := range kinds {
-		be, err := backend.Start(k.name, "127.0.0.1:0", k.udp, 0)
+		be, err := backend.StartIn(pl, k.name, net.JoinHostPort(pl.Addr, "0"), k.udp, 0)
 		if err != nil {
 			b.close()
 			return nil, fmt.Errorf("start %s backend: %w", k.kind, err)

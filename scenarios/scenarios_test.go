@@ -86,10 +86,27 @@ func TestParseCPUList(t *testing.T) {
 }
 
 func TestCheckLoopback(t *testing.T) {
-	assert.NoError(t, checkLoopback("127.0.0.2:80", false))
-	assert.NoError(t, checkLoopback("[::1]:80", false))
-	assert.ErrorContains(t, checkLoopback("192.0.2.1:80", false), "--allow-remote")
-	assert.NoError(t, checkLoopback("192.0.2.1:80", true))
+	tests := []struct {
+		addr        string
+		allow, veth bool
+		err         string
+	}{
+		{"127.0.0.2:80", false, false, ""},
+		{"[::1]:80", false, false, ""},
+		{"192.0.2.1:80", false, false, "not a loopback address (pass --allow-remote"},
+		{"192.0.2.1:80", true, false, ""},
+		{"198.18.1.2:80", false, false, "not a loopback address"},
+		{"198.18.1.2:80", false, true, ""},
+		{"192.0.2.1:80", false, true, "neither loopback nor in the run's own namespaces (198.18.0.0/15)"},
+	}
+	for _, tt := range tests {
+		err := checkLoopback(tt.addr, tt.allow, tt.veth)
+		if tt.err == "" {
+			assert.NoError(t, err, tt.addr)
+		} else {
+			assert.ErrorContains(t, err, tt.err, tt.addr)
+		}
+	}
 }
 
 func TestBadInputBeforeAnythingStarts(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/l4bench/l4bench/bench/place"
 	"github.com/l4bench/l4bench/internal/payload"
 )
 
@@ -45,6 +46,12 @@ type Backend struct {
 // Start runs a backend of kind on addr. For source, size is the bytes sent
 // per connection (0: until the client closes). UDP supports echo and sink.
 func Start(kind, addr string, udp bool, size int64) (*Backend, error) {
+	return StartIn(place.Host(), kind, addr, udp, size)
+}
+
+// StartIn is Start with the backend's socket opened in a place (a network
+// namespace the run made); it serves from this process all the same.
+func StartIn(pl place.Place, kind, addr string, udp bool, size int64) (*Backend, error) {
 	b := &Backend{kind: kind, size: size, conns: map[net.Conn]struct{}{}}
 	switch kind {
 	case Echo, Sink, Source:
@@ -55,7 +62,11 @@ func Start(kind, addr string, udp bool, size int64) (*Backend, error) {
 		if kind == Source {
 			return nil, errors.New("a source backend is TCP only (choices for UDP: echo, sink)")
 		}
-		pc, err := net.ListenPacket("udp", addr)
+		var pc net.PacketConn
+		err := pl.Do(func() (err error) {
+			pc, err = net.ListenPacket("udp", addr)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -64,7 +75,11 @@ func Start(kind, addr string, udp bool, size int64) (*Backend, error) {
 		go b.serveUDP()
 		return b, nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	var ln net.Listener
+	err := pl.Do(func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package measure
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -70,4 +71,14 @@ func CPUGovernor() string {
 		return ""
 	}
 	return strings.TrimSpace(string(data))
+}
+
+// MTU is a network interface's MTU, or 0 when it cannot be read.
+func MTU(iface string) int {
+	data, err := os.ReadFile("/sys/class/net/" + iface + "/mtu")
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	return n
 }

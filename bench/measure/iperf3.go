@@ -8,19 +8,23 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/l4bench/l4bench/bench/place"
 )
 
 // Iperf3 measures direct loopback throughput with iperf3 itself, as the
 // cross-check that l4bench's own client is not the bottleneck. It moves
 // bytes (-n) when given, else runs for dur rounded to whole seconds. An
 // errored run, or one that moved nothing, is rejected. port is a free
-// loopback port for iperf3's server.
-func Iperf3(ctx context.Context, port string, dur time.Duration, bytes int64) (float64, error) {
-	srv := exec.CommandContext(ctx, "iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", port)
-	if err := srv.Start(); err != nil {
+// port for iperf3's server, which runs in srv (the backends' place) while
+// the client runs here.
+func Iperf3(ctx context.Context, srv place.Place, port string, dur time.Duration, bytes int64) (float64, error) {
+	argv := srv.Command([]string{"iperf3", "-s", "-1", "-B", srv.Addr, "-p", port})
+	server := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if err := server.Start(); err != nil {
 		return 0, err
 	}
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	defer func() { _ = server.Process.Kill(); _ = server.Wait() }()
 	amount := []string{"-t", strconv.Itoa(max(1, int(dur.Round(time.Second)/time.Second)))}
 	if bytes > 0 {
 		amount = []string{"-n", strconv.FormatInt(bytes, 10)}
@@ -33,7 +37,7 @@ func Iperf3(ctx context.Context, port string, dur time.Duration, bytes int64) (f
 		err error
 	)
 	for try := 0; try < 100; try++ {
-		out, runErr := exec.CommandContext(ctx, "iperf3", append([]string{"-c", "127.0.0.1", "-p", port, "-J"}, amount...)...).Output()
+		out, runErr := exec.CommandContext(ctx, "iperf3", append([]string{"-c", srv.Addr, "-p", port, "-J"}, amount...)...).Output()
 		bps, err = ParseIperf3(out)
 		if err == nil || !strings.Contains(err.Error(), "Connection refused") && runErr == nil {
 			return bps, err

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"cmp"
 	"encoding/csv"
 	"fmt"
 	"io"
@@ -30,6 +31,9 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 	}
 	p("\n\n## Host\n\n| | |\n| --- | --- |\n")
 	p("| kernel | %s |\n| CPUs | %d (%s) |\n| Go | %s |\n| fd limit | %d |\n", r.Host.Kernel, r.Host.CPUs, r.Host.CPUModel, r.Host.Go, r.Host.FDLimit)
+	if path := r.Host.Path(); path != "" {
+		p("| path measured | %s |\n", path)
+	}
 	if r.Host.Revision != "" {
 		p("| l4bench revision | %s |\n", r.Host.Revision)
 	}
@@ -40,7 +44,7 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 		p("| %s | %s |\n", k, r.Host.Peers[k])
 	}
 	p("\n## Fairness\n\n")
-	p("Every design ran with %d worker (GOMAXPROCS, nbthread, worker_processes), a config written by the runner (saved beside this report), on loopback ports, interleaved in a shuffled order in each of %d rounds (seed %d; the first place dealt evenly). ", r.Settings.Workers, r.Settings.Count, r.Settings.Seed)
+	p("Every design ran with %d worker (GOMAXPROCS, nbthread, worker_processes), a config written by the runner (saved beside this report), on the same path (%s), interleaved in a shuffled order in each of %d rounds (seed %d; the first place dealt evenly). ", r.Settings.Workers, cmp.Or(r.Host.Net, "loopback"), r.Settings.Count, r.Settings.Seed)
 	if r.Settings.ProxyCPUs != "" {
 		p("Designs were pinned to CPUs %s, the load client and backends to CPUs %s.\n", r.Settings.ProxyCPUs, r.Settings.ClientCPUs)
 	} else {

@@ -582,7 +582,11 @@ func (r *Results) captioned(p *plot.Plot, axis, note string) *plot.Plot {
 
 // footer names the host under every plot.
 func (r *Results) footer() string {
-	return fmt.Sprintf("%s, %d CPUs, Linux %s, %s", r.Host.CPUModel, r.Host.CPUs, r.Host.Kernel, r.Started.Format("2006-01-02"))
+	net := ""
+	if r.Host.Net != "" {
+		net = fmt.Sprintf(", %s MTU %d", r.Host.Net, r.Host.MTU)
+	}
+	return fmt.Sprintf("%s, %d CPUs, Linux %s%s, %s", r.Host.CPUModel, r.Host.CPUs, r.Host.Kernel, net, r.Started.Format("2006-01-02"))
 }
 
 // overview is a heatmap of design × scenario: each design's share of

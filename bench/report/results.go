@@ -114,6 +114,22 @@ type PlotSpec struct {
 	LogY bool `json:"logy,omitempty" yaml:"logy"`
 }
 
+// Path says which path the bytes crossed, for the report and the plots'
+// footers ("" when the results predate the field).
+func (h Host) Path() string {
+	rate := ""
+	if h.Rate != "" {
+		rate = ", shaped to " + h.Rate + " (tbf) on the design's links"
+	}
+	switch h.Net {
+	case "loopback":
+		return fmt.Sprintf("loopback (lo, MTU %d): every role on this host", h.MTU)
+	case "veth":
+		return fmt.Sprintf("veth, MTU %d%s: client, design and backends each in a network namespace of the run", h.MTU, rate)
+	}
+	return h.Net
+}
+
 // Host describes the machine.
 type Host struct {
 	Kernel   string            `json:"kernel"`
@@ -128,6 +144,13 @@ type Host struct {
 	// L4Proxy is what the l4proxy binary of the run says of itself
 	// (l4proxy --version): module version, VCS revision, Go.
 	L4Proxy string `json:"l4proxy,omitempty"`
+	// Net is the path the bytes crossed: "loopback" (every role on this
+	// host's lo) or "veth" (client, design and backends each in a network
+	// namespace of the run, joined by veth pairs); MTU is that path's MTU,
+	// and Rate the tbf rate on the design's links ("" for none).
+	Net  string `json:"net,omitempty"`
+	MTU  int    `json:"mtu,omitempty"`
+	Rate string `json:"rate,omitempty"`
 	// Sysctls are the network settings that change what is measured
 	// (tcp_rmem/wmem, somaxconn, ip_local_port_range, congestion control).
 	Sysctls map[string]string `json:"sysctls,omitempty"`

@@ -195,7 +195,7 @@ func (d *Design) Start(spec Spec) (*Instance, error) {
 	if err := Refuse(d, spec); err != nil {
 		return nil, err
 	}
-	inst := &Instance{Target: d.DesignName, wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost()}
+	inst := &Instance{Target: d.DesignName, wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), place: spec.Place}
 	data := DesignData{Workers: spec.workers(), Dir: spec.Dir}
 	for _, kind := range spec.kinds(true) {
 		addr, err := inst.pickAddr(kind)

@@ -72,7 +72,7 @@ func (h HAProxy) Start(spec Spec) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	inst := &Instance{Target: h.Name(), wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), Config: filepath.Join(spec.Dir, h.Name()+".cfg")}
+	inst := &Instance{Target: h.Name(), wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), place: spec.Place, Config: filepath.Join(spec.Dir, h.Name()+".cfg")}
 	var b strings.Builder
 	// maxconn 7000: with splicing haproxy reserves fds for maxconn/4 pipes
 	// on top of two per connection, and must fit this machine's hard limit

@@ -132,7 +132,7 @@ func (l L4Proxy) Start(spec Spec) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	inst := &Instance{Target: l.Name(), wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), Config: filepath.Join(spec.Dir, l.Name()+".yaml")}
+	inst := &Instance{Target: l.Name(), wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), place: spec.Place, Config: filepath.Join(spec.Dir, l.Name()+".yaml")}
 	var eps, tcp, udp strings.Builder
 	for _, kind := range spec.kinds(true) {
 		addr, err := inst.pickAddr(kind)

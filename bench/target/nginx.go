@@ -70,7 +70,7 @@ func (n Nginx) Start(spec Spec) (*Instance, error) {
 		return nil, err
 	}
 	spec.Dir = dir
-	inst := &Instance{Target: "nginx", wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), Config: filepath.Join(spec.Dir, "nginx.conf")}
+	inst := &Instance{Target: "nginx", wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), place: spec.Place, Config: filepath.Join(spec.Dir, "nginx.conf")}
 	var b strings.Builder
 	fmt.Fprintf(&b, `# written by l4bench
 load_module %s;

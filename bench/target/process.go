@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/l4bench/l4bench/bench/measure"
+	"github.com/l4bench/l4bench/bench/place"
 	"github.com/l4bench/l4bench/internal/badinput"
 	"github.com/l4bench/l4bench/internal/sockdiag"
 )
@@ -29,7 +30,8 @@ type Instance struct {
 	// Config is the path of the config file written for it ("" for none).
 	Config string
 
-	host  string // what the entrypoints bind (Spec.listenHost)
+	host  string      // what the entrypoints bind (Spec.listenHost)
+	place place.Place // where its processes run (Spec.Place)
 	procs []*proc
 	logs  []*os.File
 	wrap  []string
@@ -115,6 +117,7 @@ func (i *Instance) launch(dir, logName string, cpus string, env []string, argv .
 	if cpus != "" {
 		argv = append([]string{"taskset", "-c", cpus}, argv...)
 	}
+	argv = i.place.Command(argv)
 	log, err := os.Create(filepath.Join(dir, logName))
 	if err != nil {
 		return err
@@ -153,7 +156,12 @@ func (i *Instance) waitListening(timeout time.Duration) error {
 			if kind == UDP {
 				network = "udp"
 			}
-			ok, err := isListening(network, addr, i.socketInodes())
+			var ok bool
+			// sock_diag answers for the namespace its socket is made in.
+			err := i.place.Do(func() (err error) {
+				ok, err = isListening(network, addr, i.socketInodes())
+				return err
+			})
 			if err != nil {
 				return fmt.Errorf("%s: readiness of %s: %w", i.Target, addr, err)
 			}

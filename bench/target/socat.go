@@ -53,7 +53,7 @@ func (sc Socat) Start(spec Spec) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	inst := &Instance{Target: "socat", wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost()}
+	inst := &Instance{Target: "socat", wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), place: spec.Place}
 	var err2 error
 	for _, kind := range spec.kinds(false) {
 		addr, err := inst.pickAddr(kind)

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/l4bench/l4bench/bench/place"
 	"github.com/l4bench/l4bench/bench/report"
 )
 
@@ -82,6 +83,9 @@ type Spec struct {
 	// Wrap runs the design under another command, e.g. strace arguments
 	// ending before the design's own command line.
 	Wrap []string
+	// Place is where the design runs and what its entrypoints bind (the
+	// zero Place: this host, on loopback).
+	Place place.Place
 }
 
 func (s Spec) workers() int {
@@ -214,6 +218,21 @@ func freePortOn(network, host string) (string, error) {
 	return "", fmt.Errorf("no free %s port on %s in %d-%d", network, host, lo, hi-1)
 }
 
+// unusedPort is a port of the design range not handed out in this run.
+func unusedPort() (int, error) {
+	lo, hi := portRange()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	start := lo + rand.IntN(hi-lo)
+	for k := 0; k < hi-lo; k++ {
+		if port := lo + (start-lo+k)%(hi-lo); !portsGiven[port] {
+			portsGiven[port] = true
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("no port left in %d-%d", lo, hi-1)
+}
+
 // Ports for designs come from below the kernel's ephemeral range, so that
 // no backend listening on port 0 and no client's local port can take one
 // between the pick and the design's bind; and none is handed out twice in
@@ -240,6 +259,8 @@ func portRange() (lo, hi int) {
 // listenHost is the address the design's entrypoints bind.
 func (s Spec) listenHost() string {
 	switch {
+	case !s.Place.IsHost():
+		return s.Place.Addr
 	case s.Wildcard:
 		return "0.0.0.0"
 	case s.IPv6:
@@ -258,6 +279,18 @@ func (i *Instance) pickAddr(kind string) (string, error) {
 	host := i.host
 	if host == "" {
 		host = "127.0.0.1"
+	}
+	if !i.place.IsHost() {
+		// A namespace the run made holds nothing but its design: a port
+		// not handed out before is free, and this process cannot bind
+		// the namespace's address to try it.
+		port, err := unusedPort()
+		if err != nil {
+			return "", err
+		}
+		addr := net.JoinHostPort(host, strconv.Itoa(port))
+		i.Addrs[kind] = addr
+		return addr, nil
 	}
 	free, err := freePortOn(network, host)
 	if err != nil {

@@ -87,7 +87,7 @@ func (t Traefik) Start(spec Spec) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	inst := &Instance{Target: t.Name(), wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(),
+	inst := &Instance{Target: t.Name(), wrap: spec.Wrap, Addrs: map[string]string{}, host: spec.listenHost(), place: spec.Place,
 		Config: filepath.Join(spec.Dir, "traefik.yaml")}
 	api, err := FreePort("tcp")
 	if err != nil {

@@ -51,7 +51,12 @@ type exitError struct {
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
 
 func badInput(err error) error { return &exitError{exitBadInput, err} }
 
@@ -70,7 +75,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		fmt.Fprintf(stderr, "l4bench: %v\n", ee.err)
+		if ee.err != nil { // nil: the reason was said already
+			fmt.Fprintf(stderr, "l4bench: %v\n", ee.err)
+		}
 		return ee.code
 	}
 	// cobra's own errors: unknown command or flag, bad flag value.
@@ -121,6 +128,7 @@ var runFormats = []string{"text", "csv", "json"}
 func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	var opts scenarios.Options
 	var format string
+	var nf netFlags
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Run scenarios against designs and write results/<UTC time>/results.json",
@@ -128,6 +136,19 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !slices.Contains(runFormats, format) {
 				return badInput(fmt.Errorf("--format: unknown format %q (choices: %s)", format, strings.Join(runFormats, ", ")))
+			}
+			if err := nf.check(); err != nil {
+				return badInput(err)
+			}
+			if nf.net == "veth" {
+				h, err := insideVeth()
+				if err != nil {
+					return badInput(err)
+				}
+				if h == nil {
+					return runInVeth(cmd.Context(), nf, os.Args[1:])
+				}
+				h.use(&opts)
 			}
 			// On a terminal one updating line; in a log a line per round,
 			// so a 15-minute make bench never looks stuck.
@@ -197,6 +218,9 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringArrayVar(&opts.Targets, "target", nil, "run only this design (repeatable; direct is always measured)")
 	f.BoolVar(&opts.Conform, "conform", false, "after the timed runs, run the conformance cases on the same designs (into results.json and report.md)")
 	f.StringVar(&format, "format", "text", "what stdout gets at the end: text (summary tables), csv (one row per sample) or json (results.json); with csv or json the notes go to stderr")
+	f.StringVar(&nf.net, "net", "loopback", "the path bytes cross: loopback, or veth (client, design and backends each in a network namespace of the run, joined by veth pairs; needs root)")
+	f.IntVar(&nf.mtu, "mtu", 0, "with --net veth: the MTU of the veth links (default 1500; 9000 for jumbo frames)")
+	f.StringVar(&nf.rate, "rate", "", "with --net veth: shape the design's links with tbf at this rate (tc syntax, e.g. 10gbit)")
 	f.StringVar(&opts.Out, "out", "results", "folder under which the run's folder is made")
 	f.IntVar(&opts.Count, "count", 0, "repetitions of each scenario (default: the profile's)")
 	f.StringVar(&opts.ProxyCPUs, "proxy-cpus", "", "pin every design to these CPUs (taskset list, e.g. 1) and the load to the others")
