@@ -249,3 +249,32 @@ func TestSweepPlot(t *testing.T) {
 		})
 	}
 }
+
+// Two runs side by side: the figures present in both, each run's own
+// ratio to direct, and a change called significant only when it is.
+func TestCompare(t *testing.T) {
+	a, b := sample(), sample()
+	a.Host.Net, a.Host.MTU = "loopback", 65536
+	b.Host.Net, b.Host.MTU = "veth", 1500
+	b.Records = nil
+	for _, v := range []float64{1.5e9, 1.6e9, 1.55e9, 1.58e9, 1.52e9} {
+		b.Add("tcp-stream-1", "direct", "throughput", v)
+	}
+	for _, v := range []float64{1.1e9, 1.2e9, 1.15e9} {
+		b.Add("tcp-stream-1", "l4proxy-splice", "throughput", v) // same samples as a's
+	}
+	rows := Compare(a, b, nil, order)
+	require.Len(t, rows, 2, "cpu_per_gib is only in A")
+	assert.Equal(t, "direct", rows[0].Target)
+	assert.Equal(t, "l4proxy-splice", rows[1].Target)
+	assert.Equal(t, "0.37x", rows[1].VsDirectA)
+	assert.Equal(t, "0.74x", rows[1].VsDirectB)
+	var buf bytes.Buffer
+	PrintComparison(&buf, a, b, rows)
+	out := buf.String()
+	assert.Contains(t, out, "A: loopback MTU 65536")
+	assert.Contains(t, out, "B: veth MTU 1500")
+	assert.Contains(t, out, "| l4proxy-splice | 1.07 GiB/s | 1.07 GiB/s | tie (1.00x) | 1.000 | 0.37x | 0.74x |")
+	assert.Contains(t, out, "| direct | 2.89 GiB/s | 1.44 GiB/s | **0.50x** | 0.036 | - | - |", "5 samples all below 3: significant")
+	assert.Empty(t, Compare(a, b, []string{"tcp-crr"}, order))
+}

@@ -102,7 +102,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	// --version and the version command print the same line.
 	root.Version = buildinfo.Get().String()
 	root.SetVersionTemplate("l4bench {{.Version}}\n")
-	root.AddCommand(newRunCmd(stdout, stderr), newTargetsCmd(stdout), newBackendCmd(stderr), newPlotCmd(stdout), newGateCmd(stdout, stderr), newConformCmd(stdout, stderr),
+	root.AddCommand(newRunCmd(stdout, stderr), newTargetsCmd(stdout), newBackendCmd(stderr), newPlotCmd(stdout), newGateCmd(stdout, stderr), newConformCmd(stdout, stderr), newCompareCmd(stdout),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print l4bench's module version and VCS revision (+dirty for a modified tree)",
@@ -328,6 +328,37 @@ fewer samples than the run asked for; exit 2 on bad input.`,
 	f.Float64Var(&opts.Alpha, "alpha", 0.05, "significance level (Mann-Whitney U against a baseline; one-sided Wilcoxon signed-rank with --ab)")
 	f.StringVar(&format, "format", "text", "output: text, markdown (a CI step summary), json, benchstat (the tested values as Go benchmark lines for benchstat -col run) or github-action-benchmark")
 	f.StringVar(&better, "better", "higher", "with --format github-action-benchmark: the metrics to write, higher (customBiggerIsBetter) or lower (customSmallerIsBetter)")
+	return c
+}
+
+func newCompareCmd(stdout io.Writer) *cobra.Command {
+	var scenarios []string
+	c := &cobra.Command{
+		Use:   "compare A B",
+		Short: "Two runs side by side (results.json or their folders): loopback against veth, one machine against another",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var runs [2]*report.Results
+			for i, arg := range args {
+				path := arg
+				if st, err := os.Stat(arg); err == nil && st.IsDir() {
+					path = filepath.Join(arg, "results.json")
+				}
+				r, err := report.Load(path)
+				if err != nil {
+					return badInput(fmt.Errorf("compare: %w", err))
+				}
+				runs[i] = r
+			}
+			rows := report.Compare(runs[0], runs[1], scenarios, target.Names())
+			if len(rows) == 0 {
+				return badInput(fmt.Errorf("compare: %s and %s share no scenario, design and metric (with --scenario: %v)", args[0], args[1], scenarios))
+			}
+			report.PrintComparison(stdout, runs[0], runs[1], rows)
+			return nil
+		},
+	}
+	c.Flags().StringArrayVar(&scenarios, "scenario", nil, "show only this scenario (repeatable)")
 	return c
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -70,4 +71,29 @@ func TestRunRefusesUnknownFormat(t *testing.T) {
 	entries, err := os.ReadDir(out)
 	require.NoError(t, err)
 	assert.Empty(t, entries, "nothing ran")
+}
+
+// compare takes two results.json files or their folders; a missing one is
+// bad input naming it.
+func TestCompareCommand(t *testing.T) {
+	dir := t.TempDir()
+	for i, net := range []string{"loopback", "veth"} {
+		r := &report.Results{Schema: report.Schema, Host: report.Host{Net: net, MTU: []int{65536, 1500}[i]}}
+		for _, v := range []float64{1e9, 1.1e9, 1.2e9} {
+			r.Add("tcp-stream-1", "direct", "throughput", v/float64(i+1))
+		}
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, net), 0o755))
+		require.NoError(t, r.Save(filepath.Join(dir, net, "results.json")))
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"compare", filepath.Join(dir, "loopback"), filepath.Join(dir, "veth", "results.json")}, &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	assert.Contains(t, stdout.String(), "B: veth MTU 1500")
+	assert.Contains(t, stdout.String(), "| direct | 1.02 GiB/s | 0.51 GiB/s | tie (0.50x) | 0.100 | - | - |")
+
+	stdout.Reset()
+	stderr.Reset()
+	code = run([]string{"compare", filepath.Join(dir, "loopback"), filepath.Join(dir, "nowhere")}, &stdout, &stderr)
+	assert.Equal(t, exitBadInput, code)
+	assert.Contains(t, stderr.String(), "nowhere")
 }
