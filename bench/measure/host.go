@@ -48,7 +48,7 @@ func FDLimit() uint64 {
 // control), as /proc/sys names them.
 var NetSysctls = []string{
 	"net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.core.somaxconn",
-	"net.ipv4.ip_local_port_range", "net.ipv4.tcp_congestion_control",
+	"net.ipv4.ip_local_port_range", "net.ipv4.tcp_congestion_control", "net.ipv4.tcp_tw_reuse",
 }
 
 // Sysctls reads NetSysctls; unreadable ones are left out.

@@ -51,6 +51,10 @@ type VethOptions struct {
 	// Owner is the PID the namespaces are named after (default: this
 	// process), so that a later run knows whether their owner still runs.
 	Owner int
+	// Sysctls are written in every namespace (names as sysctl spells
+	// them, net.ipv4.tcp_rmem): a new namespace starts from the kernel's
+	// defaults, not from the host's settings.
+	Sysctls map[string]string
 }
 
 // Veth is a run's three namespaces, joined by veth pairs:
@@ -137,13 +141,39 @@ func SetupVeth(o VethOptions) (*Veth, error) {
 		}
 	}
 	// The design's namespace routes direct's packets between its links.
-	if err := v.Design.Do(func() error {
-		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
-	}); err != nil {
+	if err := v.Design.Do(func() error { return writeSysctl("net.ipv4.ip_forward", "1") }); err != nil {
 		_ = v.Close()
 		return nil, fmt.Errorf("--net veth: turn on forwarding in %s: %w", v.Design.NetNS, err)
 	}
+	names := make([]string, 0, len(o.Sysctls))
+	for n := range o.Sysctls {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, pl := range []Place{v.Client, v.Design, v.Backends} {
+		err := pl.Do(func() error {
+			for _, n := range names {
+				if err := writeSysctl(n, o.Sysctls[n]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			_ = v.Close()
+			return nil, fmt.Errorf("--net veth: in %s: %w", pl.NetNS, err)
+		}
+	}
 	return v, nil
+}
+
+// writeSysctl sets a sysctl of the calling thread's network namespace.
+func writeSysctl(name, value string) error {
+	path := "/proc/sys/" + strings.ReplaceAll(name, ".", "/")
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("set %s to %q: %w", name, value, err)
+	}
+	return nil
 }
 
 // Close removes the namespaces, and with them their links and qdiscs.

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"syscall"
 
+	"github.com/l4bench/l4bench/bench/measure"
 	"github.com/l4bench/l4bench/bench/place"
 	"github.com/l4bench/l4bench/scenarios"
 )
@@ -91,7 +92,7 @@ func runInVeth(ctx context.Context, f netFlags, args []string) error {
 		notes = append(notes, note)
 		fmt.Fprintln(os.Stderr, "l4bench: "+note)
 	}
-	v, err := place.SetupVeth(place.VethOptions{MTU: f.mtu, Rate: f.rate})
+	v, err := place.SetupVeth(place.VethOptions{MTU: f.mtu, Rate: f.rate, Sysctls: vethSysctls()})
 	if err != nil {
 		return badInput(err)
 	}
@@ -132,6 +133,20 @@ func runInVeth(ctx context.Context, f netFlags, args []string) error {
 		return &exitError{code: exit.ExitCode()} // the inner l4bench said why
 	}
 	return err
+}
+
+// vethSysctls are the host's network settings that change what is
+// measured, for every namespace of the run, so that veth and loopback
+// runs differ in their path and not in their buffers, backlog or port
+// range. And TIME_WAIT reuse: the host reuses TIME_WAIT ports on loopback
+// only (tcp_tw_reuse 2, Linux's default), so on veth tcp-crr's thousands
+// of connections a second would use up the design's ports toward the
+// backends, and the next scenario's connects would be reset (seen here in
+// tcp-idle right after tcp-crr). 1 gives veth what loopback has.
+func vethSysctls() map[string]string {
+	s := measure.Sysctls()
+	s["net.ipv4.tcp_tw_reuse"] = "1"
+	return s
 }
 
 // useVeth puts the handoff into the run's options.
