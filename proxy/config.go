@@ -93,7 +93,7 @@ type Service struct {
 // round-robin, and says how to forward to them.
 type LoadBalancer struct {
 	Servers []Backend `yaml:"servers"`
-	// Strategy is the copy strategy: splice, buffered or pooled (default
+	// Strategy is the copy strategy: splice, buffered, pooled or lazysplice (default
 	// splice). TCP only.
 	Strategy string `yaml:"strategy"`
 	// BufferSize is the userspace buffer of buffered and pooled, in bytes

@@ -54,7 +54,7 @@ tcp:
 		want string
 	}{
 		{"unknown strategy", base + "        strategy: zerocopy\n",
-			`c.yaml:11: tcp.services.app.loadBalancer.strategy: unknown strategy "zerocopy" (choices: splice, buffered, pooled)`},
+			`c.yaml:11: tcp.services.app.loadBalancer.strategy: unknown strategy "zerocopy" (choices: splice, buffered, lazysplice, pooled)`},
 		{"server not host:port", strings.Replace(base, `"127.0.0.1:9000"`, `"127.0.0.1"`, 1),
 			`c.yaml:10: tcp.services.app.loadBalancer.servers[0].address: "127.0.0.1" is not host:port`},
 		{"negative maxConns", strings.Replace(base, "    service: app\n", "    service: app\n    maxConns: -3\n", 1),
