@@ -74,10 +74,13 @@ func Check() error {
 	if os.Geteuid() != 0 {
 		return errors.New("--net veth: needs root to make network namespaces (run as root, or use --net loopback)")
 	}
-	for _, tool := range []string{"ip", "tc"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("--net veth: the %s command is missing (install Debian's iproute2 package: apt-get install iproute2)", tool)
-		}
+	return need("ip", "--net veth")
+}
+
+// need says how to get a missing iproute2 command.
+func need(tool, flag string) error {
+	if _, err := exec.LookPath(tool); err != nil {
+		return fmt.Errorf("%s: the %s command is missing (install Debian's iproute2 package: apt-get install iproute2)", flag, tool)
 	}
 	return nil
 }
@@ -87,6 +90,11 @@ func Check() error {
 func SetupVeth(o VethOptions) (*Veth, error) {
 	if err := Check(); err != nil {
 		return nil, err
+	}
+	if o.Rate != "" {
+		if err := need("tc", "--rate"); err != nil {
+			return nil, err
+		}
 	}
 	if o.MTU == 0 {
 		o.MTU = 1500
