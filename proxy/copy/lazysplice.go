@@ -51,6 +51,10 @@ type pipe struct{ r, w int }
 // fds behind, and an idle proxy holds at most cap(freePipes) pipes.
 var freePipes = make(chan *pipe, 64)
 
+// PooledPipes is how many empty pipes lazysplice keeps for later
+// connections (at most 64): fds the process holds by design, not leaks.
+func PooledPipes() int { return len(freePipes) }
+
 func getPipe() (*pipe, error) {
 	select {
 	case p := <-freePipes:
