@@ -194,12 +194,10 @@ func percentilePlot(title string, r *Results, scenario string, order []string) (
 		if len(xys) == 0 {
 			continue
 		}
-		l, pts, err := plotter.NewLinePoints(xys)
+		l, pts, err := designLine(order, n, xys)
 		if err != nil {
 			return nil, err
 		}
-		l.Color, pts.Color = colorOf(order, n), colorOf(order, n)
-		l.Width = vg.Points(1.5)
 		p.Add(l, pts)
 		p.Legend.Add(n, l)
 	}
@@ -209,6 +207,17 @@ func percentilePlot(title string, r *Results, scenario string, order []string) (
 		p.Y.Max = ymax * 6
 	}
 	return p, nil
+}
+
+// designLine is a design's line with its points, in its colour.
+func designLine(order []string, name string, xys plotter.XYs) (*plotter.Line, *plotter.Scatter, error) {
+	l, pts, err := plotter.NewLinePoints(xys)
+	if err != nil {
+		return nil, nil, err
+	}
+	l.Color, pts.Color = colorOf(order, name), colorOf(order, name)
+	l.Width = vg.Points(1.5)
+	return l, pts, nil
 }
 
 // spectrumPlot is HdrHistogram's percentile distribution plot: each
@@ -525,12 +534,10 @@ func (r *Results) sweepPlot(scenario string, ps PlotSpec, order []string) (*plot
 		if len(xys) == 0 {
 			continue
 		}
-		l, pts, err := plotter.NewLinePoints(xys)
+		l, pts, err := designLine(order, n, xys)
 		if err != nil {
 			return nil, err
 		}
-		l.Color, pts.Color = colorOf(order, n), colorOf(order, n)
-		l.Width = vg.Points(1.5)
 		if n == Direct {
 			l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 		}
