@@ -10,6 +10,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/l4bench/l4bench/bench/stats"
 )
@@ -246,6 +250,7 @@ func TestSweepPlot(t *testing.T) {
 			for _, tick := range []string{">1<", ">8<", ">64<", ">direct<", ">l4proxy-splice<"} {
 				assert.Contains(t, string(svg), tick, "a tick or legend entry for each point and design")
 			}
+			assert.Contains(t, string(svg), "medians of the rounds", "the caption is drawn")
 		})
 	}
 }
@@ -277,4 +282,25 @@ func TestCompare(t *testing.T) {
 	assert.Contains(t, out, "| l4proxy-splice | 1.07 GiB/s | 1.07 GiB/s | tie (1.00x) | 1.000 | 0.37x | 0.74x |")
 	assert.Contains(t, out, "| direct | 2.89 GiB/s | 1.44 GiB/s | **0.50x** | 0.036 | - | - |", "5 samples all below 3: significant")
 	assert.Empty(t, Compare(a, b, []string{"tcp-crr"}, order))
+}
+
+// A sweep's legend gets a column of its own right of the plot, as wide as
+// its longest entry, so that no entry is drawn over the lines.
+func TestBesideLayoutKeepsTheLegendOffThePlot(t *testing.T) {
+	c := vgimg.New(16*vg.Centimeter, 10*vg.Centimeter)
+	dc := draw.New(c)
+	for _, names := range [][]string{{"direct"}, {"direct", "l4proxy-splice", "haproxy-splice-auto", "a-design-with-a-long-name@build"}} {
+		legend := plot.NewLegend()
+		legend.TextStyle.Font.Size = vg.Points(8)
+		for _, n := range names {
+			legend.Add(n)
+		}
+		plotArea, legendArea := besideLayout(dc, &legend, vg.Points(20))
+		assert.GreaterOrEqual(t, legendArea.Min.X, plotArea.Max.X, "%v: the legend's column starts where the plot ends", names)
+		r := legend.Rectangle(legendArea)
+		assert.LessOrEqual(t, r.Max.X-r.Min.X, legendArea.Max.X-legendArea.Min.X, "%v: the longest entry fits its column", names)
+		assert.Equal(t, dc.Max.X, legendArea.Max.X, "the column ends at the figure's edge")
+		assert.Greater(t, plotArea.Max.X-plotArea.Min.X, (dc.Max.X-dc.Min.X)/2, "%v: the plot keeps most of the width", names)
+		assert.Equal(t, vg.Points(20), plotArea.Min.Y, "room for the caption under the plot")
+	}
 }

@@ -4,14 +4,17 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/l4bench/l4bench/bench/stats"
 )
@@ -375,9 +378,9 @@ func (logTicks) Ticks(lo, hi float64) []plot.Tick {
 // order. The report draws; what to draw is each scenario's to say.
 func (r *Results) RenderPlots(dir string, order []string) ([]Plot, error) {
 	var out []Plot
-	save := func(p *plot.Plot, name, title string) error {
+	save := func(p *plot.Plot, name, title string, legendBeside bool) error {
 		for _, ext := range []string{"png", "svg"} {
-			if err := p.Save(16*vg.Centimeter, 10*vg.Centimeter, filepath.Join(dir, name+"."+ext)); err != nil {
+			if err := saveFigure(p, 16*vg.Centimeter, 10*vg.Centimeter, filepath.Join(dir, name+"."+ext), legendBeside); err != nil {
 				return fmt.Errorf("plot %s: %w", name, err)
 			}
 		}
@@ -387,7 +390,7 @@ func (r *Results) RenderPlots(dir string, order []string) ([]Plot, error) {
 	if p, err := r.overview(order); err != nil {
 		return nil, err
 	} else if p != nil {
-		if err := save(p, "overview", p.Title.Text); err != nil {
+		if err := save(p, "overview", p.Title.Text, false); err != nil {
 			return nil, err
 		}
 	}
@@ -400,12 +403,75 @@ func (r *Results) RenderPlots(dir string, order []string) ([]Plot, error) {
 			if p == nil {
 				continue // nothing of it in this run
 			}
-			if err := save(p, ps.Name, ps.Title); err != nil {
+			// A sweep draws a line per design across the whole width:
+			// its legend goes beside the axes, never over the lines.
+			if err := save(p, ps.Name, ps.Title, ps.Kind == "sweep"); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return out, nil
+}
+
+// saveFigure writes p as PNG or SVG (by path's extension). With
+// legendBeside, the legend is drawn in a column right of the plot, as
+// wide as its longest entry, instead of over the data.
+func saveFigure(p *plot.Plot, w, h vg.Length, path string, legendBeside bool) error {
+	if !legendBeside {
+		return p.Save(w, h, path)
+	}
+	c, err := draw.NewFormattedCanvas(w, h, strings.TrimPrefix(filepath.Ext(path), "."))
+	if err != nil {
+		return err
+	}
+	dc := draw.New(c)
+	legend := p.Legend
+	legend.Top, legend.Left = true, true
+	// The caption under the axis name (host, what the error bars are)
+	// spans the whole figure: as the axis label of the narrower plot it
+	// would be wider than the plot, and gonum would shrink the axes.
+	label := p.X.Label.Text
+	axis, caption, _ := strings.Cut(label, "\n")
+	sty := p.X.Label.TextStyle
+	lines := strings.Split(caption, "\n")
+	lineHeight := sty.Rectangle("Mg").Max.Y * 1.2
+	captionHeight := vg.Length(0)
+	if caption != "" {
+		captionHeight = lineHeight*vg.Length(len(lines)) + vg.Points(2)
+	}
+	p.X.Label.Text = axis
+	p.Legend = plot.NewLegend() // no entries: drawn beside instead
+	plotArea, legendArea := besideLayout(dc, &legend, captionHeight)
+	p.Draw(plotArea)
+	p.Legend, p.X.Label.Text = legend, label
+	legend.Draw(legendArea)
+	sty.XAlign = draw.XCenter
+	for i, line := range lines {
+		if caption == "" {
+			break
+		}
+		dc.FillText(sty, vg.Point{X: w / 2, Y: captionHeight - lineHeight*vg.Length(i+1)}, line)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := c.WriteTo(f); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// besideLayout splits a figure into the plot's area and, right of it, a
+// column as wide as the legend's longest entry, both above the caption;
+// the legend's column starts below the title's line.
+func besideLayout(dc draw.Canvas, legend *plot.Legend, captionHeight vg.Length) (plotArea, legendArea draw.Canvas) {
+	r := legend.Rectangle(dc)
+	width := r.Max.X - r.Min.X + vg.Points(8)
+	plotArea = draw.Crop(dc, 0, -width, captionHeight, 0)
+	legendArea = draw.Crop(dc, dc.Max.X-dc.Min.X-width+vg.Points(4), 0, captionHeight, -vg.Points(24))
+	return plotArea, legendArea
 }
 
 // plotOf draws one scenario's plot, or returns nil when the run has no
@@ -549,12 +615,9 @@ func (r *Results) sweepPlot(scenario string, ps PlotSpec, order []string) (*plot
 		p.Add(l, pts, eb)
 		p.Legend.Add(n, l)
 	}
-	p.Legend.Top, p.Legend.Left = true, true
-	p.Legend.TextStyle.Font.Size = vg.Points(7)
-	if ps.LogY {
-		p.Y.Max *= 8 // a factor of room above the lines for the legend
-	} else {
-		p.Y.Min, p.Y.Max = 0, top*1.8
+	p.Legend.TextStyle.Font.Size = vg.Points(8)
+	if !ps.LogY {
+		p.Y.Min, p.Y.Max = 0, top*1.08
 	}
 	xlabel := ps.XLabel
 	if xlabel == "" {
