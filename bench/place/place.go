@@ -19,9 +19,6 @@ import (
 
 // Place is where a role runs.
 type Place struct {
-	// Name says which place it is, for results and errors: "host", or
-	// the network namespace's name.
-	Name string
 	// NetNS is the network namespace ("" on the host's own).
 	NetNS string
 	// Addr is the address a process here binds and is reached at.
@@ -29,7 +26,7 @@ type Place struct {
 }
 
 // Host is this machine's own network stack, on loopback.
-func Host() Place { return Place{Name: "host", Addr: "127.0.0.1"} }
+func Host() Place { return Place{Addr: "127.0.0.1"} }
 
 // IsHost says whether the place is this machine's own network stack.
 func (p Place) IsHost() bool { return p.NetNS == "" }

@@ -10,7 +10,7 @@ import (
 func TestCommandRunsInThePlace(t *testing.T) {
 	argv := []string{"l4proxy", "--config", "x.yaml"}
 	assert.Equal(t, argv, Host().Command(argv), "on the host, unchanged")
-	ns := Place{Name: "design", NetNS: "l4b-1-design", Addr: designFrontAddr}
+	ns := Place{NetNS: "l4b-1-design", Addr: designFrontAddr}
 	assert.Equal(t, []string{"ip", "netns", "exec", "l4b-1-design", "l4proxy", "--config", "x.yaml"}, ns.Command(argv))
 	assert.Equal(t, []string{"l4proxy", "--config", "x.yaml"}, argv, "argv itself is left alone")
 }

@@ -66,9 +66,6 @@ type Veth struct {
 	names                    []string
 }
 
-// Names are the namespaces the topology made.
-func (v *Veth) Names() []string { return append([]string(nil), v.names...) }
-
 // Check says why --net veth cannot run here, with the fix, or nil.
 func Check() error {
 	if os.Geteuid() != 0 {
@@ -105,9 +102,9 @@ func SetupVeth(o VethOptions) (*Veth, error) {
 	base := Prefix + strconv.Itoa(o.Owner)
 	ns := func(role string) string { return base + "-" + role }
 	v := &Veth{
-		Client:   Place{Name: "client", NetNS: ns("client"), Addr: clientAddr},
-		Design:   Place{Name: "design", NetNS: ns("design"), Addr: designFrontAddr},
-		Backends: Place{Name: "backends", NetNS: ns("backends"), Addr: backendsAddr},
+		Client:   Place{NetNS: ns("client"), Addr: clientAddr},
+		Design:   Place{NetNS: ns("design"), Addr: designFrontAddr},
+		Backends: Place{NetNS: ns("backends"), Addr: backendsAddr},
 		MTU:      o.MTU, Rate: o.Rate,
 	}
 	// Link names: at most 15 bytes, unique on the host while both ends
@@ -191,8 +188,8 @@ func (v *Veth) Close() error {
 		if !exists(n) {
 			continue
 		}
-		if out, err := exec.Command("ip", "netns", "delete", n).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("remove namespace %s: %v: %s", n, err, strings.TrimSpace(string(out))))
+		if err := deleteNS(n); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -232,11 +229,19 @@ func RemoveLeftovers() (string, error) {
 		return "", err
 	}
 	for _, n := range left {
-		if out, err := exec.Command("ip", "netns", "delete", n).CombinedOutput(); err != nil {
-			return "", fmt.Errorf("remove namespace %s left by an earlier run: %v: %s", n, err, strings.TrimSpace(string(out)))
+		if err := deleteNS(n); err != nil {
+			return "", fmt.Errorf("left by an earlier run: %w", err)
 		}
 	}
 	return fmt.Sprintf("removed %d network namespace(s) left by an earlier run that did not finish: %s", len(left), strings.Join(left, ", ")), nil
+}
+
+// deleteNS removes a namespace, and with it its links and qdiscs.
+func deleteNS(name string) error {
+	if out, err := exec.Command("ip", "netns", "delete", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("remove namespace %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // namespaces lists the named network namespaces (ip netns list).

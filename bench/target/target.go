@@ -182,9 +182,13 @@ func Lookup(name string) (Target, error) {
 
 // FreePort returns a loopback address with a port that was free a moment
 // ago, for configs that need the port written in advance.
-func FreePort(network string) (string, error) { return freePortOn(network, "127.0.0.1") }
+func FreePort(network string) (string, error) { return freePortOn(network, "127.0.0.1", true) }
 
-func freePortOn(network, host string) (string, error) {
+// freePortOn picks a port of the design range not handed out in this run,
+// and with probe, one that a bind on host proves free. Without probe (a
+// namespace the run made, which holds nothing but its design, and whose
+// address this process cannot bind) the first port not handed out is it.
+func freePortOn(network, host string, probe bool) (string, error) {
 	lo, hi := portRange()
 	portsMu.Lock()
 	defer portsMu.Unlock()
@@ -199,12 +203,14 @@ func freePortOn(network, host string) (string, error) {
 		}
 		addr := net.JoinHostPort(host, strconv.Itoa(port))
 		var err error
-		if network == "udp" {
+		switch {
+		case !probe:
+		case network == "udp":
 			var pc net.PacketConn
 			if pc, err = net.ListenPacket("udp", addr); err == nil {
 				_ = pc.Close()
 			}
-		} else {
+		default:
 			var ln net.Listener
 			if ln, err = net.Listen("tcp", addr); err == nil {
 				_ = ln.Close()
@@ -216,21 +222,6 @@ func freePortOn(network, host string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no free %s port on %s in %d-%d", network, host, lo, hi-1)
-}
-
-// unusedPort is a port of the design range not handed out in this run.
-func unusedPort() (int, error) {
-	lo, hi := portRange()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	start := lo + rand.IntN(hi-lo)
-	for k := 0; k < hi-lo; k++ {
-		if port := lo + (start-lo+k)%(hi-lo); !portsGiven[port] {
-			portsGiven[port] = true
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("no port left in %d-%d", lo, hi-1)
 }
 
 // Ports for designs come from below the kernel's ephemeral range, so that
@@ -280,19 +271,7 @@ func (i *Instance) pickAddr(kind string) (string, error) {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	if !i.place.IsHost() {
-		// A namespace the run made holds nothing but its design: a port
-		// not handed out before is free, and this process cannot bind
-		// the namespace's address to try it.
-		port, err := unusedPort()
-		if err != nil {
-			return "", err
-		}
-		addr := net.JoinHostPort(host, strconv.Itoa(port))
-		i.Addrs[kind] = addr
-		return addr, nil
-	}
-	free, err := freePortOn(network, host)
+	free, err := freePortOn(network, host, i.place.IsHost())
 	if err != nil {
 		return "", err
 	}

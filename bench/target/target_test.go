@@ -188,7 +188,7 @@ func TestPortsComeFromBelowTheEphemeralRange(t *testing.T) {
 	lo, hi := portRange()
 	seen := map[string]bool{}
 	for range 50 {
-		addr, err := freePortOn("tcp", "127.0.0.1")
+		addr, err := freePortOn("tcp", "127.0.0.1", true)
 		require.NoError(t, err)
 		_, port, err := splitHostPortNum(addr)
 		require.NoError(t, err)

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -84,8 +83,6 @@ func (p *pipe) close() {
 	_ = unix.Close(p.w)
 }
 
-var lazyFallbacks atomic.Int64
-
 // Copy implements Copier.
 func (c *lazySpliceCopier) Copy() (written int64, err error) {
 	src, err := c.src.SyscallConn()
@@ -105,10 +102,8 @@ func (c *lazySpliceCopier) Copy() (written int64, err error) {
 		// Wait for readability holding no pipe; take one only to splice
 		// what is ready.
 		err := src.Read(func(fd uintptr) bool {
-			if p == nil {
-				if p, rerr = getPipe(); rerr != nil {
-					return true
-				}
+			if p, rerr = getPipe(); rerr != nil {
+				return true
 			}
 			n, rerr = unix.Splice(int(fd), nil, p.w, nil, pipeSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 			if rerr == unix.EAGAIN || rerr == unix.EINTR {
@@ -120,14 +115,8 @@ func (c *lazySpliceCopier) Copy() (written int64, err error) {
 		})
 		if p == nil && rerr != nil && err == nil {
 			// No pipe could be made (fd limit): this direction goes on
-			// through user space, and says so once per connection.
-			lazyFallbacks.Add(1)
-			logger := c.logger
-			if logger == nil {
-				logger = slog.Default()
-			}
-			logger.Warn("lazysplice: no pipe can be made; this direction copies through user space", "err", rerr)
-			w, err := readWriteLoop(c.dst, c.src, make([]byte, DefaultBufferSize))
+			// through user space, counted and said as splice does.
+			w, err := fallBack("lazysplice", c.logger, rerr, c.dst, c.src)
 			return written + w, err
 		}
 		if err != nil { // deadline or closed conn while waiting

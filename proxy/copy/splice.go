@@ -47,14 +47,7 @@ type spliceCopier struct {
 // so the splice path is explicit rather than a consequence of type switches.
 func (c spliceCopier) Copy() (int64, error) {
 	if err := pipeShortage(c.src, c.dst); err != nil {
-		n := spliceFallbacks.Add(1)
-		logger := c.logger
-		if logger == nil {
-			logger = slog.Default()
-		}
-		logger.Warn("splice: no pipe can be made; this direction copies through user space",
-			"err", err, "splice_fallbacks_total", n, "src", c.src.RemoteAddr().String(), "dst", c.dst.RemoteAddr().String())
-		return readWriteLoop(c.dst, c.src, make([]byte, DefaultBufferSize))
+		return fallBack("splice", c.logger, err, c.dst, c.src)
 	}
 	var r io.Reader = c.src
 	return c.dst.ReadFrom(r)
@@ -62,9 +55,23 @@ func (c spliceCopier) Copy() (int64, error) {
 
 var spliceFallbacks atomic.Int64
 
-// SpliceFallbacks is how many directions of the splice strategy copied
-// through user space because no pipe could be made, since the start.
+// SpliceFallbacks is how many directions of the splicing strategies
+// (splice, lazysplice) copied through user space because no pipe could be
+// made, since the start.
 func SpliceFallbacks() int64 { return spliceFallbacks.Load() }
+
+// fallBack copies a direction of a splicing strategy through user space
+// because no pipe could be made (cause), after counting it and saying so
+// in a warning, so that the fallback is never silent.
+func fallBack(strategy string, logger *slog.Logger, cause error, dst, src *net.TCPConn) (int64, error) {
+	n := spliceFallbacks.Add(1)
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger.Warn(strategy+": no pipe can be made; this direction copies through user space",
+		"err", cause, "splice_fallbacks_total", n, "src", src.RemoteAddr().String(), "dst", dst.RemoteAddr().String())
+	return readWriteLoop(dst, src, make([]byte, DefaultBufferSize))
+}
 
 // pressureMargin: a connection whose socket fds are this close to the fd
 // limit checks that a pipe can still be made. File descriptors are

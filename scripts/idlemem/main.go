@@ -27,12 +27,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/l4bench/l4bench/bench/backend"
 	"github.com/l4bench/l4bench/bench/load"
+	"github.com/l4bench/l4bench/bench/measure"
 	"github.com/l4bench/l4bench/proxy"
 )
 
@@ -80,7 +80,7 @@ func main() {
 	}
 	fmt.Println()
 	for _, s := range strategies {
-		per, err := measure(s, echo.Addr(), *conns)
+		per, err := breakdown(s, echo.Addr(), *conns)
 		check(err)
 		fmt.Printf("| %s |", s)
 		for _, c := range cols {
@@ -134,7 +134,7 @@ type reading struct {
 	metrics         map[string]uint64
 }
 
-func measure(strategy, backendAddr string, n int) (map[string]float64, error) {
+func breakdown(strategy, backendAddr string, n int) (map[string]float64, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -208,24 +208,19 @@ func measure(strategy, backendAddr string, n int) (map[string]float64, error) {
 	}, nil
 }
 
-// procStats reads the child's RSS and fds from /proc.
+// procStats reads the child's RSS and fds (bench/measure, as tcp-idle
+// does) and counts its pipe fds.
 func procStats(pid int, r *reading) error {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := measure.ReadProc(pid)
 	if err != nil {
 		return err
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kib, _ := strconv.ParseFloat(f[1], 64)
-			r.rss = kib * 1024
-		}
-	}
+	r.rss, r.fds = float64(st.RSSKiB*1024), float64(st.FDs)
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	fds, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
-	r.fds = float64(len(fds))
 	for _, fd := range fds {
 		if link, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && strings.HasPrefix(link, "pipe:") {
 			r.pipes++
