@@ -93,10 +93,10 @@ type Service struct {
 // round-robin, and says how to forward to them.
 type LoadBalancer struct {
 	Servers []Backend `yaml:"servers"`
-	// Strategy is the copy strategy: splice, buffered, pooled or lazysplice (default
+	// Strategy is the copy strategy: splice, buffered, pooled, lazysplice, loop or loopsplice (default
 	// splice). TCP only.
 	Strategy string `yaml:"strategy"`
-	// BufferSize is the userspace buffer of buffered and pooled, in bytes
+	// BufferSize is the userspace buffer of buffered, pooled and loop, in bytes
 	// (default 16384).
 	BufferSize int `yaml:"bufferSize"`
 	// ProxyProtocol sends a PROXY header of this version to the servers.

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
 
 func TestParseFullConfig(t *testing.T) {
@@ -54,7 +56,7 @@ tcp:
 		want string
 	}{
 		{"unknown strategy", base + "        strategy: zerocopy\n",
-			`c.yaml:11: tcp.services.app.loadBalancer.strategy: unknown strategy "zerocopy" (choices: splice, buffered, lazysplice, pooled)`},
+			`c.yaml:11: tcp.services.app.loadBalancer.strategy: unknown strategy "zerocopy" (choices: ` + strings.Join(copystrat.Names(), ", ") + `)`},
 		{"server not host:port", strings.Replace(base, `"127.0.0.1:9000"`, `"127.0.0.1"`, 1),
 			`c.yaml:10: tcp.services.app.loadBalancer.servers[0].address: "127.0.0.1" is not host:port`},
 		{"negative maxConns", strings.Replace(base, "    service: app\n", "    service: app\n    maxConns: -3\n", 1),

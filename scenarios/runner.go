@@ -49,7 +49,7 @@ type Options struct {
 	PlainProgress bool
 	// Command is recorded in the results.
 	Command []string
-	// L4ProxyBufferSize sets the buffer of l4proxy's buffered and pooled
+	// L4ProxyBufferSize sets the buffer of l4proxy's buffered, pooled and loop
 	// strategies (0: their default).
 	L4ProxyBufferSize int
 	// Conform runs the conformance matrix on the same designs after the

@@ -76,7 +76,7 @@ type Spec struct {
 	Wildcard bool
 	// IPv6 binds the entrypoints to ::1 instead of 127.0.0.1.
 	IPv6 bool
-	// BufferSize sets l4proxy's buffer for buffered and pooled (0: default).
+	// BufferSize sets l4proxy's buffer for buffered, pooled and loop (0: default).
 	BufferSize int
 	// Extra are additional arguments for l4proxy designs (--log-level ...).
 	Extra []string

@@ -229,7 +229,7 @@ func newRunCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringArrayVar(&opts.Designs, "design", nil, "a design you bring, as a YAML file (repeatable; see examples/designs): measured like any built-in design")
 	f.StringArrayVar(&opts.PeerBins, "peer-bin", nil, "another binary for a built-in peer, as NAME=PATH (haproxy, nginx, socat; repeatable), e.g. a haproxy 3.x you built")
 	f.StringArrayVar(&opts.L4ProxyBins, "l4proxy-bin", nil, "another build of l4proxy as NAME=PATH (repeatable): each l4proxy-<strategy> target runs once per build, as l4proxy-<strategy>@NAME, in the same rounds (A/B; see gate --ab)")
-	f.IntVar(&opts.L4ProxyBufferSize, "l4proxy-buffer-size", 0, "buffer of the l4proxy buffered and pooled strategies in bytes (default 16384; e.g. 512 to check that the gate catches a slowdown)")
+	f.IntVar(&opts.L4ProxyBufferSize, "l4proxy-buffer-size", 0, "buffer of the l4proxy buffered, pooled and loop strategies in bytes (default 16384; e.g. 512 to check that the gate catches a slowdown)")
 	return c
 }
 

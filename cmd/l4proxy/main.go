@@ -33,7 +33,7 @@ const usage = `Usage:
 
 Options:
   --strategy NAME          copy strategy: {strategies} (default {strategy})
-  --buffer-size BYTES      userspace buffer of buffered and pooled (default {buffer})
+  --buffer-size BYTES      userspace buffer of buffered, pooled and loop (default {buffer})
   --udp                    forward UDP datagrams instead of TCP
   --proxy-protocol 0|1|2   send a PROXY header to backends (default 0: none)
   --accept-proxy-from CIDR[,CIDR...]

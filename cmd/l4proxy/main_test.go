@@ -51,7 +51,7 @@ func TestBadInput(t *testing.T) {
 		{"no flags", nil, "--listen is required"},
 		{"no backend", []string{"--listen", "127.0.0.1:0"}, "--backend is required"},
 		{"unknown strategy", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--strategy", "zerocopy"},
-			`--strategy: unknown strategy "zerocopy" (choices: splice, buffered, lazysplice, pooled)`},
+			`--strategy: unknown strategy "zerocopy" (choices: ` + strings.Join(copystrat.Names(), ", ") + `)`},
 		{"backend not host:port", []string{"--listen=127.0.0.1:0", "--backend=127.0.0.1:1,db"}, `--backend: "db" is not host:port`},
 		{"proxy protocol range", []string{"--listen", "127.0.0.1:0", "--backend", "127.0.0.1:1", "--proxy-protocol", "3"},
 			`--proxy-protocol: invalid value "3" (choices: 0, 1, 2)`},

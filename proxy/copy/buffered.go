@@ -10,7 +10,7 @@ import (
 // io.CopyBuffer between two TCP conns ignores the buffer and splices.
 type Buffered struct{}
 
-var _ Strategy = Buffered{}
+var _ DirectionStrategy = Buffered{}
 
 func init() { Register(Buffered{}) }
 
@@ -20,7 +20,7 @@ func (Buffered) Name() string { return "buffered" }
 // DataPath is userspace: every byte is read into the buffer.
 func (Buffered) DataPath() string { return DataPathUserspace }
 
-// NewCopier implements Strategy. It allocates the direction's buffer now.
+// NewCopier implements DirectionStrategy. It allocates the direction's buffer now.
 func (Buffered) NewCopier(dst, src *net.TCPConn, opts Options) Copier {
 	return &bufferedCopier{dst: dst, src: src, buf: make([]byte, opts.bufferSize())}
 }

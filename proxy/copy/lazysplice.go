@@ -17,7 +17,7 @@ import (
 // 1 MiB pipe per direction for the connection's whole life.
 type LazySplice struct{}
 
-var _ Strategy = LazySplice{}
+var _ DirectionStrategy = LazySplice{}
 
 func init() { Register(LazySplice{}) }
 
@@ -27,7 +27,7 @@ func (LazySplice) Name() string { return "lazysplice" }
 // DataPath implements Strategy.
 func (LazySplice) DataPath() string { return DataPathSplice }
 
-// NewCopier implements Strategy.
+// NewCopier implements DirectionStrategy.
 func (LazySplice) NewCopier(dst, src *net.TCPConn, opts Options) Copier {
 	return &lazySpliceCopier{dst: dst, src: src, logger: opts.Logger}
 }

@@ -45,13 +45,14 @@ func TestIdleConnectionsHoldPipes(t *testing.T) {
 			s, err := copystrat.Lookup(tt.strategy)
 			require.NoError(t, err)
 			// One relay first, so that a pool exists before the baseline.
-			warm := newRelay(t, s)
+			ds := s.(copystrat.DirectionStrategy)
+			warm := newRelay(t, ds)
 			warm.start()
 			exchange(t, warm)
 			before := pipeFDs(t)
 			var relays []*relay
 			for i := 0; i < conns; i++ {
-				r := newRelay(t, s)
+				r := newRelay(t, ds)
 				r.start()
 				exchange(t, r)
 				relays = append(relays, r)

@@ -12,7 +12,7 @@ import (
 // buffer, so an idle connection costs no buffer memory at all.
 type Pooled struct{}
 
-var _ Strategy = Pooled{}
+var _ DirectionStrategy = Pooled{}
 
 func init() { Register(Pooled{}) }
 
@@ -22,7 +22,7 @@ func (Pooled) Name() string { return "pooled" }
 // DataPath is userspace: every byte is read into a pooled buffer.
 func (Pooled) DataPath() string { return DataPathUserspace }
 
-// NewCopier implements Strategy.
+// NewCopier implements DirectionStrategy.
 func (Pooled) NewCopier(dst, src *net.TCPConn, opts Options) Copier {
 	return &pooledCopier{dst: dst, src: src, pool: poolFor(opts.bufferSize())}
 }

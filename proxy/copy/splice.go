@@ -22,7 +22,7 @@ import (
 // is visible in the log and as a mixed strace verdict.
 type Splice struct{}
 
-var _ Strategy = Splice{}
+var _ DirectionStrategy = Splice{}
 
 func init() { Register(Splice{}) }
 
@@ -33,7 +33,7 @@ func (Splice) Name() string { return "splice" }
 // pipe when both ends are raw TCP conns.
 func (Splice) DataPath() string { return DataPathSplice }
 
-// NewCopier implements Strategy.
+// NewCopier implements DirectionStrategy.
 func (Splice) NewCopier(dst, src *net.TCPConn, opts Options) Copier {
 	return spliceCopier{dst: dst, src: src, logger: opts.Logger}
 }

@@ -1,10 +1,12 @@
 // Package copy holds the copy strategies: the only code in l4proxy that
 // touches payload bytes.
 //
-// A Strategy makes one Copier per direction of a forwarded connection:
+// A strategy is one of two kinds. A DirectionStrategy makes one Copier per
+// direction of a forwarded connection, and the caller runs each in a
+// goroutine of its own:
 //
 //	s, err := copy.Lookup("splice")
-//	c := s.NewCopier(backend, client, copy.Options{})
+//	c := s.(copy.DirectionStrategy).NewCopier(backend, client, copy.Options{})
 //	n, err := c.Copy() // until EOF (err == nil), a closed socket, or an error
 //
 // The caller (proxy/tcp) calls Copy once per direction and sets no
@@ -12,14 +14,22 @@
 // connection by closing its sockets, which Copy reports as net.ErrClosed.
 // A Copier should still keep no state that a deadline could corrupt.
 //
-// Adding a strategy is one file: implement Strategy (declaring its data
-// path) and call Register from that file's init function. The strategy is
+// A PairStrategy takes a connection's two sockets over whole (TakeOver) and
+// reports once when the connection has ended: it copies both directions,
+// passes half-closes and resets on, and enforces the idle timeout and the
+// termination delay itself, with no goroutine of the caller's. The event
+// loop engine (loop.go) is one.
+//
+// Adding a strategy is one file: implement DirectionStrategy or
+// PairStrategy (declaring its data path) and call Register from that
+// file's init function. The strategy is
 // then a --strategy value of l4proxy and an l4proxy-<name> target of
 // l4bench, and every test that is about strategies runs it, the strace
 // proof of its data path included.
 package copy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,9 +37,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
-// DefaultBufferSize is the userspace buffer of the buffered and pooled
+// DefaultBufferSize is the userspace buffer of the buffered, pooled and loop
 // strategies when Options.BufferSize is zero: 16 KiB, nginx stream's default
 // proxy_buffer_size.
 const DefaultBufferSize = 16 << 10
@@ -59,15 +70,64 @@ const (
 	DataPathUserspace = "userspace" // read into a buffer, written out
 )
 
-// Strategy creates copiers for one way of moving bytes.
+// Strategy is one way of moving bytes: a DirectionStrategy or a
+// PairStrategy.
 type Strategy interface {
 	// Name is the strategy's name as given to --strategy.
 	Name() string
 	// DataPath is DataPathSplice or DataPathUserspace.
 	DataPath() string
+}
+
+// DirectionStrategy creates copiers, one per direction of a connection.
+type DirectionStrategy interface {
+	Strategy
 	// NewCopier prepares the direction src -> dst of one connection.
 	NewCopier(dst, src *net.TCPConn, opts Options) Copier
 }
+
+// PairStrategy takes over both directions of a connection at once.
+type PairStrategy interface {
+	Strategy
+	// TakeOver owns client and backend from the moment it returns nil:
+	// they are closed already (the strategy keeps its own descriptors of
+	// the sockets), and done is called once, from the strategy's own
+	// goroutine, when the connection has ended. When ctx is done the
+	// connection ends at once (EndShutdown). On an error nothing was taken
+	// over and both conns are still the caller's.
+	TakeOver(ctx context.Context, client, backend *net.TCPConn, opts PairOptions, done func(PairResult)) error
+}
+
+// PairOptions tune a taken-over connection.
+type PairOptions struct {
+	Options
+	// IdleTimeout ends a connection on which no byte moved either way for
+	// this long. Zero means never.
+	IdleTimeout time.Duration
+	// TerminationDelay is how long the remaining direction may stay idle
+	// once the other one finished (EOF). Negative means forever.
+	TerminationDelay time.Duration
+}
+
+// PairResult is how a taken-over connection ended.
+type PairResult struct {
+	// Sent and Received are the bytes written to the backend and to the
+	// client.
+	Sent, Received int64
+	// End is one of the End constants.
+	End string
+	// Err is the error that ended it (End == EndReset), else nil.
+	Err error
+}
+
+// How a connection ended, in proxy/tcp's log line and in PairResult.
+const (
+	EndDone        = "done"              // both sides finished with FIN
+	EndTermination = "termination-delay" // one side finished, the other went idle
+	EndIdle        = "idle-timeout"
+	EndReset       = "error"
+	EndShutdown    = "shutdown"
+)
 
 // Copier moves bytes in one direction.
 type Copier interface {
@@ -83,8 +143,14 @@ var (
 )
 
 // Register makes a strategy available by its name. It panics on a
-// duplicate name, as that is a programming error.
+// duplicate name, or on a strategy of neither kind, as those are
+// programming errors.
 func Register(s Strategy) {
+	_, direction := s.(DirectionStrategy)
+	_, pair := s.(PairStrategy)
+	if direction == pair {
+		panic("copy: a strategy is a DirectionStrategy or a PairStrategy: " + s.Name())
+	}
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	if _, dup := registry[s.Name()]; dup {

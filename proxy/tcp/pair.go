@@ -17,11 +17,11 @@ const (
 
 // How a connection ended, for the log line.
 const (
-	endDone        = "done"              // both sides finished with FIN
-	endTermination = "termination-delay" // one side finished, the other went idle
-	endIdle        = "idle-timeout"
-	endReset       = "error"
-	endShutdown    = "shutdown"
+	endDone        = copystrat.EndDone
+	endTermination = copystrat.EndTermination
+	endIdle        = copystrat.EndIdle
+	endReset       = copystrat.EndReset
+	endShutdown    = copystrat.EndShutdown
 )
 
 // pair is one forwarded connection. Its two directions run concurrently,

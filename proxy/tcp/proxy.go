@@ -13,6 +13,8 @@ import (
 	"time"
 
 	proxyproto "github.com/pires/go-proxyproto"
+
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
 
 // ErrNoUpstream is returned when a service has no server to pick.
@@ -274,9 +276,14 @@ func (p *Proxy) ActiveConns() int {
 
 // handleConn serves one client connection from accept to close.
 func (p *Proxy) handleConn(client *net.TCPConn) {
-	defer p.wg.Done()
 	var tracked io.Closer = client
-	defer func() { p.trackConn(tracked, false) }()
+	handedOver := false // a PairStrategy's done untracks the connection
+	defer func() {
+		if !handedOver {
+			p.trackConn(tracked, false)
+			p.wg.Done()
+		}
+	}()
 
 	start := time.Now()
 	srcAddr, dstAddr := client.RemoteAddr(), client.LocalAddr()
@@ -335,6 +342,44 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 		return
 	}
 
+	strategy := up.strategy()
+	ended := func(r copystrat.PairResult) {
+		r.Sent += int64(len(early))
+		level, msg := slog.LevelDebug, "connection closed"
+		if r.Err != nil {
+			level, msg = slog.LevelInfo, "connection ended with error"
+		}
+		// Checked before the arguments are boxed: at the usual info level
+		// a clean close costs nothing here.
+		if logger.Enabled(context.Background(), level) {
+			args := []any{"bytes_up", r.Sent, "bytes_down", r.Received, "duration", time.Since(start), "end", r.End, "strategy", strategy.Name()}
+			if r.Err != nil {
+				args = append(args, "err", r.Err)
+			}
+			log(level, msg, args...)
+		}
+	}
+
+	if ps, ok := strategy.(copystrat.PairStrategy); ok {
+		// The strategy's own loop carries the connection from here; the
+		// grace period's end (dialContext) ends it, and done untracks it.
+		opts := copystrat.PairOptions{Options: up.Copy, IdleTimeout: p.IdleTimeout, TerminationDelay: up.terminationDelay()}
+		err := ps.TakeOver(p.dialContext(), client, backend, opts, func(r copystrat.PairResult) {
+			ended(r)
+			p.trackConn(client, false)
+			p.wg.Done()
+		})
+		if err != nil {
+			log(slog.LevelWarn, "cannot hand the connection over; closing it", "strategy", strategy.Name(), "err", err)
+			_ = client.SetLinger(0)
+			_ = client.Close()
+			_ = backend.Close()
+			return
+		}
+		handedOver = true
+		return
+	}
+
 	pr := newPair(client, backend, p.IdleTimeout, up.terminationDelay())
 	if !p.replaceConn(client, pr) {
 		_ = pr.Close()
@@ -342,9 +387,9 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 	}
 	tracked = pr
 
-	strategy := up.strategy()
-	upCopier := strategy.NewCopier(backend, client, up.Copy)
-	downCopier := strategy.NewCopier(client, backend, up.Copy)
+	ds := strategy.(copystrat.DirectionStrategy) // Register admits no third kind
+	upCopier := ds.NewCopier(backend, client, up.Copy)
+	downCopier := ds.NewCopier(client, backend, up.Copy)
 
 	var sent int64
 	done := make(chan struct{})
@@ -355,21 +400,8 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 	received := pr.copyBackendToClient(downCopier)
 	<-done
 
-	sent += int64(len(early))
 	end, endErr := pr.result()
-	level, msg := slog.LevelDebug, "connection closed"
-	if endErr != nil {
-		level, msg = slog.LevelInfo, "connection ended with error"
-	}
-	// Checked before the arguments are boxed: at the usual info level a
-	// clean close costs nothing here.
-	if logger.Enabled(context.Background(), level) {
-		args := []any{"bytes_up", sent, "bytes_down", received, "duration", time.Since(start), "end", end, "strategy", strategy.Name()}
-		if endErr != nil {
-			args = append(args, "err", endErr)
-		}
-		log(level, msg, args...)
-	}
+	ended(copystrat.PairResult{Sent: sent, Received: received, End: end, Err: endErr})
 }
 
 // dial picks an upstream and connects to it, trying further servers when

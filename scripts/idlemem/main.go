@@ -34,6 +34,7 @@ import (
 	"github.com/l4bench/l4bench/bench/load"
 	"github.com/l4bench/l4bench/bench/measure"
 	"github.com/l4bench/l4bench/proxy"
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
 
 // memoryClasses are the runtime/metrics the breakdown reads.
@@ -60,7 +61,7 @@ func main() {
 	flag.Parse()
 	strategies := flag.Args()
 	if len(strategies) == 0 {
-		strategies = []string{"splice", "lazysplice", "pooled", "buffered"}
+		strategies = copystrat.Names()
 	}
 	echo, err := backend.Start(backend.Echo, "127.0.0.1:0", false, 0)
 	check(err)

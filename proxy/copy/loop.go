@@ -1,0 +1,837 @@
+package copy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Loop is the event-loop engine, the way haproxy, nginx and envoy work: no
+// goroutine per connection. proxy/tcp accepts, reads PROXY headers, dials
+// and writes the preamble in Go; then TakeOver keeps a descriptor of each
+// socket, closes the Go conns, and one loop per GOMAXPROCS, over its own
+// epoll set, copies both directions, passes half-closes and resets on, and
+// enforces the idle timeout and the termination delay with a timer wheel.
+// An idle connection costs its two sockets, their epoll entries and one
+// small struct: no goroutine stack, no buffer, no pipe.
+//
+// Two strategies run on it. "loop" copies through a userspace buffer taken
+// only while bytes are ready and held only while a write is blocked (the
+// nginx and envoy answer); "loopsplice" splices through a pipe taken from
+// lazysplice's pool the same way (haproxy's).
+//
+// The loop's epoll descriptor is itself registered with Go's poller, so the
+// loop goroutine parks like any other goroutine waiting for a socket: it
+// holds no thread while idle and never blocks the runtime's scheduler. The
+// goroutine exits when its last connection ends and starts again with the
+// next one; the descriptors stay.
+type Loop struct{ splice bool }
+
+var _ PairStrategy = Loop{}
+
+func init() {
+	Register(Loop{})
+	Register(Loop{splice: true})
+}
+
+// Name implements Strategy.
+func (l Loop) Name() string {
+	if l.splice {
+		return "loopsplice"
+	}
+	return "loop"
+}
+
+// DataPath implements Strategy.
+func (l Loop) DataPath() string {
+	if l.splice {
+		return DataPathSplice
+	}
+	return DataPathUserspace
+}
+
+// TakeOver implements PairStrategy.
+func (l Loop) TakeOver(ctx context.Context, client, backend *net.TCPConn, opts PairOptions, done func(PairResult)) error {
+	e, err := pickEngine()
+	if err != nil {
+		return err
+	}
+	cfd, err := detach(client)
+	if err != nil {
+		return err
+	}
+	bfd, err := detach(backend)
+	if err != nil {
+		_ = unix.Close(cfd)
+		return err
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	p := &loopPair{e: e, opts: opts, done: done, splice: l.splice, logger: logger}
+	p.sides[client0] = side{fd: cfd, p: p}
+	p.sides[backend1] = side{fd: bfd, p: p}
+	p.peer = [2]string{client.RemoteAddr().String(), backend.RemoteAddr().String()}
+	// The descriptors are ours now: Go's conns go (their close removes
+	// them from Go's poller and leaves the sockets open).
+	_ = client.Close()
+	_ = backend.Close()
+	if ctx.Done() != nil {
+		p.stop = context.AfterFunc(ctx, func() { e.requestClose(p) })
+	}
+	e.add(p)
+	return nil
+}
+
+// detach returns a close-on-exec duplicate of c's descriptor, which shares
+// its socket and its non-blocking mode.
+func detach(c *net.TCPConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	nfd := -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("take over %s: %w", c.RemoteAddr(), os.NewSyscallError("fcntl", derr))
+	}
+	return nfd, nil
+}
+
+// The sides of a pair, and the direction that reads from each.
+const (
+	client0  = 0 // reads up (client -> backend)
+	backend1 = 1 // reads down (backend -> client)
+)
+
+// side is one socket of a pair, with its edge-triggered readiness.
+type side struct {
+	fd       int
+	gen      int32
+	p        *loopPair
+	readable bool
+	writable bool
+}
+
+// flow is one direction's bytes in flight: read but not yet written.
+type flow struct {
+	buf      []byte // userspace: buf[off:n] waits for the destination
+	off, n   int
+	pipe     *pipe // splice: inPipe bytes wait in pipe
+	inPipe   int
+	finished bool // the source sent its FIN, passed on
+	written  int64
+	fellBack bool // splice: no pipe could be made; copies through buf
+}
+
+func (f *flow) pending() bool { return f.n > f.off || f.inPipe > 0 }
+
+// loopPair is one taken-over connection. Only its engine's goroutine
+// touches it after add, except requestClose.
+type loopPair struct {
+	e      *engine
+	opts   PairOptions
+	done   func(PairResult)
+	stop   func() bool
+	splice bool
+	logger *slog.Logger
+	peer   [2]string
+
+	sides  [2]side
+	flows  [2]flow // indexed by the side they read from
+	closed bool
+	added  bool  // registered with e (under e.mu)
+	closeQ bool  // to be closed by request (under e.mu)
+	regErr error // the registration failed (under e.mu)
+
+	// Idleness: active is when this loop last moved a byte or the pair
+	// changed state; seen is the sockets' kernel progress counters as of
+	// the last check, valid while sampled.
+	active  time.Time
+	seen    uint64
+	sampled bool
+
+	// The timer wheel's links.
+	wprev, wnext *loopPair
+	wtick        int64
+	inWheel      bool
+	queued       bool // in e.again
+}
+
+// engine is one event loop.
+type engine struct {
+	epfd int
+	file *os.File // epfd, registered with Go's poller
+	rc   syscall.RawConn
+	wake int // eventfd: close requests
+
+	mu      sync.Mutex
+	sides   []*side // by descriptor
+	gen     int32
+	live    int
+	running bool
+	fresh   []*loopPair // added, timers not armed yet
+	closing []*loopPair // close requests from other goroutines
+
+	// The loop goroutine's own.
+	events   []unix.EpollEvent
+	batch    []*side
+	again    []*loopPair // pairs that used their budget with bytes still ready
+	spare    []*loopPair // again's other slice
+	wheel    wheel
+	now      time.Time
+	deadline time.Time
+	bufs     [][]byte
+}
+
+var (
+	enginesOnce sync.Once
+	engines     []*engine
+	enginesErr  error
+	engineNext  atomic.Uint32
+)
+
+// pickEngine returns one of GOMAXPROCS engines, in turn.
+func pickEngine() (*engine, error) {
+	enginesOnce.Do(func() {
+		for range runtime.GOMAXPROCS(0) {
+			e, err := newEngine()
+			if err != nil {
+				enginesErr = fmt.Errorf("event loop: %w", err)
+				return
+			}
+			engines = append(engines, e)
+		}
+	})
+	if enginesErr != nil {
+		return nil, enginesErr
+	}
+	return engines[int(engineNext.Add(1))%len(engines)], nil
+}
+
+func newEngine() (*engine, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	// Non-blocking, so that os.NewFile registers it with Go's poller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(wake), Pad: -1}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		_ = unix.Close(epfd)
+		_ = unix.Close(wake)
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	f := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	// A file Go's poller cannot wait on has no deadlines: fail here, not
+	// with a loop that never wakes.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		return nil, fmt.Errorf("epoll descriptor is not pollable by the Go runtime: %w", err)
+	}
+	return &engine{
+		epfd: epfd, file: f, rc: rc, wake: wake,
+		events: make([]unix.EpollEvent, 256),
+		wheel:  newWheel(time.Now()),
+	}, nil
+}
+
+// add registers a pair's sockets and starts the loop goroutine if it is
+// not running.
+func (e *engine) add(p *loopPair) {
+	e.mu.Lock()
+	for i := range p.sides {
+		s := &p.sides[i]
+		e.gen++
+		s.gen = e.gen
+		for s.fd >= len(e.sides) {
+			e.sides = append(e.sides, make([]*side, max(len(e.sides), 64))...)
+		}
+		e.sides[s.fd] = s
+	}
+	e.live++
+	e.fresh = append(e.fresh, p)
+	p.added = true
+	if p.closeQ { // ctx was done already
+		e.closing = append(e.closing, p)
+	}
+	start := !e.running
+	e.running = true
+	e.mu.Unlock()
+	if start {
+		go e.run()
+	}
+	// Edge-triggered: the add itself reports what is ready now.
+	for i := range p.sides {
+		s := &p.sides[i]
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(s.fd), Pad: s.gen}
+		if err := unix.EpollCtl(e.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+			e.requestCloseErr(p, os.NewSyscallError("epoll_ctl", err))
+			return
+		}
+	}
+}
+
+// requestClose ends a pair from another goroutine (shutdown).
+func (e *engine) requestClose(p *loopPair) { e.requestCloseErr(p, nil) }
+
+// requestCloseErr queues p to be ended by its loop: with err, as aborted
+// (its registration failed), else as shut down.
+func (e *engine) requestCloseErr(p *loopPair, err error) {
+	e.mu.Lock()
+	if err != nil && p.regErr == nil {
+		p.regErr = err
+	}
+	queue := !p.closeQ && p.added // not added yet: add queues it
+	p.closeQ = true
+	if queue {
+		e.closing = append(e.closing, p)
+	}
+	e.mu.Unlock()
+	if queue {
+		one := [8]byte{1}
+		_, _ = unix.Write(e.wake, one[:])
+	}
+}
+
+// run is the loop goroutine: it waits on Go's poller for the epoll set,
+// handles what is ready, fires timers, and returns once no pair is left.
+func (e *engine) run() {
+	e.deadline = time.Time{}
+	_ = e.file.SetReadDeadline(time.Time{})
+	for {
+		e.now = time.Now()
+		e.wheel.advance(e.now, e.fire)
+		e.mu.Lock()
+		if e.live == 0 && len(e.fresh) == 0 && len(e.closing) == 0 {
+			e.running = false
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
+		if next, ok := e.wheel.next(); ok != !e.deadline.IsZero() || ok && !next.Equal(e.deadline) {
+			if !ok {
+				next = time.Time{}
+			}
+			e.deadline = next
+			_ = e.file.SetReadDeadline(next)
+		}
+		err := e.rc.Read(e.poll)
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			// The epoll file is never closed: this cannot happen, and
+			// looping on it would spin.
+			panic("copy: event loop: " + err.Error())
+		}
+	}
+}
+
+// poll takes what epoll has ready without blocking and handles it, then
+// the pairs that had spent their budget. It returns false to park until
+// the epoll set is readable or the deadline passes, true to go round the
+// loop first (timers, exit, more work).
+func (e *engine) poll(fd uintptr) bool {
+	n, err := unix.EpollWait(int(fd), e.events, 0)
+	if err != nil {
+		return true // EINTR: try again
+	}
+	e.now = time.Now()
+	e.dispatch(e.events[:n])
+	if len(e.again) > 0 {
+		e.again, e.spare = e.spare[:0], e.again
+		for _, p := range e.spare {
+			p.queued = false
+			e.service(p)
+		}
+	}
+	if n == len(e.events) || len(e.again) > 0 {
+		return true
+	}
+	e.mu.Lock()
+	live := e.live
+	e.mu.Unlock()
+	next, ok := e.wheel.next()
+	// Go round unless nothing changed for the loop: it must exit, or
+	// wait for a timer earlier than the deadline it parks with.
+	return live == 0 || ok && (e.deadline.IsZero() || next.Before(e.deadline))
+}
+
+// dispatch handles one batch of events.
+func (e *engine) dispatch(events []unix.EpollEvent) {
+	e.batch = e.batch[:0]
+	e.mu.Lock()
+	fresh, closing := e.fresh, e.closing
+	e.fresh, e.closing = nil, nil
+	regErrs := make([]error, len(closing))
+	for i, p := range closing {
+		regErrs[i] = p.regErr
+	}
+	for i := range events {
+		ev := &events[i]
+		var s *side
+		if fd := int(ev.Fd); ev.Pad != -1 && fd < len(e.sides) && e.sides[fd] != nil && e.sides[fd].gen == ev.Pad {
+			s = e.sides[fd]
+		}
+		e.batch = append(e.batch, s)
+	}
+	e.mu.Unlock()
+
+	for _, p := range fresh {
+		p.active = e.now
+		e.rearm(p)
+	}
+	for i, s := range e.batch {
+		ev := events[i].Events
+		if events[i].Pad == -1 {
+			var b [8]byte
+			_, _ = unix.Read(e.wake, b[:])
+			continue
+		}
+		if s == nil || s.p.closed {
+			continue
+		}
+		if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			s.readable = true
+		}
+		if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			s.writable = true
+		}
+		e.service(s.p)
+	}
+	for i, p := range closing {
+		if err := regErrs[i]; err != nil {
+			e.abort(p, err)
+		} else {
+			e.close(p, EndShutdown, nil)
+		}
+	}
+}
+
+// budget is how many bytes one direction may move before the loop turns to
+// other connections: fairness between a bulk transfer and the rest.
+const budget = 2 << 20
+
+// service moves what both directions of p can move now.
+func (e *engine) service(p *loopPair) {
+	for dir := range 2 {
+		if p.closed {
+			return
+		}
+		e.pump(p, dir)
+	}
+}
+
+// pump moves bytes from side dir to the other side until the source has
+// nothing ready, the destination is full, the budget is spent, or the
+// direction or the pair ends.
+func (e *engine) pump(p *loopPair, dir int) {
+	src, dst, f := &p.sides[dir], &p.sides[1-dir], &p.flows[dir]
+	moved := 0
+	for {
+		if f.pending() {
+			if !dst.writable {
+				return
+			}
+			n, err := e.flush(f, dst.fd)
+			if err == unix.EAGAIN {
+				dst.writable = false
+				return
+			}
+			if err != nil {
+				e.abort(p, os.NewSyscallError("write", err))
+				return
+			}
+			f.written += int64(n)
+			p.active, p.sampled = e.now, false
+			continue
+		}
+		if f.finished || !src.readable {
+			return
+		}
+		if moved >= budget {
+			if !p.queued {
+				p.queued = true
+				e.again = append(e.again, p)
+			}
+			return
+		}
+		n, err := e.fill(p, f, src.fd)
+		switch {
+		case err == unix.EAGAIN:
+			src.readable = false
+			return
+		case err != nil:
+			e.abort(p, os.NewSyscallError("read", err))
+			return
+		case n == 0:
+			e.finish(p, dir)
+			return
+		}
+		moved += n
+		p.active, p.sampled = e.now, false
+	}
+}
+
+// fill reads what src has ready into the direction's buffer or pipe.
+func (e *engine) fill(p *loopPair, f *flow, fd int) (int, error) {
+	if p.splice && !f.fellBack {
+		if f.pipe == nil {
+			pp, err := getPipe()
+			if err != nil {
+				n := spliceFallbacks.Add(1)
+				p.logger.Warn("loopsplice: no pipe can be made; this direction copies through user space",
+					"err", err, "splice_fallbacks_total", n, "src", p.peer[p.dirOf(f)], "dst", p.peer[1-p.dirOf(f)])
+				f.fellBack = true
+				return e.fill(p, f, fd)
+			}
+			f.pipe = pp
+		}
+		n, err := unix.Splice(fd, nil, f.pipe.w, nil, pipeSize, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		if err == unix.EINTR {
+			return e.fill(p, f, fd)
+		}
+		if err != nil || n <= 0 {
+			putPipe(f.pipe) // empty: it is flushed before every fill
+			f.pipe = nil
+			return 0, err
+		}
+		f.inPipe = int(n)
+		return int(n), nil
+	}
+	if f.buf == nil {
+		f.buf = e.getBuf(p.opts.bufferSize())
+	}
+	n, err := unix.Read(fd, f.buf)
+	if err == unix.EINTR {
+		return e.fill(p, f, fd)
+	}
+	if err != nil || n <= 0 {
+		e.putBuf(f.buf)
+		f.buf = nil
+		return 0, err
+	}
+	f.off, f.n = 0, n
+	return n, nil
+}
+
+// flush writes what waits in the direction's buffer or pipe to dst.
+func (e *engine) flush(f *flow, fd int) (int, error) {
+	if f.inPipe > 0 {
+		n, err := unix.Splice(f.pipe.r, nil, fd, nil, f.inPipe, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		if err == unix.EINTR {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return 0, errors.New("splice wrote nothing")
+		}
+		f.inPipe -= int(n)
+		if f.inPipe == 0 {
+			putPipe(f.pipe)
+			f.pipe = nil
+		}
+		return int(n), nil
+	}
+	n, err := unix.Write(fd, f.buf[f.off:f.n])
+	if err == unix.EINTR {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	f.off += n
+	if f.off == f.n {
+		e.putBuf(f.buf)
+		f.buf, f.off, f.n = nil, 0, 0
+	}
+	return n, nil
+}
+
+func (p *loopPair) dirOf(f *flow) int {
+	if f == &p.flows[0] {
+		return 0
+	}
+	return 1
+}
+
+// getBuf and putBuf keep a few spare buffers of the loop's: a buffer is
+// held only from a read to the end of its write.
+func (e *engine) getBuf(size int) []byte {
+	for i := len(e.bufs) - 1; i >= 0; i-- {
+		if b := e.bufs[i]; len(b) == size {
+			e.bufs = append(e.bufs[:i], e.bufs[i+1:]...)
+			return b
+		}
+	}
+	return make([]byte, size)
+}
+
+const spareBufs = 16
+
+func (e *engine) putBuf(b []byte) {
+	if b != nil && len(e.bufs) < spareBufs {
+		e.bufs = append(e.bufs, b)
+	}
+}
+
+// finish passes a direction's FIN on, and ends the pair when both are done.
+func (e *engine) finish(p *loopPair, dir int) {
+	p.flows[dir].finished = true
+	_ = unix.Shutdown(p.sides[1-dir].fd, unix.SHUT_WR)
+	if p.flows[0].finished && p.flows[1].finished {
+		e.close(p, EndDone, nil)
+		return
+	}
+	p.active = e.now
+	e.rearm(p)
+}
+
+// abort ends a pair after an error such as a reset. A side whose outgoing
+// direction has not finished is closed with a reset (SO_LINGER 0), so the
+// RST travels on; a side already sent its FIN is closed gracefully.
+func (e *engine) abort(p *loopPair, err error) {
+	if p.closed {
+		return
+	}
+	for dir := range 2 {
+		// The side written by direction dir is 1-dir.
+		if !p.flows[dir].finished {
+			_ = unix.SetsockoptLinger(p.sides[1-dir].fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		}
+	}
+	e.close(p, EndReset, err)
+}
+
+// close ends a pair: its sockets are closed (which takes them out of the
+// epoll set), its buffers and pipes given back, and done called.
+func (e *engine) close(p *loopPair, reason string, err error) {
+	if p.closed {
+		return
+	}
+	p.closed = true
+	e.wheel.remove(p)
+	e.mu.Lock()
+	for i := range p.sides {
+		if s := &p.sides[i]; e.sides[s.fd] == s {
+			e.sides[s.fd] = nil
+		}
+	}
+	e.live--
+	e.mu.Unlock()
+	for i := range p.sides {
+		_ = unix.Close(p.sides[i].fd)
+	}
+	for i := range p.flows {
+		f := &p.flows[i]
+		if f.buf != nil {
+			e.putBuf(f.buf)
+			f.buf = nil
+		}
+		if f.pipe != nil {
+			if f.inPipe == 0 {
+				putPipe(f.pipe)
+			} else {
+				f.pipe.close() // holds bytes nobody will read
+			}
+			f.pipe = nil
+		}
+	}
+	if p.stop != nil {
+		p.stop()
+	}
+	p.done(PairResult{Sent: p.flows[client0].written, Received: p.flows[backend1].written, End: reason, Err: err})
+}
+
+// limit is the idle time allowed now, and whether any applies.
+func (p *loopPair) limit() (time.Duration, bool) {
+	limit, timed := time.Duration(0), false
+	if p.opts.IdleTimeout > 0 {
+		limit, timed = p.opts.IdleTimeout, true
+	}
+	if (p.flows[0].finished || p.flows[1].finished) && p.opts.TerminationDelay >= 0 {
+		if !timed || p.opts.TerminationDelay < limit {
+			limit = p.opts.TerminationDelay
+		}
+		timed = true
+	}
+	return limit, timed
+}
+
+// reason names the limit that is running out.
+func (p *loopPair) reason() string {
+	if (p.flows[0].finished || p.flows[1].finished) && p.opts.TerminationDelay >= 0 &&
+		(p.opts.IdleTimeout <= 0 || p.opts.TerminationDelay <= p.opts.IdleTimeout) {
+		return EndTermination
+	}
+	return EndIdle
+}
+
+// rearm (re)schedules p's timer for the limit that applies now.
+func (e *engine) rearm(p *loopPair) {
+	p.sampled = false
+	limit, timed := p.limit()
+	if !timed {
+		e.wheel.remove(p)
+		return
+	}
+	if limit == 0 {
+		e.close(p, p.reason(), nil)
+		return
+	}
+	e.wheel.schedule(p, p.active.Add(limit))
+}
+
+// fire is p's timer. The pair is idle when this loop moved none of its
+// bytes for the limit and the kernel's progress counters of both sockets
+// (bytes received plus bytes the peer acknowledged) stood still over a
+// check: bytes queued earlier and still draining towards a slow peer count
+// as movement, as proxy/tcp's watchdog counts them.
+func (e *engine) fire(p *loopPair) {
+	if p.closed {
+		return
+	}
+	limit, timed := p.limit()
+	if !timed {
+		return
+	}
+	if e.now.Sub(p.active) < limit {
+		e.wheel.schedule(p, p.active.Add(limit))
+		return
+	}
+	c := p.counters()
+	switch {
+	case !p.sampled:
+		p.seen, p.sampled = c, true
+		e.wheel.schedule(p, e.now.Add(max(limit/8, time.Millisecond)))
+	case c != p.seen:
+		p.seen, p.active = c, e.now
+		e.wheel.schedule(p, e.now.Add(limit))
+	default:
+		e.close(p, p.reason(), nil)
+	}
+}
+
+// counters sums the kernel's progress counters of both sockets.
+func (p *loopPair) counters() uint64 {
+	var sum uint64
+	for i := range p.sides {
+		if info, err := unix.GetsockoptTCPInfo(p.sides[i].fd, unix.SOL_TCP, unix.TCP_INFO); err == nil {
+			sum += info.Bytes_received + info.Bytes_acked
+		}
+	}
+	return sum
+}
+
+// wheel is a hashed timer wheel of 1 ms ticks: scheduling and removing are
+// O(1), and a pair's timer is moved only when it fires (activity just
+// moves the pair's active time), so a busy connection costs the wheel
+// nothing.
+type wheel struct {
+	origin time.Time
+	cur    int64 // the last tick handled
+	n      int
+	slots  [wheelSlots]*loopPair
+}
+
+const (
+	wheelSlots = 1024
+	wheelTick  = time.Millisecond
+)
+
+func newWheel(now time.Time) wheel { return wheel{origin: now} }
+
+func (w *wheel) tickOf(t time.Time) int64 { return int64(t.Sub(w.origin) / wheelTick) }
+
+func (w *wheel) schedule(p *loopPair, due time.Time) {
+	w.remove(p)
+	t := w.tickOf(due)
+	if due.After(w.origin.Add(time.Duration(t) * wheelTick)) {
+		t++ // never early
+	}
+	t = max(t, w.cur+1)
+	slot := t % wheelSlots
+	p.wtick, p.inWheel, p.wprev, p.wnext = t, true, nil, w.slots[slot]
+	if p.wnext != nil {
+		p.wnext.wprev = p
+	}
+	w.slots[slot] = p
+	w.n++
+}
+
+func (w *wheel) remove(p *loopPair) {
+	if !p.inWheel {
+		return
+	}
+	if p.wprev != nil {
+		p.wprev.wnext = p.wnext
+	} else {
+		w.slots[p.wtick%wheelSlots] = p.wnext
+	}
+	if p.wnext != nil {
+		p.wnext.wprev = p.wprev
+	}
+	p.wprev, p.wnext, p.inWheel = nil, nil, false
+	w.n--
+}
+
+// advance fires every timer due by now.
+func (w *wheel) advance(now time.Time, fire func(*loopPair)) {
+	target := w.tickOf(now)
+	if w.n == 0 || target <= w.cur {
+		w.cur = max(w.cur, target)
+		return
+	}
+	steps := min(target-w.cur, wheelSlots)
+	for i := int64(1); i <= steps; i++ {
+		for p := w.slots[(w.cur+i)%wheelSlots]; p != nil; {
+			next := p.wnext
+			if p.wtick <= target {
+				w.remove(p)
+				fire(p)
+			}
+			p = next
+		}
+	}
+	w.cur = target
+}
+
+// next is when the earliest non-empty slot comes round.
+func (w *wheel) next() (time.Time, bool) {
+	if w.n == 0 {
+		return time.Time{}, false
+	}
+	for i := int64(1); i <= wheelSlots; i++ {
+		if w.slots[(w.cur+i)%wheelSlots] != nil {
+			return w.origin.Add(time.Duration(w.cur+i) * wheelTick), true
+		}
+	}
+	return time.Time{}, false
+}

@@ -1,0 +1,247 @@
+package copy
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The timer wheel fires each timer once, never early, in the tick it is
+// due, and a removed or rescheduled timer does not fire at its old time.
+func TestWheelFiresOnTimeAndOnce(t *testing.T) {
+	origin := time.Unix(1000, 0)
+	ms := time.Millisecond
+	tests := []struct {
+		name   string
+		due    []time.Duration // one pair each
+		remove []int           // pairs removed before advancing
+		moveTo map[int]time.Duration
+		at     time.Duration // advance to
+		fired  []int
+	}{
+		{"none due yet", []time.Duration{5 * ms, 9 * ms}, nil, nil, 4 * ms, nil},
+		{"due ones fire", []time.Duration{5 * ms, 9 * ms, 3 * ms}, nil, nil, 5 * ms, []int{2, 0}},
+		{"a fraction of a tick is not early", []time.Duration{5*ms + 1}, nil, nil, 5 * ms, nil},
+		{"removed never fires", []time.Duration{2 * ms, 3 * ms}, []int{0}, nil, 10 * ms, []int{1}},
+		{"rescheduled fires at its new time", []time.Duration{2 * ms}, nil, map[int]time.Duration{0: 20 * ms}, 10 * ms, nil},
+		{"beyond one turn of the wheel", []time.Duration{wheelSlots*ms + 7*ms, 7 * ms}, nil, nil, 8 * ms, []int{1}},
+		{"a long sleep fires everything due", []time.Duration{wheelSlots*ms + 7*ms, 7 * ms}, nil, nil, 3 * wheelSlots * ms, []int{1, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWheel(origin)
+			pairs := make([]*loopPair, len(tt.due))
+			for i, d := range tt.due {
+				pairs[i] = &loopPair{}
+				w.schedule(pairs[i], origin.Add(d))
+			}
+			for _, i := range tt.remove {
+				w.remove(pairs[i])
+			}
+			for i, d := range tt.moveTo {
+				w.schedule(pairs[i], origin.Add(d))
+			}
+			var fired []int
+			w.advance(origin.Add(tt.at), func(p *loopPair) {
+				for i := range pairs {
+					if pairs[i] == p {
+						fired = append(fired, i)
+					}
+				}
+			})
+			assert.ElementsMatch(t, tt.fired, fired)
+			for _, i := range fired {
+				assert.False(t, pairs[i].inWheel, "a fired timer is out of the wheel")
+			}
+			assert.Equal(t, len(tt.due)-len(tt.remove)-len(fired), w.n, "timers left")
+			if w.n > 0 {
+				next, ok := w.next()
+				require.True(t, ok)
+				assert.True(t, next.After(origin.Add(tt.at)), "the next wake-up is in the future")
+			}
+		})
+	}
+}
+
+// loopRelay is a client and a backend with a taken-over pair between them.
+type loopRelay struct {
+	client, backend *net.TCPConn
+	done            chan PairResult
+}
+
+func takeOver(t *testing.T, s PairStrategy, ctx context.Context, opts PairOptions) *loopRelay {
+	t.Helper()
+	r := &loopRelay{done: make(chan PairResult, 1)}
+	var front, back *net.TCPConn
+	r.client, front = loopbackPair(t)
+	back, r.backend = loopbackPair(t)
+	require.NoError(t, s.TakeOver(ctx, front, back, opts, func(res PairResult) { r.done <- res }))
+	return r
+}
+
+func (r *loopRelay) result(t *testing.T) PairResult {
+	t.Helper()
+	select {
+	case res := <-r.done:
+		return res
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pair did not end")
+		return PairResult{}
+	}
+}
+
+func loopbackPair(t *testing.T) (a, b *net.TCPConn) {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	defer ln.Close()
+	a, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
+	require.NoError(t, err)
+	b, err = ln.AcceptTCP()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() })
+	return a, b
+}
+
+func loopStrategies(t *testing.T) []PairStrategy {
+	var out []PairStrategy
+	for _, name := range Names() {
+		s, err := Lookup(name)
+		require.NoError(t, err)
+		if ps, ok := s.(PairStrategy); ok {
+			out = append(out, ps)
+		}
+	}
+	require.Len(t, out, 2, "loop and loopsplice")
+	return out
+}
+
+// countFDs counts this process's open fds whose link starts with prefix.
+func countFDs(t *testing.T, prefix string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	n := 0
+	for _, e := range entries {
+		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(link, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// What idle taken-over connections cost after bytes crossed them both
+// ways: no goroutine each (one loop goroutine for all), no pipe, and the
+// two sockets; when the last one ends, the loop goroutine is gone too.
+func TestLoopIdleConnectionsHoldNoGoroutineNoPipe(t *testing.T) {
+	const conns = 50
+	for _, s := range loopStrategies(t) {
+		t.Run(s.Name(), func(t *testing.T) {
+			warm := takeOver(t, s, context.Background(), PairOptions{TerminationDelay: -1})
+			exchangeLoop(t, warm)
+			goroutines, pipes := runtime.NumGoroutine(), countFDs(t, "pipe:")
+			var relays []*loopRelay
+			for range conns {
+				r := takeOver(t, s, context.Background(), PairOptions{TerminationDelay: -1})
+				exchangeLoop(t, r)
+				relays = append(relays, r)
+			}
+			// One loop per GOMAXPROCS for all of them; the warm one started one.
+			assert.LessOrEqual(t, runtime.NumGoroutine()-goroutines, runtime.GOMAXPROCS(0)-1, "goroutines held by %d idle connections", conns)
+			assert.LessOrEqual(t, countFDs(t, "pipe:")-pipes, 4, "pipe fds held by %d idle connections (the shared pool may keep a few)", conns)
+			for _, r := range append(relays, warm) {
+				require.NoError(t, r.client.Close())
+				require.NoError(t, r.backend.Close())
+				res := r.result(t)
+				assert.Equal(t, EndDone, res.End)
+				assert.Equal(t, int64(5), res.Sent)
+				assert.Equal(t, int64(5), res.Received)
+			}
+		})
+	}
+}
+
+func exchangeLoop(t *testing.T, r *loopRelay) {
+	t.Helper()
+	buf := make([]byte, 5)
+	_, err := r.client.Write([]byte("hello"))
+	require.NoError(t, err)
+	_, err = io.ReadFull(r.backend, buf)
+	require.NoError(t, err)
+	_, err = r.backend.Write([]byte("world"))
+	require.NoError(t, err)
+	_, err = io.ReadFull(r.client, buf)
+	require.NoError(t, err)
+}
+
+// A cancelled context ends a pair at once, as shutdown, whether it is
+// cancelled before the take-over or during it.
+func TestLoopContextEndsThePair(t *testing.T) {
+	for _, s := range loopStrategies(t) {
+		for _, before := range []bool{true, false} {
+			t.Run(s.Name()+map[bool]string{true: "/cancelled before", false: "/cancelled during"}[before], func(t *testing.T) {
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				if before {
+					cancel()
+				}
+				r := takeOver(t, s, ctx, PairOptions{TerminationDelay: -1})
+				if !before {
+					exchangeLoop(t, r)
+					cancel()
+				}
+				res := r.result(t)
+				assert.Equal(t, EndShutdown, res.End)
+				assert.NoError(t, res.Err)
+				_ = r.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+				_, err := r.client.Read(make([]byte, 1))
+				assert.Error(t, err, "the client's connection is closed")
+			})
+		}
+	}
+}
+
+// A bulk transfer does not starve a small exchange on the same loop: the
+// byte budget hands the loop to other connections.
+func TestLoopBulkDoesNotStarveOthers(t *testing.T) {
+	for _, s := range loopStrategies(t) {
+		t.Run(s.Name(), func(t *testing.T) {
+			bulk := takeOver(t, s, context.Background(), PairOptions{TerminationDelay: -1})
+			small := takeOver(t, s, context.Background(), PairOptions{TerminationDelay: -1})
+			stop := make(chan struct{})
+			go func() { _, _ = io.Copy(io.Discard, bulk.backend) }()
+			go func() {
+				buf := make([]byte, 256<<10)
+				for {
+					select {
+					case <-stop:
+						_ = bulk.client.CloseWrite()
+						return
+					default:
+					}
+					if _, err := bulk.client.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			for range 20 {
+				exchangeLoop(t, small)
+			}
+			close(stop)
+			require.NoError(t, small.client.Close())
+			require.NoError(t, small.backend.Close())
+			assert.Equal(t, int64(100), small.result(t).Sent)
+			require.NoError(t, bulk.backend.Close())
+			require.NoError(t, bulk.client.Close())
+			bulk.result(t)
+		})
+	}
+}
