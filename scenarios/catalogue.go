@@ -48,6 +48,10 @@ type Profile struct {
 	Count       int      `yaml:"count"`
 	Duration    Duration `yaml:"duration"`
 	IdleConns   int      `yaml:"idle_conns"`
+	// LeaveOut are designs a run of this profile skips unless --target
+	// names them, and LeaveOutWhy says why (kept within its time).
+	LeaveOut    []string `yaml:"leave_out"`
+	LeaveOutWhy string   `yaml:"leave_out_why"`
 }
 
 // Scenario is one measured situation.

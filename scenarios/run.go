@@ -190,6 +190,9 @@ func (p *plan) specFor(t target.Target) target.Spec {
 // in a shuffled order, then the traced ones, then the conformance matrix
 // when asked for.
 func (p *plan) measure(ctx context.Context, res *report.Results, designs []*running) error {
+	if p.leftOut != "" {
+		res.Notes = append(res.Notes, p.leftOut)
+	}
 	idleConns := p.profile.IdleConns
 	// Six fds per connection is the most a design here needs (splice: two
 	// sockets and two pipes); the hard limit cannot be raised by a process

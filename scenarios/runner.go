@@ -97,6 +97,8 @@ type plan struct {
 	bes       *backends // set once started
 	// hists merges each design's latency histograms over the rounds.
 	hists map[histKey]*hdrhistogram.Histogram
+	// leftOut is the note saying which designs the profile left out.
+	leftOut string
 	// idleConns is how many idle connections tcp-idle opens (the
 	// profile's, or fewer when the fd limit says so).
 	idleConns int
@@ -135,6 +137,15 @@ func prepare(opts Options) (*plan, error) {
 	names, err := target.Select(opts.Targets, opts.Designs, opts.PeerBins)
 	if err != nil {
 		return nil, err
+	}
+	for _, n := range p.profile.LeaveOut {
+		if _, err := target.Lookup(n); err != nil {
+			return nil, fmt.Errorf("scenario catalogue: profile %s: leave_out: %w", opts.Profile, err)
+		}
+	}
+	if len(opts.Targets) == 0 && len(p.profile.LeaveOut) > 0 {
+		names = slices.DeleteFunc(names, func(n string) bool { return slices.Contains(p.profile.LeaveOut, n) })
+		p.leftOut = fmt.Sprintf("profile %s leaves out %s (%s): --target runs any of them", opts.Profile, strings.Join(p.profile.LeaveOut, ", "), p.profile.LeaveOutWhy)
 	}
 	if !slices.Contains(names, report.Direct) {
 		names = append([]string{report.Direct}, names...) // every run measures the baseline

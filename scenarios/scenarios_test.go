@@ -435,3 +435,40 @@ func TestDesignFilesEndToEnd(t *testing.T) {
 	require.ErrorAs(t, err, &bi)
 	assert.Contains(t, err.Error(), "design "+bad+": command[0]")
 }
+
+// A profile's leave_out drops designs from the default selection only,
+// and says so; --target still runs them.
+func TestProfileLeavesOutOnlyByDefault(t *testing.T) {
+	cat, err := Load()
+	require.NoError(t, err)
+	left := cat.Profiles["standard"].LeaveOut
+	require.NotEmpty(t, left, "the standard profile leaves designs out to keep within its time")
+	tests := []struct {
+		name    string
+		targets []string
+		has     []string
+		note    bool
+	}{
+		{"default selection", nil, nil, true},
+		{"named with --target", left, left, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := prepare(Options{Profile: "standard", Targets: tt.targets, Out: t.TempDir()})
+			require.NoError(t, err)
+			var names []string
+			for _, d := range p.targets {
+				names = append(names, d.Name())
+			}
+			for _, n := range left {
+				assert.Equal(t, slices.Contains(tt.has, n), slices.Contains(names, n), n)
+			}
+			if tt.note {
+				assert.Contains(t, names, "l4proxy-loopsplice", "the rest of the default selection")
+				assert.Contains(t, p.leftOut, "--target runs any of them")
+			} else {
+				assert.Empty(t, p.leftOut)
+			}
+		})
+	}
+}
