@@ -28,8 +28,10 @@ import (
 //
 // Two strategies run on it. "loop" copies through a userspace buffer taken
 // only while bytes are ready and held only while a write is blocked (the
-// nginx and envoy answer); "loopsplice" splices through a pipe taken from
-// lazysplice's pool the same way (haproxy's).
+// nginx and envoy answer). "loopsplice" starts the same way, and once a
+// read fills the buffer it splices that direction through a pipe taken
+// from lazysplice's pool the same way (haproxy's pipes, splicing bulk
+// only): short exchanges never pay for a pipe.
 //
 // The loop's epoll descriptor is itself registered with Go's poller, so the
 // loop goroutine parks like any other goroutine waiting for a socket: it
@@ -138,6 +140,7 @@ type flow struct {
 	inPipe   int
 	finished bool // the source sent its FIN, passed on
 	written  int64
+	bulk     bool // a read filled the buffer: loopsplice splices from now on
 	fellBack bool // splice: no pipe could be made; copies through buf
 }
 
@@ -501,7 +504,7 @@ func (e *engine) pump(p *loopPair, dir int) {
 
 // fill reads what src has ready into the direction's buffer or pipe.
 func (e *engine) fill(p *loopPair, f *flow, fd int) (int, error) {
-	if p.splice && !f.fellBack {
+	if p.splice && f.bulk && !f.fellBack {
 		if f.pipe == nil {
 			pp, err := getPipe()
 			if err != nil {
@@ -538,6 +541,9 @@ func (e *engine) fill(p *loopPair, f *flow, fd int) (int, error) {
 		return 0, err
 	}
 	f.off, f.n = 0, n
+	if n == len(f.buf) {
+		f.bulk = true // a full buffer: splice from now on (loopsplice)
+	}
 	return n, nil
 }
 

@@ -1,0 +1,207 @@
+// Command crrcost measures what one new connection costs a design: the
+// connect-request-response-close loop of tcp-crr against an echo backend,
+// and for each design the connection rate, the design's own CPU time per
+// connection (utime + stime of its processes, from /proc) and, in a
+// separate run under strace -f, its syscalls per connection by name.
+//
+//	go run ./scripts/crrcost [-duration 3s] [-rounds 3] [design ...]
+//
+// The designs are l4bench's targets (default: l4proxy-splice, l4proxy-loop,
+// l4proxy-loopsplice, haproxy-splice, nginx), started by bench/target with
+// the configs a run writes; l4proxy is bin/l4proxy (make build). The
+// designs' rounds are interleaved. It answers where a design's time per
+// connection goes, next to haproxy's and nginx's; it is not a benchmark
+// with confidence intervals (l4bench run --scenario tcp-crr is).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/l4bench/l4bench/bench/backend"
+	"github.com/l4bench/l4bench/bench/load"
+	"github.com/l4bench/l4bench/bench/measure"
+	"github.com/l4bench/l4bench/bench/target"
+)
+
+func main() {
+	duration := flag.Duration("duration", 3*time.Second, "each round's load")
+	rounds := flag.Int("rounds", 3, "rounds per design, interleaved")
+	workers := flag.Int("workers", 2, "parallel connect loops (tcp-crr's)")
+	bin := flag.String("l4proxy", "bin/l4proxy", "the l4proxy binary")
+	flag.Parse()
+	designs := flag.Args()
+	if len(designs) == 0 {
+		designs = []string{"l4proxy-splice", "l4proxy-loop", "l4proxy-loopsplice", "haproxy-splice", "nginx"}
+	}
+	abs, err := filepath.Abs(*bin)
+	check(err)
+	target.L4ProxyPath = abs
+	echo, err := backend.Start(backend.Echo, "127.0.0.1:0", false, 0)
+	check(err)
+	defer echo.Close()
+	dir, err := os.MkdirTemp("", "crrcost")
+	check(err)
+	defer os.RemoveAll(dir)
+
+	type cost struct {
+		rates, cpu []float64 // conn/s, CPU µs per connection
+		calls      map[string]float64
+		total      float64
+	}
+	costs := map[string]*cost{}
+	for _, d := range designs {
+		costs[d] = &cost{}
+	}
+	for r := range *rounds {
+		for _, d := range designs {
+			rate, cpu, err := timed(d, dir, echo.Addr(), *duration, *workers)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "crrcost: %s round %d: %v\n", d, r+1, err)
+				continue
+			}
+			costs[d].rates = append(costs[d].rates, rate)
+			costs[d].cpu = append(costs[d].cpu, cpu)
+		}
+	}
+	for _, d := range designs {
+		calls, total, err := traced(d, dir, echo.Addr(), *duration, *workers)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "crrcost: %s under strace: %v\n", d, err)
+			continue
+		}
+		costs[d].calls, costs[d].total = calls, total
+	}
+
+	fmt.Printf("tcp-crr against an echo backend, %d connect loops, %d rounds of %s (median); syscalls from one run under strace -f\n\n", *workers, *rounds, *duration)
+	fmt.Println("| design | conn/s | design CPU per connection | syscalls per connection | the most frequent |")
+	fmt.Println("| --- | ---: | ---: | ---: | --- |")
+	for _, d := range designs {
+		c := costs[d]
+		if len(c.rates) == 0 {
+			continue
+		}
+		fmt.Printf("| %s | %.0f | %.0f µs | %.1f | %s |\n", d, median(c.rates), median(c.cpu), c.total, top(c.calls, 8))
+	}
+}
+
+// timed runs one round of the load against a fresh instance of d and
+// returns the connection rate and the design's CPU µs per connection.
+func timed(d, dir, echo string, dur time.Duration, workers int) (rate, cpuPerConn float64, err error) {
+	inst, err := start(d, dir, echo, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer inst.Stop()
+	before, err := measure.ReadProcs(inst.PIDs())
+	if err != nil {
+		return 0, 0, err
+	}
+	res, err := run(inst, dur, workers)
+	if err != nil {
+		return 0, 0, err
+	}
+	after, err := measure.ReadProcs(inst.PIDs())
+	if err != nil {
+		return 0, 0, err
+	}
+	used := after.CPUSeconds + after.ChildCPUSeconds - before.CPUSeconds - before.ChildCPUSeconds
+	return res.Rate(), used / float64(res.Conns) * 1e6, nil
+}
+
+// traced runs the load once with d under strace -f and returns its
+// syscalls per connection by name, and their total.
+func traced(d, dir, echo string, dur time.Duration, workers int) (map[string]float64, float64, error) {
+	strace, err := measure.StracePath()
+	if err != nil {
+		return nil, 0, err
+	}
+	out := filepath.Join(dir, d+".strace")
+	inst, err := start(d, dir, echo, []string{strace, "-f", "-qq", "-s", "0", "-o", out})
+	if err != nil {
+		return nil, 0, err
+	}
+	res, err := run(inst, dur, workers)
+	_ = inst.Stop()
+	if err != nil {
+		return nil, 0, err
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	prof, err := measure.ParseStrace(f)
+	if err != nil {
+		return nil, 0, err
+	}
+	per, total := map[string]float64{}, 0.0
+	for name, n := range prof.Calls {
+		per[name] = float64(n) / float64(res.Conns)
+		total += per[name]
+	}
+	return per, total, nil
+}
+
+func start(d, dir, echo string, wrap []string) (*target.Instance, error) {
+	t, err := target.Lookup(d)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.Check(); err != nil {
+		return nil, err
+	}
+	return t.Start(target.Spec{Dir: dir, Backends: map[string]string{backend.Echo: echo}, Wrap: wrap})
+}
+
+func run(inst *target.Instance, dur time.Duration, workers int) (load.CRRResult, error) {
+	addr, ok := inst.Addrs[backend.Echo]
+	if !ok {
+		return load.CRRResult{}, fmt.Errorf("%s has no echo entrypoint", inst.Target)
+	}
+	var o load.CRROptions
+	o.Addr, o.Duration, o.Workers = addr, dur, workers
+	return load.CRR(context.Background(), o)
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// top lists the n most frequent syscalls per connection.
+func top(calls map[string]float64, n int) string {
+	names := make([]string, 0, len(calls))
+	for k := range calls {
+		names = append(names, k)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if calls[names[i]] != calls[names[j]] {
+			return calls[names[i]] > calls[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	var parts []string
+	for _, k := range names[:min(n, len(names))] {
+		parts = append(parts, fmt.Sprintf("%s %.1f", k, calls[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crrcost:", err)
+		os.Exit(1)
+	}
+}
