@@ -360,23 +360,17 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 		}
 	}
 
-	if ps, ok := strategy.(copystrat.PairStrategy); ok {
-		// The strategy's own loop carries the connection from here; the
-		// grace period's end (dialContext) ends it, and done untracks it.
-		opts := copystrat.PairOptions{Options: up.Copy, IdleTimeout: p.IdleTimeout, TerminationDelay: up.terminationDelay()}
-		err := ps.TakeOver(p.dialContext(), client, backend, opts, func(r copystrat.PairResult) {
-			ended(r)
-			p.trackConn(client, false)
-			p.wg.Done()
-		})
-		if err != nil {
-			log(slog.LevelWarn, "cannot hand the connection over; closing it", "strategy", strategy.Name(), "err", err)
-			_ = client.SetLinger(0)
-			_ = client.Close()
-			_ = backend.Close()
-			return
-		}
-		handedOver = true
+	var ds copystrat.DirectionStrategy
+	switch s := strategy.(type) {
+	case copystrat.PairStrategy:
+		handedOver = p.handOver(s, client, backend, up, ended, log)
+		return
+	case copystrat.DirectionStrategy:
+		ds = s
+	default: // an Upstream built in code with a strategy of neither kind
+		log(slog.LevelError, "strategy is neither a DirectionStrategy nor a PairStrategy; closing the connection", "strategy", strategy.Name())
+		_ = client.Close()
+		_ = backend.Close()
 		return
 	}
 
@@ -387,7 +381,6 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 	}
 	tracked = pr
 
-	ds := strategy.(copystrat.DirectionStrategy) // Register admits no third kind
 	upCopier := ds.NewCopier(backend, client, up.Copy)
 	downCopier := ds.NewCopier(client, backend, up.Copy)
 
@@ -402,6 +395,27 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 
 	end, endErr := pr.result()
 	ended(copystrat.PairResult{Sent: sent, Received: received, End: end, Err: endErr})
+}
+
+// handOver gives the connection to a PairStrategy, whose own loop carries
+// it from here: the grace period's end (dialContext) ends it, and its done
+// logs the end and untracks it. It reports whether the strategy took it;
+// if not, both sockets are closed here.
+func (p *Proxy) handOver(ps copystrat.PairStrategy, client, backend *net.TCPConn, up *Upstream, ended func(copystrat.PairResult), log func(slog.Level, string, ...any)) bool {
+	opts := copystrat.PairOptions{Options: up.Copy, IdleTimeout: p.IdleTimeout, TerminationDelay: up.terminationDelay()}
+	err := ps.TakeOver(p.dialContext(), client, backend, opts, func(r copystrat.PairResult) {
+		ended(r)
+		p.trackConn(client, false)
+		p.wg.Done()
+	})
+	if err != nil {
+		log(slog.LevelWarn, "cannot hand the connection over; closing it", "strategy", ps.Name(), "err", err)
+		_ = client.SetLinger(0)
+		_ = client.Close()
+		_ = backend.Close()
+		return false
+	}
+	return true
 }
 
 // dial picks an upstream and connects to it, trying further servers when
