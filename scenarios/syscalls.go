@@ -171,12 +171,7 @@ func (p *plan) traceOne(ctx context.Context, s Scenario, d *running, name string
 	if err != nil {
 		return nil, 0, err
 	}
-	f, err := os.Open(out)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer f.Close()
-	prof, err := measure.ParseStrace(f)
+	prof, err := measure.ParseStraceFile(out)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"regexp"
 	"sort"
@@ -59,6 +60,16 @@ var (
 	resumedRe = regexp.MustCompile(`<\.\.\. ([a-z_0-9]+) resumed>`)
 	resultRe  = regexp.MustCompile(`\)\s+=\s+(-?\d+)`)
 )
+
+// ParseStraceFile parses the strace output file written with -o path.
+func ParseStraceFile(path string) (*Profile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ParseStrace(f)
+}
 
 // ParseStrace reads strace -f output (one call per line, as written with
 // -o) and counts calls, payload bytes and errors per syscall.

@@ -448,10 +448,7 @@ func TestSpliceFallbackIsVisible(t *testing.T) {
 // straceProfile parses the strace output file out and logs the profile.
 func straceProfile(t *testing.T, out string) *measure.Profile {
 	t.Helper()
-	f, err := os.Open(out)
-	require.NoError(t, err)
-	defer f.Close()
-	prof, err := measure.ParseStrace(f)
+	prof, err := measure.ParseStraceFile(out)
 	require.NoError(t, err)
 	t.Log(prof)
 	return prof

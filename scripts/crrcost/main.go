@@ -133,12 +133,7 @@ func traced(d, dir, echo string, dur time.Duration, workers int) (map[string]flo
 	if err != nil {
 		return nil, 0, err
 	}
-	f, err := os.Open(out)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer f.Close()
-	prof, err := measure.ParseStrace(f)
+	prof, err := measure.ParseStraceFile(out)
 	if err != nil {
 		return nil, 0, err
 	}
