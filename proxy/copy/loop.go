@@ -85,7 +85,7 @@ func (l Loop) TakeOver(ctx context.Context, client, backend *net.TCPConn, opts P
 	p := &loopPair{e: e, opts: opts, done: done, splice: l.splice, logger: logger}
 	p.sides[client0] = side{fd: cfd, p: p}
 	p.sides[backend1] = side{fd: bfd, p: p}
-	p.peer = [2]string{client.RemoteAddr().String(), backend.RemoteAddr().String()}
+	p.peer = [2]net.Addr{client.RemoteAddr(), backend.RemoteAddr()}
 	// The descriptors are ours now: Go's conns go (their close removes
 	// them from Go's poller and leaves the sockets open).
 	_ = client.Close()
@@ -155,7 +155,7 @@ type loopPair struct {
 	stop   func() bool
 	splice bool
 	logger *slog.Logger
-	peer   [2]string
+	peer   [2]net.Addr // for the fallback's warning
 
 	sides  [2]side
 	flows  [2]flow // indexed by the side they read from
@@ -510,7 +510,7 @@ func (e *engine) fill(p *loopPair, f *flow, fd int) (int, error) {
 			if err != nil {
 				n := spliceFallbacks.Add(1)
 				p.logger.Warn("loopsplice: no pipe can be made; this direction copies through user space",
-					"err", err, "splice_fallbacks_total", n, "src", p.peer[p.dirOf(f)], "dst", p.peer[1-p.dirOf(f)])
+					"err", err, "splice_fallbacks_total", n, "src", p.peer[p.dirOf(f)].String(), "dst", p.peer[1-p.dirOf(f)].String())
 				f.fellBack = true
 				return e.fill(p, f, fd)
 			}
