@@ -97,6 +97,10 @@ func (l Loop) TakeOver(ctx context.Context, client, backend *net.TCPConn, opts P
 	return nil
 }
 
+// loopPipe is where loopsplice takes its pipes: getPipe, replaced in a
+// test to run out of them.
+var loopPipe = getPipe
+
 // detach returns a close-on-exec duplicate of c's descriptor, which shares
 // its socket and its non-blocking mode.
 func detach(c *net.TCPConn) (int, error) {
@@ -506,7 +510,7 @@ func (e *engine) pump(p *loopPair, dir int) {
 func (e *engine) fill(p *loopPair, f *flow, fd int) (int, error) {
 	if p.splice && f.bulk && !f.fellBack {
 		if f.pipe == nil {
-			pp, err := getPipe()
+			pp, err := loopPipe()
 			if err != nil {
 				n := spliceFallbacks.Add(1)
 				p.logger.Warn("loopsplice: no pipe can be made; this direction copies through user space",

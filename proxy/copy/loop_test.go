@@ -1,6 +1,7 @@
 package copy
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // The timer wheel fires each timer once, never early, in the tick it is
@@ -244,4 +246,31 @@ func TestLoopBulkDoesNotStarveOthers(t *testing.T) {
 			bulk.result(t)
 		})
 	}
+}
+
+// When no pipe can be made, loopsplice copies that direction through user
+// space, every byte in order, and counts it as splice's fallback is.
+func TestLoopSpliceFallsBackVisibly(t *testing.T) {
+	loopPipe = func() (*pipe, error) { return nil, unix.EMFILE }
+	defer func() { loopPipe = getPipe }()
+	s, err := Lookup("loopsplice")
+	require.NoError(t, err)
+	before := SpliceFallbacks()
+	r := takeOver(t, s.(PairStrategy), context.Background(), PairOptions{TerminationDelay: -1})
+	data := make([]byte, 4<<20+7)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	go func() {
+		_, _ = r.client.Write(data)
+		_ = r.client.CloseWrite()
+	}()
+	got, err := io.ReadAll(r.backend)
+	require.NoError(t, err)
+	assert.Equal(t, len(data), len(got))
+	assert.True(t, bytes.Equal(data, got), "every byte, in order")
+	assert.Equal(t, int64(1), SpliceFallbacks()-before, "the bulk direction fell back once, counted")
+	require.NoError(t, r.backend.Close())
+	res := r.result(t)
+	assert.Equal(t, int64(len(data)), res.Sent)
 }
