@@ -181,3 +181,24 @@ udp:
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, "entryPoints.web.address", ce.Path)
 }
+
+// splitPath cuts an error's dotted path into keys and indexes, and ends on
+// any input: a "[" with no "]" is part of a key's name (the fuzzer found
+// one that looped forever, growing until the process was killed).
+func TestSplitPath(t *testing.T) {
+	tests := []struct {
+		path string
+		want []string
+	}{
+		{"a.b[2].c", []string{"a", "b", "[2]", "c"}},
+		{"tcp.routers[0][1]", []string{"tcp", "routers", "[0]", "[1]"}},
+		{"a.(x [y", []string{"a", "(x ", "[y"}},
+		{"[", []string{"["}},
+		{"", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			assert.Equal(t, tt.want, splitPath(tt.path))
+		})
+	}
+}

@@ -149,6 +149,11 @@ func splitPath(path string) []string {
 				p = p[i:]
 			default:
 				j := strings.Index(p, "]")
+				if j < 0 { // a "[" in a key's name, not an index
+					parts = append(parts, p)
+					p = ""
+					break
+				}
 				parts = append(parts, p[:j+1])
 				p = p[j+1:]
 			}
