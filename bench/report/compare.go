@@ -84,7 +84,8 @@ func VsDirect(rec, direct *Record) string {
 
 // Standing compares l4proxy's best design with every peer on each
 // (scenario, metric) that ranks designs, and says where it leads, trails
-// or ties, with the figures and p-values. Nothing is picked by hand: every
+// or ties, with the figures and p-values; a difference too small to show
+// in the figures is neither a lead nor a trail. Nothing is picked by hand: every
 // ranked metric of every scenario yields a line when l4proxy and at least
 // one peer were measured.
 func (r *Results) Standing() []string {
@@ -114,13 +115,18 @@ func (r *Results) Standing() []string {
 		if ours == nil || len(peers) == 0 {
 			continue
 		}
-		var leads, trails, ties []string
+		var leads, trails, ties, same []string
 		for _, p := range peers {
 			fig := fmt.Sprintf("%s %s, p=%.3f", p.Target, FormatValue(p.Median, p.Unit), stats.P(ours.Samples, p.Samples))
+			lead, trail := significantlyBetter(*ours, p), significantlyBetter(p, *ours)
 			switch {
-			case significantlyBetter(*ours, p):
+			case (lead || trail) && FormatValue(p.Median, p.Unit) == FormatValue(ours.Median, ours.Unit):
+				// A lead the figures cannot show (2.000 against 2.001
+				// fds per connection) is not called one.
+				same = append(same, fig)
+			case lead:
 				leads = append(leads, fig)
-			case significantlyBetter(p, *ours):
+			case trail:
 				trails = append(trails, fig)
 			default:
 				ties = append(ties, fig)
@@ -136,6 +142,9 @@ func (r *Results) Standing() []string {
 		}
 		if len(ties) > 0 {
 			parts = append(parts, "ties within noise with "+strings.Join(ties, "; "))
+		}
+		if len(same) > 0 {
+			parts = append(parts, "differs significantly but not at the precision shown from "+strings.Join(same, "; "))
 		}
 		out = append(out, line+" "+strings.Join(parts, "; ")+".")
 	}

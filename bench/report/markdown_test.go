@@ -53,6 +53,9 @@ func TestFindingsComeFromTheNumbers(t *testing.T) {
 	assert.Contains(t, text, "tcp-rr, rps: l4proxy's best, l4proxy-splice at 7611.8 req/s, ties within noise with haproxy-copy")
 	assert.Contains(t, text, "haproxy-splice-auto, which declares no data path, was `mixed` in syscalls-up", "a scenario's own findings are listed")
 	assert.NotContains(t, text, "fastest", "no winner word without a test")
+	// 2.000 against 2.001 fds per connection is significant, and invisible.
+	assert.Contains(t, text, "differs significantly but not at the precision shown from haproxy-splice 2.00, p=0.008")
+	assert.NotContains(t, text, "leads haproxy-splice 2.00")
 
 	// Change the numbers: the sentences follow.
 	for i := range r.Records {
