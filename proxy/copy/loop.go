@@ -683,26 +683,12 @@ func (e *engine) close(p *loopPair, reason string, err error) {
 
 // limit is the idle time allowed now, and whether any applies.
 func (p *loopPair) limit() (time.Duration, bool) {
-	limit, timed := time.Duration(0), false
-	if p.opts.IdleTimeout > 0 {
-		limit, timed = p.opts.IdleTimeout, true
-	}
-	if (p.flows[0].finished || p.flows[1].finished) && p.opts.TerminationDelay >= 0 {
-		if !timed || p.opts.TerminationDelay < limit {
-			limit = p.opts.TerminationDelay
-		}
-		timed = true
-	}
-	return limit, timed
+	return IdleLimit(p.opts.IdleTimeout, p.opts.TerminationDelay, p.flows[0].finished || p.flows[1].finished)
 }
 
 // reason names the limit that is running out.
 func (p *loopPair) reason() string {
-	if (p.flows[0].finished || p.flows[1].finished) && p.opts.TerminationDelay >= 0 &&
-		(p.opts.IdleTimeout <= 0 || p.opts.TerminationDelay <= p.opts.IdleTimeout) {
-		return EndTermination
-	}
-	return EndIdle
+	return IdleEnd(p.opts.IdleTimeout, p.opts.TerminationDelay, p.flows[0].finished || p.flows[1].finished)
 }
 
 // rearm (re)schedules p's timer for the limit that applies now.
@@ -754,8 +740,8 @@ func (e *engine) fire(p *loopPair) {
 func (p *loopPair) counters() uint64 {
 	var sum uint64
 	for i := range p.sides {
-		if info, err := unix.GetsockoptTCPInfo(p.sides[i].fd, unix.SOL_TCP, unix.TCP_INFO); err == nil {
-			sum += info.Bytes_received + info.Bytes_acked
+		if n, err := Progress(p.sides[i].fd); err == nil {
+			sum += n
 		}
 	}
 	return sum

@@ -67,25 +67,12 @@ func newPair(client, backend *net.TCPConn, idle, delay time.Duration) *pair {
 
 // limitLocked is the idle time allowed now, and whether any applies.
 func (p *pair) limitLocked() (time.Duration, bool) {
-	limit, timed := time.Duration(0), false
-	if p.idle > 0 {
-		limit, timed = p.idle, true
-	}
-	if (p.finished[up] || p.finished[down]) && p.delay >= 0 {
-		if !timed || p.delay < limit {
-			limit = p.delay
-		}
-		timed = true
-	}
-	return limit, timed
+	return copystrat.IdleLimit(p.idle, p.delay, p.finished[up] || p.finished[down])
 }
 
 // reasonLocked names the limit that is running out.
 func (p *pair) reasonLocked() string {
-	if (p.finished[up] || p.finished[down]) && p.delay >= 0 && (p.idle <= 0 || p.delay <= p.idle) {
-		return endTermination
-	}
-	return endIdle
+	return copystrat.IdleEnd(p.idle, p.delay, p.finished[up] || p.finished[down])
 }
 
 // counters sums the progress counters of both sockets.
