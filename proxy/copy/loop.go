@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -78,11 +77,7 @@ func (l Loop) TakeOver(ctx context.Context, client, backend *net.TCPConn, opts P
 		_ = unix.Close(cfd)
 		return err
 	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.Default()
-	}
-	p := &loopPair{e: e, opts: opts, done: done, splice: l.splice, logger: logger}
+	p := &loopPair{e: e, opts: opts, done: done, splice: l.splice}
 	p.sides[client0] = side{fd: cfd, p: p}
 	p.sides[backend1] = side{fd: bfd, p: p}
 	p.peer = [2]net.Addr{client.RemoteAddr(), backend.RemoteAddr()}
@@ -158,7 +153,6 @@ type loopPair struct {
 	done   func(PairResult)
 	stop   func() bool
 	splice bool
-	logger *slog.Logger
 	peer   [2]net.Addr // for the fallback's warning
 
 	sides  [2]side
@@ -489,7 +483,7 @@ func (e *engine) pump(p *loopPair, dir int) {
 			}
 			return
 		}
-		n, err := e.fill(p, f, src.fd)
+		n, err := e.fill(p, dir, src.fd)
 		switch {
 		case err == unix.EAGAIN:
 			src.readable = false
@@ -506,23 +500,22 @@ func (e *engine) pump(p *loopPair, dir int) {
 	}
 }
 
-// fill reads what src has ready into the direction's buffer or pipe.
-func (e *engine) fill(p *loopPair, f *flow, fd int) (int, error) {
+// fill reads what side dir has ready into the direction's buffer or pipe.
+func (e *engine) fill(p *loopPair, dir, fd int) (int, error) {
+	f := &p.flows[dir]
 	if p.splice && f.bulk && !f.fellBack {
 		if f.pipe == nil {
 			pp, err := loopPipe()
 			if err != nil {
-				n := spliceFallbacks.Add(1)
-				p.logger.Warn("loopsplice: no pipe can be made; this direction copies through user space",
-					"err", err, "splice_fallbacks_total", n, "src", p.peer[p.dirOf(f)].String(), "dst", p.peer[1-p.dirOf(f)].String())
+				noteFallback("loopsplice", p.opts.Logger, err, p.peer[dir], p.peer[1-dir])
 				f.fellBack = true
-				return e.fill(p, f, fd)
+				return e.fill(p, dir, fd)
 			}
 			f.pipe = pp
 		}
 		n, err := rawSplice(fd, f.pipe.w, pipeSize)
 		if err == unix.EINTR {
-			return e.fill(p, f, fd)
+			return e.fill(p, dir, fd)
 		}
 		if err != nil || n <= 0 {
 			putPipe(f.pipe) // empty: it is flushed before every fill
@@ -537,7 +530,7 @@ func (e *engine) fill(p *loopPair, f *flow, fd int) (int, error) {
 	}
 	n, err := rawIO(unix.SYS_READ, fd, f.buf)
 	if err == unix.EINTR {
-		return e.fill(p, f, fd)
+		return e.fill(p, dir, fd)
 	}
 	if err != nil || n <= 0 {
 		e.putBuf(f.buf)
@@ -584,13 +577,6 @@ func (e *engine) flush(f *flow, fd int) (int, error) {
 		f.buf, f.off, f.n = nil, 0, 0
 	}
 	return n, nil
-}
-
-func (p *loopPair) dirOf(f *flow) int {
-	if f == &p.flows[0] {
-		return 0
-	}
-	return 1
 }
 
 // getBuf and putBuf keep a few spare buffers of the loop's: a buffer is

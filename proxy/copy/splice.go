@@ -64,13 +64,19 @@ func SpliceFallbacks() int64 { return spliceFallbacks.Load() }
 // because no pipe could be made (cause), after counting it and saying so
 // in a warning, so that the fallback is never silent.
 func fallBack(strategy string, logger *slog.Logger, cause error, dst, src *net.TCPConn) (int64, error) {
+	noteFallback(strategy, logger, cause, src.RemoteAddr(), dst.RemoteAddr())
+	return readWriteLoop(dst, src, make([]byte, DefaultBufferSize))
+}
+
+// noteFallback counts a direction that copies through user space because
+// no pipe could be made, and says so in a warning.
+func noteFallback(strategy string, logger *slog.Logger, cause error, src, dst net.Addr) {
 	n := spliceFallbacks.Add(1)
 	if logger == nil {
 		logger = slog.Default()
 	}
 	logger.Warn(strategy+": no pipe can be made; this direction copies through user space",
-		"err", cause, "splice_fallbacks_total", n, "src", src.RemoteAddr().String(), "dst", dst.RemoteAddr().String())
-	return readWriteLoop(dst, src, make([]byte, DefaultBufferSize))
+		"err", cause, "splice_fallbacks_total", n, "src", src.String(), "dst", dst.String())
 }
 
 // pressureMargin: a connection whose socket fds are this close to the fd
