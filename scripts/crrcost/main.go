@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -28,6 +27,7 @@ import (
 	"github.com/l4bench/l4bench/bench/backend"
 	"github.com/l4bench/l4bench/bench/load"
 	"github.com/l4bench/l4bench/bench/measure"
+	"github.com/l4bench/l4bench/bench/stats"
 	"github.com/l4bench/l4bench/bench/target"
 )
 
@@ -88,7 +88,7 @@ func main() {
 		if len(c.rates) == 0 {
 			continue
 		}
-		fmt.Printf("| %s | %.0f | %.0f µs | %.1f | %s |\n", d, median(c.rates), median(c.cpu), c.total, top(c.calls, 8))
+		fmt.Printf("| %s | %.0f | %.0f µs | %.1f | %s |\n", d, stats.Median(c.rates), stats.Median(c.cpu), c.total, top(c.calls, 8))
 	}
 }
 
@@ -164,15 +164,6 @@ func run(inst *target.Instance, dur time.Duration, workers int) (load.CRRResult,
 	var o load.CRROptions
 	o.Addr, o.Duration, o.Workers = addr, dur, workers
 	return load.CRR(context.Background(), o)
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // top lists the n most frequent syscalls per connection.
