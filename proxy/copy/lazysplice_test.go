@@ -1,28 +1,21 @@
 package copy_test
 
 import (
-	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/l4bench/l4bench/internal/fdlimit"
 	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
 
 // pipeFDs counts this process's open pipe fds.
 func pipeFDs(t *testing.T) int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
+	n, err := fdlimit.Count("self", "pipe:")
 	require.NoError(t, err)
-	n := 0
-	for _, e := range entries {
-		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(link, "pipe:") {
-			n++
-		}
-	}
 	return n
 }
 

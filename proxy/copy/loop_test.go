@@ -5,14 +5,14 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/l4bench/l4bench/internal/fdlimit"
 	"golang.org/x/sys/unix"
 )
 
@@ -126,20 +126,6 @@ func loopStrategies(t *testing.T) []PairStrategy {
 	return out
 }
 
-// countFDs counts this process's open fds whose link starts with prefix.
-func countFDs(t *testing.T, prefix string) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	require.NoError(t, err)
-	n := 0
-	for _, e := range entries {
-		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(link, prefix) {
-			n++
-		}
-	}
-	return n
-}
-
 // What idle taken-over connections cost after bytes crossed them both
 // ways: no goroutine each (one loop goroutine for all), no pipe, and the
 // two sockets; when the last one ends, the loop goroutine is gone too.
@@ -149,7 +135,7 @@ func TestLoopIdleConnectionsHoldNoGoroutineNoPipe(t *testing.T) {
 		t.Run(s.Name(), func(t *testing.T) {
 			warm := takeOver(t, s, context.Background(), PairOptions{TerminationDelay: -1})
 			exchangeLoop(t, warm)
-			goroutines, pipes := runtime.NumGoroutine(), countFDs(t, "pipe:")
+			goroutines, pipes := runtime.NumGoroutine(), openPipes(t)
 			var relays []*loopRelay
 			for range conns {
 				r := takeOver(t, s, context.Background(), PairOptions{TerminationDelay: -1})
@@ -158,7 +144,7 @@ func TestLoopIdleConnectionsHoldNoGoroutineNoPipe(t *testing.T) {
 			}
 			// One loop per GOMAXPROCS for all of them; the warm one started one.
 			assert.LessOrEqual(t, runtime.NumGoroutine()-goroutines, runtime.GOMAXPROCS(0)-1, "goroutines held by %d idle connections", conns)
-			assert.LessOrEqual(t, countFDs(t, "pipe:")-pipes, 4, "pipe fds held by %d idle connections (the shared pool may keep a few)", conns)
+			assert.LessOrEqual(t, openPipes(t)-pipes, 4, "pipe fds held by %d idle connections (the shared pool may keep a few)", conns)
 			for _, r := range append(relays, warm) {
 				require.NoError(t, r.client.Close())
 				require.NoError(t, r.backend.Close())
@@ -273,4 +259,11 @@ func TestLoopSpliceFallsBackVisibly(t *testing.T) {
 	require.NoError(t, r.backend.Close())
 	res := r.result(t)
 	assert.Equal(t, int64(len(data)), res.Sent)
+}
+
+func openPipes(t *testing.T) int {
+	t.Helper()
+	n, err := fdlimit.Count("self", "pipe:")
+	require.NoError(t, err)
+	return n
 }

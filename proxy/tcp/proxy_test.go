@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/l4bench/l4bench/internal/fdlimit"
 	copystrat "github.com/l4bench/l4bench/proxy/copy"
 	"github.com/l4bench/l4bench/proxy/lb"
 )
@@ -629,9 +630,9 @@ func TestChurnLeavesNoLeak(t *testing.T) {
 }
 
 func countFDs(t *testing.T) int {
-	entries, err := os.ReadDir("/proc/self/fd")
+	n, err := fdlimit.Count("self", "")
 	require.NoError(t, err)
-	return len(entries)
+	return n
 }
 
 // TestMaxConns: over the cap a new connection is closed at once and
