@@ -7,6 +7,7 @@
 package lb
 
 import (
+	"iter"
 	"math/rand/v2"
 	"sync"
 )
@@ -87,6 +88,21 @@ type Picker[T any] interface {
 	// Size is the number of distinct leaves reachable, which bounds the
 	// attempts when a failed choice is retried with the next one.
 	Size() int
+	// All lists every choice Next can return (weight above 0, through
+	// nested services), without picking: a caller decides from it how it
+	// will serve, before the first pick.
+	All() iter.Seq[T]
+}
+
+// All implements Picker.
+func (b *Balancer[T]) All() iter.Seq[T] {
+	return func(yield func(T) bool) {
+		for _, it := range b.items {
+			if it.Weight > 0 && !yield(it.Item) {
+				return
+			}
+		}
+	}
 }
 
 // Size implements Picker: a balancer is a leaf service.
@@ -122,3 +138,16 @@ func (t *Tree[T]) Next() (T, bool) {
 
 // Size implements Picker.
 func (t *Tree[T]) Size() int { return t.size }
+
+// All implements Picker.
+func (t *Tree[T]) All() iter.Seq[T] {
+	return func(yield func(T) bool) {
+		for child := range t.b.All() {
+			for it := range child.All() {
+				if !yield(it) {
+					return
+				}
+			}
+		}
+	}
+}

@@ -73,3 +73,35 @@ func TestTreeProportions(t *testing.T) {
 	}
 	assert.Equal(t, map[string]int{"a1": 300, "a2": 300, "b1": 200}, got)
 }
+
+func TestAllListsWhatNextCanPickWithoutPicking(t *testing.T) {
+	tests := []struct {
+		name   string
+		picker Picker[string]
+		want   []string
+		first  string // what a fresh picker's Next returns first
+	}{
+		{"balancer", New([]Weighted[string]{{"a", 2}, {"b", 1}}, false), []string{"a", "b"}, "a"},
+		{"zero weight left out", New([]Weighted[string]{{"a", 0}, {"b", 1}}, false), []string{"b"}, "b"},
+		{"empty", New([]Weighted[string]{{"a", 0}}, false), nil, ""},
+		{"tree, nested", NewTree([]Weighted[Picker[string]]{
+			{New([]Weighted[string]{{"a1", 1}, {"a2", 1}}, false), 3},
+			{New([]Weighted[string]{{"b1", 1}}, false), 1},
+			{New([]Weighted[string]{{"c1", 1}}, false), 0},
+		}, false), []string{"a1", "a2", "b1"}, "a1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for it := range tt.picker.All() {
+				got = append(got, it)
+			}
+			assert.ElementsMatch(t, tt.want, got)
+			// Listing picked nothing: the first pick is what it would
+			// have been on a fresh picker.
+			first, ok := tt.picker.Next()
+			assert.Equal(t, tt.first != "", ok)
+			assert.Equal(t, tt.first, first)
+		})
+	}
+}
