@@ -191,6 +191,7 @@ func TestDataPathUnderStrace(t *testing.T) {
 	const payload = 32 << 20
 	type dataPathCase struct {
 		strategy string
+		s        copystrat.Strategy
 		extra    []string
 		verdict  string
 		header   bool // the client sends a PROXY v1 header first
@@ -201,12 +202,12 @@ func TestDataPathUnderStrace(t *testing.T) {
 		require.NoError(t, err)
 		require.Contains(t, []string{measure.VerdictSplice, measure.VerdictUserspace}, s.DataPath(),
 			"strategy %s declares a data path strace can check", name)
-		tests = append(tests, dataPathCase{name, nil, s.DataPath(), false})
+		tests = append(tests, dataPathCase{name, s, nil, s.DataPath(), false})
 		if s.DataPath() == copystrat.DataPathSplice {
 			tests = append(tests,
-				dataPathCase{name, []string{"--proxy-protocol", "2"}, s.DataPath(), false},
-				dataPathCase{name, []string{"--idle-timeout", "1s", "--termination-delay", "50ms"}, s.DataPath(), false},
-				dataPathCase{name, []string{"--accept-proxy-from", "127.0.0.0/8", "--proxy-protocol", "1"}, s.DataPath(), true})
+				dataPathCase{name, s, []string{"--proxy-protocol", "2"}, s.DataPath(), false},
+				dataPathCase{name, s, []string{"--idle-timeout", "1s", "--termination-delay", "50ms"}, s.DataPath(), false},
+				dataPathCase{name, s, []string{"--accept-proxy-from", "127.0.0.0/8", "--proxy-protocol", "1"}, s.DataPath(), true})
 		}
 	}
 	for _, tt := range tests {
@@ -216,7 +217,12 @@ func TestDataPathUnderStrace(t *testing.T) {
 			defer sink.Close()
 			out := filepath.Join(t.TempDir(), "strace.out")
 			args := append([]string{"--listen", "127.0.0.1:0", "--backend", sink.Addr(), "--strategy", tt.strategy}, tt.extra...)
-			p := startProxy(t, out, args...)
+			straceBin, err := measure.StracePath()
+			require.NoError(t, err)
+			// getpeername tells the two accept paths apart: Go's dial
+			// asks for the peer once connected, the event loop's own
+			// connect (the native path) never does.
+			p := startWrapped(t, append([]string{straceBin}, measure.StraceArgs(out, "getpeername")...), args...)
 			c, err := net.Dial("tcp", p.addr)
 			require.NoError(t, err)
 			if tt.header {
@@ -234,6 +240,11 @@ func TestDataPathUnderStrace(t *testing.T) {
 
 			prof := straceProfile(t, out)
 			assert.Equal(t, tt.verdict, prof.Verdict())
+			if _, connector := tt.s.(copystrat.Connector); connector && !tt.header {
+				assert.Zero(t, prof.Calls["getpeername"], "the native path: the loop connected, not Go's dial")
+			} else {
+				assert.NotZero(t, prof.Calls["getpeername"], "Go's dial")
+			}
 			if tt.verdict == measure.VerdictSplice {
 				// All but what arrived in the same read as a PROXY header,
 				// and (loopsplice) the reads before one filled its buffer.
@@ -310,18 +321,22 @@ func TestShutdownCancelsDialInFlight(t *testing.T) {
 	require.NoError(t, err)
 	defer bh.Close()
 	const grace = 500 * time.Millisecond
-	p := startProxy(t, "", "--listen", "127.0.0.1:0", "--backend", bh.Addr(),
-		"--dial-timeout", "30s", "--shutdown-grace", grace.String(), "--log-level", "debug")
-	c, err := net.Dial("tcp", p.addr)
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = c.Write([]byte("hello"))
-	require.NoError(t, err)
-	time.Sleep(200 * time.Millisecond) // accepted, dial under way
-	start := time.Now()
-	assert.Equal(t, 0, p.stop(t))
-	assert.Less(t, time.Since(start), grace+time.Second, "l4proxy waited on its dial past the grace")
-	assert.NotErrorIs(t, readEndWithin(c, time.Second), os.ErrDeadlineExceeded, "the waiting client was left open")
+	for _, strategy := range copystrat.Names() {
+		t.Run(strategy, func(t *testing.T) {
+			p := startProxy(t, "", "--listen", "127.0.0.1:0", "--backend", bh.Addr(), "--strategy", strategy,
+				"--dial-timeout", "30s", "--shutdown-grace", grace.String(), "--log-level", "debug")
+			c, err := net.Dial("tcp", p.addr)
+			require.NoError(t, err)
+			defer c.Close()
+			_, err = c.Write([]byte("hello"))
+			require.NoError(t, err)
+			time.Sleep(200 * time.Millisecond) // accepted, dial under way
+			start := time.Now()
+			assert.Equal(t, 0, p.stop(t))
+			assert.Less(t, time.Since(start), grace+time.Second, "l4proxy waited on its dial past the grace")
+			assert.NotErrorIs(t, readEndWithin(c, time.Second), os.ErrDeadlineExceeded, "the waiting client was left open")
+		})
+	}
 }
 
 // readEndWithin reads until the connection ends or d passes.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -17,11 +18,16 @@ import (
 )
 
 // Loop is the event-loop engine, the way haproxy, nginx and envoy work: no
-// goroutine per connection. proxy/tcp accepts, reads PROXY headers, dials
-// and writes the preamble in Go; then TakeOver keeps a descriptor of each
-// socket, closes the Go conns, and one loop per GOMAXPROCS, over its own
-// epoll set, copies both directions, passes half-closes and resets on, and
-// enforces the idle timeout and the termination delay with a timer wheel.
+// goroutine per connection. It takes a connection one of two ways. With
+// Connect, proxy/tcp gives it the client's descriptor straight from
+// accept(2) and the loop connects to the backend itself (non-blocking,
+// the connect timeout on its wheel, the preamble as the first bytes up).
+// With TakeOver, when proxy/tcp had work to do in Go first (a PROXY header
+// to read, a host name to resolve), it keeps a descriptor of each socket
+// of a dialled pair and closes the Go conns. Either way one loop per
+// GOMAXPROCS, over its own epoll set, copies both directions, passes
+// half-closes and resets on, and enforces the idle timeout and the
+// termination delay with a timer wheel.
 // An idle connection costs its two sockets, their epoll entries and one
 // small struct: no goroutine stack, no buffer, no pipe.
 //
@@ -39,7 +45,7 @@ import (
 // next one; the descriptors stay.
 type Loop struct{ splice bool }
 
-var _ PairStrategy = Loop{}
+var _ Connector = Loop{}
 
 func init() {
 	Register(Loop{})
@@ -80,7 +86,7 @@ func (l Loop) TakeOver(ctx context.Context, client, backend *net.TCPConn, opts P
 	p := &loopPair{e: e, opts: opts, done: done, splice: l.splice}
 	p.sides[client0] = side{fd: cfd, p: p}
 	p.sides[backend1] = side{fd: bfd, p: p}
-	p.peer = [2]net.Addr{client.RemoteAddr(), backend.RemoteAddr()}
+	p.peer = [2]netip.AddrPort{addrPort(client.RemoteAddr()), addrPort(backend.RemoteAddr())}
 	// The descriptors are ours now: Go's conns go (their close removes
 	// them from Go's poller and leaves the sockets open).
 	_ = client.Close()
@@ -90,6 +96,53 @@ func (l Loop) TakeOver(ctx context.Context, client, backend *net.TCPConn, opts P
 	}
 	e.add(p)
 	return nil
+}
+
+// Connect implements Connector: the client's descriptor joins a loop at
+// once, and the loop connects to the targets next gives with a
+// non-blocking connect, the connect timeout on its timer wheel. Both
+// sockets get what Go's net package sets on its TCP connections
+// (TCP_NODELAY, keep-alive), so that a connection behaves the same
+// whichever way it came in.
+func (l Loop) Connect(ctx context.Context, clientFD int, client netip.AddrPort, next func(failed error) (Target, bool), done func(PairResult)) error {
+	e, err := pickEngine()
+	if err != nil {
+		return err
+	}
+	setSocketDefaults(clientFD)
+	p := &loopPair{e: e, done: done, splice: l.splice, connecting: true, next: next}
+	p.sides[client0] = side{fd: clientFD, p: p}
+	p.sides[backend1] = side{fd: -1, p: p}
+	p.peer[client0] = client
+	if ctx.Done() != nil {
+		p.stop = context.AfterFunc(ctx, func() { e.requestClose(p) })
+	}
+	e.add(p)
+	return nil
+}
+
+// Go's defaults for TCP keep-alive (net.KeepAliveConfig's zero values).
+const (
+	keepAliveIdle     = 15 // seconds
+	keepAliveInterval = 15 // seconds
+	keepAliveCount    = 9
+)
+
+// setSocketDefaults sets what Go's net package sets on an accepted or a
+// dialed TCP connection. Errors are ignored, as Go ignores them.
+func setSocketDefaults(fd int) {
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepAliveInterval)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount)
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	return netip.AddrPort{}
 }
 
 // loopPipe is where loopsplice takes its pipes: getPipe, replaced in a
@@ -141,6 +194,7 @@ type flow struct {
 	written  int64
 	bulk     bool // a read filled the buffer: loopsplice splices from now on
 	fellBack bool // splice: no pipe could be made; copies through buf
+	foreign  bool // buf is not the loop's to keep (a target's preamble)
 }
 
 func (f *flow) pending() bool { return f.n > f.off || f.inPipe > 0 }
@@ -153,14 +207,23 @@ type loopPair struct {
 	done   func(PairResult)
 	stop   func() bool
 	splice bool
-	peer   [2]net.Addr // for the fallback's warning
+	peer   [2]netip.AddrPort // for the fallback's warning
+
+	// Connect: the backend side is not connected yet (its fd is -1
+	// until a connect is under way); next gives the targets, connectBy
+	// is the current attempt's deadline (zero: none); preamble is how
+	// many of the bytes written up are the target's preamble.
+	connecting bool
+	next       func(error) (Target, bool)
+	connectBy  time.Time
+	preamble   int64
 
 	sides  [2]side
 	flows  [2]flow // indexed by the side they read from
 	closed bool
 	added  bool  // registered with e (under e.mu)
 	closeQ bool  // to be closed by request (under e.mu)
-	regErr error // the registration failed (under e.mu)
+	regErr error // watching a socket failed (under e.mu)
 
 	// Idleness: active is when this loop last moved a byte or the pair
 	// changed state; seen is the sockets' kernel progress counters as of
@@ -268,20 +331,28 @@ func newEngine() (*engine, error) {
 // add registers a pair's sockets and starts the loop goroutine if it is
 // not running.
 func (e *engine) add(p *loopPair) {
+	var failed bool
 	e.mu.Lock()
 	for i := range p.sides {
 		s := &p.sides[i]
-		e.gen++
-		s.gen = e.gen
-		for s.fd >= len(e.sides) {
-			e.sides = append(e.sides, make([]*side, max(len(e.sides), 64))...)
+		if s.fd < 0 {
+			continue // Connect's backend: the loop connects it
 		}
-		e.sides[s.fd] = s
+		e.register(s)
+		// Watched under e.mu, so that the loop can neither close the
+		// socket (its descriptor then reused) nor connect the pair's
+		// other side before the watch is in place. The add itself
+		// reports what is ready now (edge-triggered), and a fresh socket
+		// is writable: that event wakes the loop for the new pair.
+		if err := e.watch(s); err != nil && p.regErr == nil {
+			p.regErr, failed = err, true
+		}
 	}
 	e.live++
 	e.fresh = append(e.fresh, p)
 	p.added = true
-	if p.closeQ { // ctx was done already
+	if p.closeQ || failed { // ctx was done already, or the watch failed
+		p.closeQ = true
 		e.closing = append(e.closing, p)
 	}
 	start := !e.running
@@ -290,27 +361,142 @@ func (e *engine) add(p *loopPair) {
 	if start {
 		go e.run()
 	}
-	// Edge-triggered: the add itself reports what is ready now.
-	for i := range p.sides {
-		s := &p.sides[i]
-		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(s.fd), Pad: s.gen}
-		if err := unix.EpollCtl(e.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
-			e.requestCloseErr(p, os.NewSyscallError("epoll_ctl", err))
+	if failed {
+		e.wakeUp()
+	}
+}
+
+// register makes s the side of its descriptor (under e.mu).
+func (e *engine) register(s *side) {
+	e.gen++
+	s.gen = e.gen
+	for s.fd >= len(e.sides) {
+		e.sides = append(e.sides, make([]*side, max(len(e.sides), 64))...)
+	}
+	e.sides[s.fd] = s
+}
+
+// watch adds s's socket to the epoll set. Edge-triggered: the add itself
+// reports what is ready now.
+func (e *engine) watch(s *side) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(s.fd), Pad: s.gen}
+	if err := unix.EpollCtl(e.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+// drop closes a side's socket (which takes it out of the epoll set).
+func (e *engine) drop(s *side) {
+	if s.fd < 0 {
+		return
+	}
+	e.mu.Lock()
+	if e.sides[s.fd] == s {
+		e.sides[s.fd] = nil
+	}
+	e.mu.Unlock()
+	_ = unix.Close(s.fd)
+	s.fd, s.readable, s.writable = -1, false, false
+}
+
+// dial connects p's backend side to the next target; failed is why the
+// previous attempt failed (nil for the first). A target that fails at once
+// is followed by the next; when next has none, the pair ends.
+func (e *engine) dial(p *loopPair, failed error) {
+	for {
+		t, ok := p.next(failed)
+		if !ok {
+			e.close(p, EndUnavailable, failed)
+			return
+		}
+		if failed = e.connect(p, t); failed == nil {
 			return
 		}
 	}
 }
 
-// requestClose ends a pair from another goroutine (shutdown).
-func (e *engine) requestClose(p *loopPair) { e.requestCloseErr(p, nil) }
-
-// requestCloseErr queues p to be ended by its loop: with err, as aborted
-// (its registration failed), else as shut down.
-func (e *engine) requestCloseErr(p *loopPair, err error) {
-	e.mu.Lock()
-	if err != nil && p.regErr == nil {
-		p.regErr = err
+// connect starts a non-blocking connect to t; the loop finishes it when
+// the socket turns writable (connected) or its timer fires.
+func (e *engine) connect(p *loopPair, t Target) error {
+	p.opts = t.Options
+	p.peer[backend1] = t.Addr
+	addr := t.Addr.Addr()
+	var sa unix.Sockaddr
+	family := unix.AF_INET
+	if addr.Is4() {
+		sa = &unix.SockaddrInet4{Port: int(t.Addr.Port()), Addr: addr.As4()}
+	} else {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(t.Addr.Port()), Addr: addr.As16()}
 	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return dialError(t.Addr, os.NewSyscallError("socket", err))
+	}
+	setSocketDefaults(fd)
+	switch err := unix.Connect(fd, sa); err {
+	case nil, unix.EINPROGRESS, unix.EINTR, unix.EALREADY:
+	default:
+		_ = unix.Close(fd)
+		return dialError(t.Addr, os.NewSyscallError("connect", err))
+	}
+	s := &p.sides[backend1]
+	s.fd, s.readable, s.writable = fd, false, false
+	e.mu.Lock()
+	e.register(s)
+	e.mu.Unlock()
+	if err := e.watch(s); err != nil {
+		e.drop(s)
+		return dialError(t.Addr, err)
+	}
+	f := &p.flows[client0]
+	f.buf, f.off, f.n, f.foreign = nil, 0, 0, false
+	p.preamble = int64(len(t.Preamble))
+	if len(t.Preamble) > 0 {
+		f.buf, f.n, f.foreign = t.Preamble, len(t.Preamble), true
+	}
+	p.connectBy = time.Time{}
+	if t.ConnectTimeout > 0 {
+		p.connectBy = e.now.Add(t.ConnectTimeout)
+	}
+	e.rearm(p)
+	return nil
+}
+
+// connected is the end of a connect: the backend side turned writable or
+// reported an error.
+func (e *engine) connected(p *loopPair) {
+	s := &p.sides[backend1]
+	serr, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err == nil && serr != 0 {
+		err = syscall.Errno(serr)
+	}
+	if err != nil {
+		e.redial(p, dialError(p.peer[backend1], os.NewSyscallError("connect", err)))
+		return
+	}
+	p.connecting = false
+	p.active = e.now
+	e.rearm(p)
+	e.service(p)
+}
+
+// redial drops a failed attempt and tries the next target.
+func (e *engine) redial(p *loopPair, err error) {
+	e.drop(&p.sides[backend1])
+	e.dial(p, err)
+}
+
+// dialError reads as Go's dial errors do ("dial tcp ADDR: connect: ...").
+func dialError(addr netip.AddrPort, err error) error {
+	return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(addr), Err: err}
+}
+
+// requestClose queues p to be ended by its loop, as shut down (from
+// another goroutine: its context is done).
+func (e *engine) requestClose(p *loopPair) {
+	e.mu.Lock()
 	queue := !p.closeQ && p.added // not added yet: add queues it
 	p.closeQ = true
 	if queue {
@@ -318,9 +504,14 @@ func (e *engine) requestCloseErr(p *loopPair, err error) {
 	}
 	e.mu.Unlock()
 	if queue {
-		one := [8]byte{1}
-		_, _ = unix.Write(e.wake, one[:])
+		e.wakeUp()
 	}
+}
+
+// wakeUp makes the loop look at its queues.
+func (e *engine) wakeUp() {
+	one := [8]byte{1}
+	_, _ = unix.Write(e.wake, one[:])
 }
 
 // run is the loop goroutine: it waits on Go's poller for the epoll set,
@@ -406,7 +597,11 @@ func (e *engine) dispatch(events []unix.EpollEvent) {
 
 	for _, p := range fresh {
 		p.active = e.now
-		e.rearm(p)
+		if p.connecting {
+			e.dial(p, nil)
+		} else {
+			e.rearm(p)
+		}
 	}
 	for i, s := range e.batch {
 		ev := events[i].Events
@@ -423,6 +618,14 @@ func (e *engine) dispatch(events []unix.EpollEvent) {
 		}
 		if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			s.writable = true
+		}
+		if s.p.connecting {
+			// Nothing moves until the backend is connected: the client's
+			// readiness is kept for then.
+			if s == &s.p.sides[backend1] && s.writable {
+				e.connected(s.p)
+			}
+			continue
 		}
 		e.service(s.p)
 	}
@@ -507,7 +710,7 @@ func (e *engine) fill(p *loopPair, dir, fd int) (int, error) {
 		if f.pipe == nil {
 			pp, err := loopPipe()
 			if err != nil {
-				noteFallback("loopsplice", p.opts.Logger, err, p.peer[dir], p.peer[1-dir])
+				noteFallback("loopsplice", p.opts.Logger, err, net.TCPAddrFromAddrPort(p.peer[dir]), net.TCPAddrFromAddrPort(p.peer[1-dir]))
 				f.fellBack = true
 				return e.fill(p, dir, fd)
 			}
@@ -573,8 +776,10 @@ func (e *engine) flush(f *flow, fd int) (int, error) {
 	}
 	f.off += n
 	if f.off == f.n {
-		e.putBuf(f.buf)
-		f.buf, f.off, f.n = nil, 0, 0
+		if !f.foreign {
+			e.putBuf(f.buf)
+		}
+		f.buf, f.off, f.n, f.foreign = nil, 0, 0, false
 	}
 	return n, nil
 }
@@ -620,7 +825,7 @@ func (e *engine) abort(p *loopPair, err error) {
 	}
 	for dir := range 2 {
 		// The side written by direction dir is 1-dir.
-		if !p.flows[dir].finished {
+		if !p.flows[dir].finished && p.sides[1-dir].fd >= 0 {
 			_ = unix.SetsockoptLinger(p.sides[1-dir].fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 		}
 	}
@@ -635,23 +840,18 @@ func (e *engine) close(p *loopPair, reason string, err error) {
 	}
 	p.closed = true
 	e.wheel.remove(p)
-	e.mu.Lock()
 	for i := range p.sides {
-		if s := &p.sides[i]; e.sides[s.fd] == s {
-			e.sides[s.fd] = nil
-		}
+		e.drop(&p.sides[i])
 	}
+	e.mu.Lock()
 	e.live--
 	e.mu.Unlock()
-	for i := range p.sides {
-		_ = unix.Close(p.sides[i].fd)
-	}
 	for i := range p.flows {
 		f := &p.flows[i]
-		if f.buf != nil {
+		if f.buf != nil && !f.foreign {
 			e.putBuf(f.buf)
-			f.buf = nil
 		}
+		f.buf = nil
 		if f.pipe != nil {
 			if f.inPipe == 0 {
 				putPipe(f.pipe)
@@ -664,7 +864,8 @@ func (e *engine) close(p *loopPair, reason string, err error) {
 	if p.stop != nil {
 		p.stop()
 	}
-	p.done(PairResult{Sent: p.flows[client0].written, Received: p.flows[backend1].written, End: reason, Err: err})
+	sent := max(p.flows[client0].written-p.preamble, 0)
+	p.done(PairResult{Sent: sent, Received: p.flows[backend1].written, End: reason, Err: err})
 }
 
 // limit is the idle time allowed now, and whether any applies.
@@ -677,8 +878,17 @@ func (p *loopPair) reason() string {
 	return IdleEnd(p.opts.IdleTimeout, p.opts.TerminationDelay, p.flows[0].finished || p.flows[1].finished)
 }
 
-// rearm (re)schedules p's timer for the limit that applies now.
+// rearm (re)schedules p's timer for the limit that applies now: while
+// connecting, the connect's deadline.
 func (e *engine) rearm(p *loopPair) {
+	if p.connecting {
+		if p.connectBy.IsZero() {
+			e.wheel.remove(p)
+		} else {
+			e.wheel.schedule(p, p.connectBy)
+		}
+		return
+	}
 	p.sampled = false
 	limit, timed := p.limit()
 	if !timed {
@@ -699,6 +909,17 @@ func (e *engine) rearm(p *loopPair) {
 // as movement, as proxy/tcp's watchdog counts them.
 func (e *engine) fire(p *loopPair) {
 	if p.closed {
+		return
+	}
+	if p.connecting {
+		if p.connectBy.IsZero() {
+			return
+		}
+		if e.now.Before(p.connectBy) {
+			e.wheel.schedule(p, p.connectBy)
+			return
+		}
+		e.redial(p, dialError(p.peer[backend1], os.ErrDeadlineExceeded))
 		return
 	}
 	limit, timed := p.limit()

@@ -34,6 +34,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -98,6 +99,38 @@ type PairStrategy interface {
 	TakeOver(ctx context.Context, client, backend *net.TCPConn, opts PairOptions, done func(PairResult)) error
 }
 
+// Connector is a PairStrategy that can also take a client straight from
+// accept(2), as a bare descriptor, and connect to the backend itself from
+// its own loop: no net.Conn on either side, no goroutine and no blocking
+// dial per connection. proxy/tcp uses it when it has nothing to do in Go
+// between accept and the first byte (no PROXY header to read, backends
+// given as IP addresses).
+type Connector interface {
+	PairStrategy
+	// Connect owns clientFD (a non-blocking, close-on-exec socket, client
+	// its peer) from the moment it returns nil. It asks next for a target
+	// and connects to it; after a failed connect it calls next again with
+	// the failure, until next reports none (the connection then ends with
+	// EndUnavailable and the failures, joined, as Err). next and done are
+	// called from the strategy's own goroutine; done once, when the
+	// connection has ended. When ctx is done the connection ends at once
+	// (EndShutdown). On an error nothing was taken: clientFD is still the
+	// caller's.
+	Connect(ctx context.Context, clientFD int, client netip.AddrPort, next func(failed error) (Target, bool), done func(PairResult)) error
+}
+
+// Target is one backend for a Connector to connect to.
+type Target struct {
+	Addr netip.AddrPort
+	// ConnectTimeout bounds the connect. Zero means none.
+	ConnectTimeout time.Duration
+	// Preamble is written to the backend before any byte of the client's
+	// (a PROXY header); it is not counted in PairResult.Sent.
+	Preamble []byte
+	// Options tune the connection once connected.
+	Options PairOptions
+}
+
 // PairOptions tune a taken-over connection.
 type PairOptions struct {
 	Options
@@ -116,7 +149,8 @@ type PairResult struct {
 	Sent, Received int64
 	// End is one of the End constants.
 	End string
-	// Err is the error that ended it (End == EndReset), else nil.
+	// Err is the error that ended it (End == EndReset or EndUnavailable),
+	// else nil.
 	Err error
 }
 
@@ -127,6 +161,8 @@ const (
 	EndIdle        = "idle-timeout"
 	EndReset       = "error"
 	EndShutdown    = "shutdown"
+	// EndUnavailable: a Connector found no backend to connect to.
+	EndUnavailable = "backend-unavailable"
 )
 
 // Copier moves bytes in one direction.

@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
 
 // BenchmarkThroughput streams 1 MiB per op through one connection to a
@@ -52,11 +50,11 @@ func BenchmarkThroughput(b *testing.B) {
 }
 
 func mustUpstream(strategy, addr string) *Upstream {
-	s, err := copystrat.Lookup(strategy)
+	u, err := newUpstream(strategy, addr)
 	if err != nil {
 		panic(err)
 	}
-	return &Upstream{Address: addr, Strategy: s, TerminationDelay: -1}
+	return u
 }
 
 func startBenchSink(b *testing.B, received *atomic.Int64) string {

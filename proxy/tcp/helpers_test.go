@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,9 +19,37 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// strategies are every registered copy strategy: a new one is tested here
-// with no edit.
-var strategies = copystrat.Names()
+// strategies are every registered copy strategy, and for each Connector
+// its hand-over path too: a new one is tested here with no edit.
+var strategies = func() []string {
+	names := copystrat.Names()
+	for _, name := range copystrat.Names() {
+		if s, _ := copystrat.Lookup(name); s != nil {
+			if _, ok := s.(copystrat.Connector); ok {
+				names = append(names, name+handOver)
+			}
+		}
+	}
+	return names
+}()
+
+// handOver marks a strategy name run on the hand-over path: its backends
+// are named by host name (localhost), which keeps the Go accept and dial
+// where an IP address would take the native path.
+const handOver = "+handover"
+
+// newUpstream is the upstream of a test's strategy name (see strategies).
+func newUpstream(strategy, addr string) (*Upstream, error) {
+	name, byHost := strings.CutSuffix(strategy, handOver)
+	s, err := copystrat.Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	if byHost {
+		addr = strings.Replace(addr, "127.0.0.1:", "localhost:", 1)
+	}
+	return &Upstream{Address: addr, Strategy: s, TerminationDelay: -1}, nil
+}
 
 // backend is a loopback TCP server running handle for each connection.
 type backend struct {
@@ -96,9 +125,9 @@ func single(u *Upstream) Service {
 
 func upstream(t *testing.T, strategy, addr string) *Upstream {
 	t.Helper()
-	s, err := copystrat.Lookup(strategy)
+	u, err := newUpstream(strategy, addr)
 	require.NoError(t, err)
-	return &Upstream{Address: addr, Strategy: s, TerminationDelay: -1}
+	return u
 }
 
 func dial(t *testing.T, addr string) *net.TCPConn {

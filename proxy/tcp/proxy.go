@@ -83,7 +83,7 @@ type Proxy struct {
 	refused atomic.Int64 // connections closed at once for MaxConns
 
 	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
+	listeners map[io.Closer]struct{} // listeners, and what else Shutdown closes to stop accepting
 	conns     map[io.Closer]struct{}
 	shutdown  bool
 	forced    bool          // the grace period ran out: close anything new at once
@@ -121,6 +121,9 @@ func (p *Proxy) Serve(ln *net.TCPListener) error {
 	defer p.trackListener(ln, false)
 	if p.AcceptProxy != nil {
 		allowFullV2Headers()
+	}
+	if cs, ok := p.connector(); ok {
+		return p.serveNative(ln, cs)
 	}
 	var backoff time.Duration
 	for {
@@ -161,11 +164,11 @@ func (p *Proxy) isShutdown() bool {
 	return p.shutdown
 }
 
-func (p *Proxy) trackListener(ln net.Listener, add bool) bool {
+func (p *Proxy) trackListener(ln io.Closer, add bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.listeners == nil {
-		p.listeners = map[net.Listener]struct{}{}
+		p.listeners = map[io.Closer]struct{}{}
 	}
 	if add {
 		if p.shutdown {
@@ -202,7 +205,7 @@ func (p *Proxy) trackConn(c io.Closer, add bool) bool {
 // refuse closes a connection accepted during shutdown or over MaxConns.
 // Over the cap it is counted, and logged at warn with the running count
 // for the first refusal and every 1000th after it.
-func (p *Proxy) refuse(c *net.TCPConn) {
+func (p *Proxy) refuse(c io.Closer) {
 	defer c.Close() // after counting: whoever sees the close sees the count
 	if p.isShutdown() {
 		return
@@ -285,23 +288,9 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 		}
 	}()
 
-	start := time.Now()
 	srcAddr, dstAddr := client.RemoteAddr(), client.LocalAddr()
-	// The connection's attributes are formatted only for a line that is
-	// logged: slog's With would format them for every connection, a
-	// per-connection cost at debug level off.
-	logger := p.logger()
-	backendAddr := ""
-	log := func(level slog.Level, msg string, args ...any) {
-		if !logger.Enabled(context.Background(), level) {
-			return
-		}
-		attrs := append([]any{"entrypoint", p.Name, "client", srcAddr.String()}, args...)
-		if backendAddr != "" {
-			attrs = append(attrs, "backend", backendAddr)
-		}
-		logger.Log(context.Background(), level, msg, attrs...)
-	}
+	cl := &connLog{p: p, logger: p.logger(), start: time.Now(), client: srcAddr}
+	log := cl.log
 
 	var early []byte // payload bytes read together with a PROXY header
 	if p.AcceptProxy != nil {
@@ -318,6 +307,7 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 		dst, dok := h.DestinationAddr.(*net.TCPAddr)
 		if h.Command.IsProxy() && sok && dok {
 			srcAddr, dstAddr = src, dst
+			cl.client = src
 		}
 	}
 
@@ -332,7 +322,7 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 		_ = client.Close()
 		return
 	}
-	backendAddr = up.Address
+	cl.backend = up.Address
 
 	if err := writePreamble(backend, up.ProxyProtocol, srcAddr, dstAddr, early); err != nil {
 		log(slog.LevelWarn, "write to backend failed", "err", err)
@@ -343,22 +333,8 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 	}
 
 	strategy := up.strategy()
-	ended := func(r copystrat.PairResult) {
-		r.Sent += int64(len(early))
-		level, msg := slog.LevelDebug, "connection closed"
-		if r.Err != nil {
-			level, msg = slog.LevelInfo, "connection ended with error"
-		}
-		// Checked before the arguments are boxed: at the usual info level
-		// a clean close costs nothing here.
-		if logger.Enabled(context.Background(), level) {
-			args := []any{"bytes_up", r.Sent, "bytes_down", r.Received, "duration", time.Since(start), "end", r.End, "strategy", strategy.Name()}
-			if r.Err != nil {
-				args = append(args, "err", r.Err)
-			}
-			log(level, msg, args...)
-		}
-	}
+	cl.strategy, cl.early = strategy.Name(), int64(len(early))
+	ended := cl.ended
 
 	var ds copystrat.DirectionStrategy
 	switch s := strategy.(type) {
@@ -444,19 +420,25 @@ func (p *Proxy) dial() (*Upstream, *net.TCPConn, error) {
 // writePreamble sends the PROXY header (if any) and the payload bytes that
 // came with the client's header, in one write.
 func writePreamble(backend *net.TCPConn, version int, src, dst net.Addr, early []byte) error {
+	buf, err := formatPreamble(version, src, dst, early)
+	if err != nil || len(buf) == 0 {
+		return err
+	}
+	_, err = backend.Write(buf)
+	return err
+}
+
+// formatPreamble is the PROXY header of the given version (none for 0)
+// followed by early.
+func formatPreamble(version int, src, dst net.Addr, early []byte) ([]byte, error) {
 	var buf []byte
 	if version > 0 {
 		h := proxyproto.HeaderProxyFromAddrs(byte(version), src, dst)
 		b, err := h.Format()
 		if err != nil {
-			return fmt.Errorf("format PROXY v%d header: %w", version, err)
+			return nil, fmt.Errorf("format PROXY v%d header: %w", version, err)
 		}
 		buf = b
 	}
-	buf = append(buf, early...)
-	if len(buf) == 0 {
-		return nil
-	}
-	_, err := backend.Write(buf)
-	return err
+	return append(buf, early...), nil
 }

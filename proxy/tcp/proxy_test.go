@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/l4bench/l4bench/internal/blackhole"
 	"github.com/l4bench/l4bench/internal/fdlimit"
 	copystrat "github.com/l4bench/l4bench/proxy/copy"
 	"github.com/l4bench/l4bench/proxy/lb"
@@ -193,29 +194,77 @@ func TestBackendRefused(t *testing.T) {
 
 	ok := startBackend(t, func(c *net.TCPConn) { _, _ = c.Write([]byte("ok")) })
 
-	t.Run("client closed promptly, proxy keeps serving", func(t *testing.T) {
-		p := &Proxy{Service: single(upstream(t, "splice", dead))}
-		addr := startProxy(t, p)
-		for range 3 {
-			c := dial(t, addr)
-			start := time.Now()
-			err := readEnd(c, 2*time.Second)
-			assert.Less(t, time.Since(start), time.Second)
-			assert.False(t, errors.Is(err, os.ErrDeadlineExceeded), "client left hanging: %v", err)
-		}
-	})
-	t.Run("try next server", func(t *testing.T) {
-		a, b := upstream(t, "splice", dead), upstream(t, "splice", ok.addr())
-		a.TryNextServer, b.TryNextServer = true, true
-		svc := lb.New([]lb.Weighted[*Upstream]{{Item: a, Weight: 1}, {Item: b, Weight: 1}}, false)
-		addr := startProxy(t, &Proxy{Service: svc})
-		for range 4 { // every other pick is the dead server
-			c := dial(t, addr)
-			data, err := io.ReadAll(c)
-			require.NoError(t, err)
-			assert.Equal(t, "ok", string(data))
-		}
-	})
+	for _, strategy := range strategies {
+		t.Run(strategy, func(t *testing.T) {
+			t.Run("client closed promptly, proxy keeps serving", func(t *testing.T) {
+				var logs syncBuffer
+				p := &Proxy{Service: single(upstream(t, strategy, dead)), Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+				addr := startProxy(t, p)
+				for range 3 {
+					c := dial(t, addr)
+					start := time.Now()
+					err := readEnd(c, 2*time.Second)
+					assert.Less(t, time.Since(start), time.Second)
+					assert.False(t, errors.Is(err, os.ErrDeadlineExceeded), "client left hanging: %v", err)
+				}
+				require.Eventually(t, func() bool { return strings.Count(logs.String(), "backend unavailable") == 3 }, 2*time.Second, 10*time.Millisecond, logs.String())
+				assert.Contains(t, logs.String(), "connection refused")
+				require.Eventually(t, func() bool { return p.ActiveConns() == 0 }, 2*time.Second, 10*time.Millisecond)
+			})
+			t.Run("try next server", func(t *testing.T) {
+				a, b := upstream(t, strategy, dead), upstream(t, strategy, ok.addr())
+				a.TryNextServer, b.TryNextServer = true, true
+				svc := lb.New([]lb.Weighted[*Upstream]{{Item: a, Weight: 1}, {Item: b, Weight: 1}}, false)
+				addr := startProxy(t, &Proxy{Service: svc})
+				for range 4 { // every other pick is the dead server
+					c := dial(t, addr)
+					data, err := io.ReadAll(c)
+					require.NoError(t, err)
+					assert.Equal(t, "ok", string(data))
+				}
+			})
+		})
+	}
+}
+
+// A backend that never answers (its accept queue is full, its SYNs are
+// dropped) is given up after the upstream's dial timeout; with
+// TryNextServer the next server serves the client.
+func TestDialTimeout(t *testing.T) {
+	bh, err := blackhole.Listen()
+	require.NoError(t, err)
+	defer bh.Close()
+	ok := startBackend(t, func(c *net.TCPConn) { _, _ = c.Write([]byte("ok")) })
+	const timeout = 200 * time.Millisecond
+	for _, strategy := range strategies {
+		t.Run(strategy, func(t *testing.T) {
+			t.Run("alone: the client is closed", func(t *testing.T) {
+				u := upstream(t, strategy, bh.Addr())
+				u.DialTimeout = timeout
+				var logs syncBuffer
+				p := &Proxy{Service: single(u), Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+				c := dial(t, startProxy(t, p))
+				start := time.Now()
+				assert.NotErrorIs(t, readEnd(c, 3*time.Second), os.ErrDeadlineExceeded, "client left hanging")
+				took := time.Since(start)
+				assert.GreaterOrEqual(t, took, timeout-10*time.Millisecond, "gave up before the dial timeout")
+				assert.Less(t, took, 2*time.Second)
+				require.Eventually(t, func() bool { return strings.Contains(logs.String(), "backend unavailable") }, 2*time.Second, 10*time.Millisecond)
+				assert.Contains(t, logs.String(), "timeout")
+			})
+			t.Run("try next server", func(t *testing.T) {
+				a, b := upstream(t, strategy, bh.Addr()), upstream(t, strategy, ok.addr())
+				a.DialTimeout, a.TryNextServer, b.TryNextServer = timeout, true, true
+				svc := lb.New([]lb.Weighted[*Upstream]{{Item: a, Weight: 1}, {Item: b, Weight: 1}}, false)
+				addr := startProxy(t, &Proxy{Service: svc})
+				c := dial(t, addr) // the first pick is the black hole
+				require.NoError(t, c.SetReadDeadline(time.Now().Add(3*time.Second)))
+				data, err := io.ReadAll(c)
+				require.NoError(t, err)
+				assert.Equal(t, "ok", string(data))
+			})
+		})
+	}
 }
 
 func TestTerminationDelayCountsIdleTime(t *testing.T) {
@@ -365,45 +414,53 @@ func TestWeightedProportions(t *testing.T) {
 }
 
 func TestProxyProtocolSent(t *testing.T) {
-	for _, version := range []int{1, 2} {
-		for _, clientSends := range []bool{true, false} {
-			t.Run(fmt.Sprintf("v%d/client sends %v", version, clientSends), func(t *testing.T) {
-				ln, err := net.Listen("tcp", "127.0.0.1:0")
-				require.NoError(t, err)
-				pln := &proxyproto.Listener{Listener: ln}
-				type seen struct {
-					remote, local net.Addr
-					payload       string
-				}
-				got := make(chan seen, 1)
-				go func() {
-					c, err := pln.Accept()
-					if err != nil {
-						return
-					}
-					defer c.Close()
-					_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-					buf := make([]byte, 16)
-					n, _ := c.Read(buf) // parses the header first
-					got <- seen{c.RemoteAddr(), c.LocalAddr(), string(buf[:n])}
-				}()
-				defer pln.Close()
-				u := upstream(t, "splice", ln.Addr().String())
-				u.ProxyProtocol = version
-				addr := startProxy(t, &Proxy{Service: single(u)})
-				c := dial(t, addr)
-				if clientSends {
-					_, err = c.Write([]byte("payload"))
-					require.NoError(t, err)
-				}
-				s := <-got
-				assert.Equal(t, c.LocalAddr().String(), s.remote.String(), "source is the real client")
-				assert.Equal(t, addr, s.local.String(), "destination is the entrypoint")
-				if clientSends {
-					assert.Equal(t, "payload", s.payload)
-				}
-			})
+	for _, strategy := range strategies {
+		for _, version := range []int{1, 2} {
+			for _, clientSends := range []bool{true, false} {
+				t.Run(fmt.Sprintf("%s/v%d/client sends %v", strategy, version, clientSends), func(t *testing.T) {
+					proxyProtocolSent(t, strategy, version, clientSends)
+				})
+			}
 		}
+	}
+}
+
+// proxyProtocolSent checks the header a backend receives, and the payload
+// after it.
+func proxyProtocolSent(t *testing.T, strategy string, version int, clientSends bool) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	pln := &proxyproto.Listener{Listener: ln}
+	type seen struct {
+		remote, local net.Addr
+		payload       string
+	}
+	got := make(chan seen, 1)
+	go func() {
+		c, err := pln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 16)
+		n, _ := c.Read(buf) // parses the header first
+		got <- seen{c.RemoteAddr(), c.LocalAddr(), string(buf[:n])}
+	}()
+	defer pln.Close()
+	u := upstream(t, strategy, ln.Addr().String())
+	u.ProxyProtocol = version
+	addr := startProxy(t, &Proxy{Service: single(u)})
+	c := dial(t, addr)
+	if clientSends {
+		_, err = c.Write([]byte("payload"))
+		require.NoError(t, err)
+	}
+	s := <-got
+	assert.Equal(t, c.LocalAddr().String(), s.remote.String(), "source is the real client")
+	assert.Equal(t, addr, s.local.String(), "destination is the entrypoint")
+	if clientSends {
+		assert.Equal(t, "payload", s.payload)
 	}
 }
 
@@ -525,8 +582,14 @@ func TestAcceptProxyHeader(t *testing.T) {
 
 func TestGracefulShutdown(t *testing.T) {
 	b := startBackend(t, func(c *net.TCPConn) { _, _ = io.Copy(c, c) })
+	for _, strategy := range strategies {
+		t.Run(strategy, func(t *testing.T) { gracefulShutdown(t, strategy, b.addr()) })
+	}
+}
+
+func gracefulShutdown(t *testing.T, strategy, backendAddr string) {
 	newProxy := func() (*Proxy, string, chan error) {
-		p := &Proxy{Service: single(upstream(t, "splice", b.addr())), Logger: slog.New(slog.DiscardHandler)}
+		p := &Proxy{Service: single(upstream(t, strategy, backendAddr)), Logger: slog.New(slog.DiscardHandler)}
 		ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 		require.NoError(t, err)
 		done := make(chan error, 1)
@@ -639,7 +702,13 @@ func countFDs(t *testing.T) int {
 // counted, and a slot freed by a closed connection serves the next one.
 func TestMaxConns(t *testing.T) {
 	b := startBackend(t, func(c *net.TCPConn) { _, _ = io.Copy(c, c) })
-	p := &Proxy{Service: single(upstream(t, "splice", b.addr())), MaxConns: 2}
+	for _, strategy := range strategies {
+		t.Run(strategy, func(t *testing.T) { maxConns(t, strategy, b.addr()) })
+	}
+}
+
+func maxConns(t *testing.T, strategy, backendAddr string) {
+	p := &Proxy{Service: single(upstream(t, strategy, backendAddr)), MaxConns: 2}
 	addr := startProxy(t, p)
 	roundTrip := func(c net.Conn) error {
 		if _, err := c.Write([]byte("x")); err != nil {
@@ -719,7 +788,8 @@ func TestConnectionLogLines(t *testing.T) {
 func connectionLogLine(t *testing.T, strategy string, level slog.Level, backendAddr string) {
 	var buf syncBuffer
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: level}))
-	addr := startProxy(t, &Proxy{Name: "web", Service: single(upstream(t, strategy, backendAddr)), Logger: logger})
+	up := upstream(t, strategy, backendAddr)
+	addr := startProxy(t, &Proxy{Name: "web", Service: single(up), Logger: logger})
 	c := dial(t, addr)
 	_, err := c.Write([]byte("ping"))
 	require.NoError(t, err)
@@ -733,7 +803,7 @@ func connectionLogLine(t *testing.T, strategy string, level slog.Level, backendA
 	}
 	require.Eventually(t, func() bool { return strings.Contains(buf.String(), "connection closed") }, 2*time.Second, 10*time.Millisecond)
 	line := buf.String()
-	for _, want := range []string{"entrypoint=web", "client=127.0.0.1:", "backend=" + backendAddr, "bytes_up=4", "bytes_down=4", "strategy=" + strategy, "end=done"} {
+	for _, want := range []string{"entrypoint=web", "client=127.0.0.1:", "backend=" + up.Address, "bytes_up=4", "bytes_down=4", "strategy=" + up.Strategy.Name(), "end=done"} {
 		assert.Contains(t, line, want)
 	}
 }

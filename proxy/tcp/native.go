@@ -1,0 +1,322 @@
+package tcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
+)
+
+// The native path: when an entrypoint has nothing to do in Go between
+// accept and the first byte (no PROXY header to read, every backend an IP
+// address, every upstream on the same copystrat.Connector), Serve accepts
+// with accept4(2) on the listener's descriptor and gives each client, as a
+// bare descriptor, to the strategy's event loop, which connects to the
+// backend itself. No net.Conn is made for either socket, no goroutine runs
+// per connection, and no dial blocks one. What the Go path does around
+// the copy is kept: MaxConns, the picking of upstreams, TryNextServer, the
+// dial timeout, PROXY headers sent, the log lines, graceful shutdown.
+// A host name, a PROXY header to read or a mix of strategies keeps the Go
+// path (accept, dial and hand-over in Go), which every strategy supports.
+
+// connector is the strategy that accepts and connects in its own loop for
+// this entrypoint, if the native path can serve it.
+func (p *Proxy) connector() (copystrat.Connector, bool) {
+	if p.AcceptProxy != nil || p.Service == nil {
+		return nil, false
+	}
+	var cs copystrat.Connector
+	for up := range p.Service.All() {
+		c, ok := up.strategy().(copystrat.Connector)
+		if !ok || cs != nil && c.Name() != cs.Name() {
+			return nil, false
+		}
+		if ap, err := netip.ParseAddrPort(up.Address); err != nil || ap.Addr().Zone() != "" {
+			return nil, false
+		}
+		cs = c
+	}
+	return cs, cs != nil
+}
+
+// acceptRecheck is how often an idle native accept loop checks that its
+// listener is still open: closing a net.TCPListener wakes nothing outside
+// Go's own poller. Shutdown wakes it at once.
+const acceptRecheck = 250 * time.Millisecond
+
+// serveNative is Serve's loop on the native path.
+func (p *Proxy) serveNative(ln *net.TCPListener, cs copystrat.Connector) error {
+	lrc, err := ln.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+	}
+	w, err := newAcceptWaiter(lrc)
+	if err != nil {
+		return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+	}
+	defer w.Close()
+	if !p.trackListener(w, true) {
+		return nil
+	}
+	defer p.trackListener(w, false)
+	var backoff time.Duration
+	for {
+		var fd int
+		var sa unix.Sockaddr
+		var aerr error
+		if err := lrc.Control(func(lfd uintptr) {
+			fd, sa, aerr = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		}); err != nil {
+			return nil // ln was closed
+		}
+		switch {
+		case aerr == nil:
+		case aerr == unix.EAGAIN:
+			if err := w.wait(); err != nil {
+				return nil // Shutdown closed the waiter
+			}
+			continue
+		case aerr == unix.ECONNABORTED || aerr == unix.EINTR:
+			continue
+		case p.isShutdown():
+			return nil
+		case isTemporary(aerr):
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			p.logger().Warn("accept failed; retrying", "entrypoint", p.Name, "err", os.NewSyscallError("accept4", aerr), "backoff", backoff)
+			time.Sleep(backoff)
+			continue
+		default:
+			return fmt.Errorf("accept on %s: %w", ln.Addr(), os.NewSyscallError("accept4", aerr))
+		}
+		backoff = 0
+		p.serveFD(cs, fd, sa)
+	}
+}
+
+// serveFD gives one accepted client to cs.
+func (p *Proxy) serveFD(cs copystrat.Connector, fd int, sa unix.Sockaddr) {
+	c := &nativeConn{p: p, fd: fd}
+	c.log = connLog{p: p, logger: p.logger(), start: time.Now(), clientAP: sockaddrAddrPort(sa), strategy: cs.Name()}
+	if !p.trackConn(c, true) {
+		p.refuse(fdCloser(fd))
+		return
+	}
+	p.wg.Add(1)
+	if err := cs.Connect(p.dialContext(), fd, c.log.clientAP, c.next, c.done); err != nil {
+		c.log.log(slog.LevelWarn, "cannot hand the connection over; closing it", "strategy", cs.Name(), "err", err)
+		_ = unix.Close(fd)
+		p.trackConn(c, false)
+		p.wg.Done()
+	}
+}
+
+// nativeConn is a connection on the native path: the upstreams tried for
+// it, its log lines, and its place in the proxy's tracking. The strategy
+// calls next and done from its loop.
+type nativeConn struct {
+	p        *Proxy
+	fd       int
+	log      connLog
+	up       *Upstream
+	attempts int
+	errs     []error
+}
+
+// Close implements io.Closer for the proxy's tracking. The strategy ends
+// the connection itself when the grace period ends (its context).
+func (c *nativeConn) Close() error { return nil }
+
+// next picks the upstream of each attempt as Proxy.dial does: a failed
+// connect goes on to the next server only when its upstream allows it,
+// at most once per server of the service.
+func (c *nativeConn) next(failed error) (copystrat.Target, bool) {
+	if failed != nil {
+		c.errs = append(c.errs, failed)
+		if !c.up.TryNextServer || c.attempts >= max(c.p.Service.Size(), 1) {
+			return copystrat.Target{}, false
+		}
+	}
+	up, ok := c.p.Service.Next()
+	if !ok {
+		c.errs = append(c.errs, ErrNoUpstream)
+		return copystrat.Target{}, false
+	}
+	c.attempts++
+	c.up = up
+	addr, err := netip.ParseAddrPort(up.Address)
+	if err != nil { // connector checked every upstream: cannot happen
+		c.errs = append(c.errs, fmt.Errorf("backend address %q: %w", up.Address, err))
+		return copystrat.Target{}, false
+	}
+	var preamble []byte
+	if up.ProxyProtocol > 0 {
+		local, err := unix.Getsockname(c.fd)
+		if err != nil {
+			c.errs = append(c.errs, os.NewSyscallError("getsockname", err))
+			return copystrat.Target{}, false
+		}
+		src := net.TCPAddrFromAddrPort(c.log.clientAP)
+		dst := net.TCPAddrFromAddrPort(sockaddrAddrPort(local))
+		if preamble, err = formatPreamble(up.ProxyProtocol, src, dst, nil); err != nil {
+			c.errs = append(c.errs, err)
+			return copystrat.Target{}, false
+		}
+	}
+	return copystrat.Target{
+		Addr:           addr,
+		ConnectTimeout: up.dialTimeout(),
+		Preamble:       preamble,
+		Options:        copystrat.PairOptions{Options: up.Copy, IdleTimeout: c.p.IdleTimeout, TerminationDelay: up.terminationDelay()},
+	}, true
+}
+
+// done logs the connection's end and untracks it.
+func (c *nativeConn) done(r copystrat.PairResult) {
+	if r.End == copystrat.EndUnavailable {
+		c.log.log(slog.LevelWarn, "backend unavailable; closing client", "err", errors.Join(c.errs...))
+	} else {
+		if c.up != nil {
+			c.log.backend = c.up.Address
+		}
+		c.log.ended(r)
+	}
+	c.p.trackConn(c, false)
+	c.p.wg.Done()
+}
+
+// fdCloser closes a bare descriptor (a client refused over MaxConns).
+type fdCloser int
+
+func (f fdCloser) Close() error { return unix.Close(int(f)) }
+
+// sockaddrAddrPort is a socket address as a netip.AddrPort, an IPv4
+// address mapped into IPv6 shown as IPv4 (as net.TCPAddr shows it).
+func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// acceptWaiter parks the native accept loop in Go's poller until the
+// listener has a connection: an epoll set of its own that watches the
+// listener's descriptor (a listener's RawConn cannot wait for reading),
+// itself registered with Go's poller. Close wakes a waiting loop.
+type acceptWaiter struct {
+	ep     *os.File
+	rc     syscall.RawConn
+	events [1]unix.EpollEvent
+}
+
+func newAcceptWaiter(lrc syscall.RawConn) (*acceptWaiter, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	var cerr error
+	if err := lrc.Control(func(lfd uintptr) {
+		// Level-triggered: ready while the backlog holds a connection.
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lfd)}
+		cerr = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, int(lfd), &ev)
+	}); err != nil || cerr != nil {
+		_ = unix.Close(epfd)
+		if err == nil {
+			err = os.NewSyscallError("epoll_ctl", cerr)
+		}
+		return nil, err
+	}
+	f := os.NewFile(uintptr(epfd), "accept-epoll")
+	rc, err := f.SyscallConn()
+	if err == nil {
+		// A file Go's poller cannot wait on has no deadlines.
+		err = f.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("epoll descriptor is not pollable by the Go runtime: %w", err)
+	}
+	return &acceptWaiter{ep: f, rc: rc}, nil
+}
+
+// wait returns when the listener may have a connection, or after
+// acceptRecheck; an error once Close was called.
+func (w *acceptWaiter) wait() error {
+	_ = w.ep.SetReadDeadline(time.Now().Add(acceptRecheck))
+	err := w.rc.Read(func(fd uintptr) bool {
+		n, err := unix.EpollWait(int(fd), w.events[:], 0)
+		return n > 0 || err != nil && err != unix.EINTR
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+func (w *acceptWaiter) Close() error { return w.ep.Close() }
+
+// connLog writes one connection's log lines. Its attributes are formatted
+// only for a line that is logged: slog's With would format them for every
+// connection, a per-connection cost at debug level off.
+type connLog struct {
+	p        *Proxy
+	logger   *slog.Logger
+	start    time.Time
+	client   net.Addr       // the client (or the PROXY header's source)
+	clientAP netip.AddrPort // the client, when client is nil (native path)
+	backend  string
+	strategy string
+	early    int64 // payload bytes read with the client's PROXY header
+}
+
+func (l *connLog) log(level slog.Level, msg string, args ...any) {
+	if !l.logger.Enabled(context.Background(), level) {
+		return
+	}
+	var client string
+	if l.client != nil {
+		client = l.client.String()
+	} else {
+		client = l.clientAP.String()
+	}
+	attrs := append([]any{"entrypoint", l.p.Name, "client", client}, args...)
+	if l.backend != "" {
+		attrs = append(attrs, "backend", l.backend)
+	}
+	l.logger.Log(context.Background(), level, msg, attrs...)
+}
+
+// ended logs how a connection ended: at debug level a clean close, at
+// info one ended by an error.
+func (l *connLog) ended(r copystrat.PairResult) {
+	r.Sent += l.early
+	level, msg := slog.LevelDebug, "connection closed"
+	if r.Err != nil {
+		level, msg = slog.LevelInfo, "connection ended with error"
+	}
+	// Checked before the arguments are boxed: at the usual info level a
+	// clean close costs nothing here.
+	if !l.logger.Enabled(context.Background(), level) {
+		return
+	}
+	args := []any{"bytes_up", r.Sent, "bytes_down", r.Received, "duration", time.Since(l.start), "end", r.End, "strategy", l.strategy}
+	if r.Err != nil {
+		args = append(args, "err", r.Err)
+	}
+	l.log(level, msg, args...)
+}
