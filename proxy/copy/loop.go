@@ -12,9 +12,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/l4bench/l4bench/internal/rawsys"
 )
 
 // Loop is the event-loop engine, the way haproxy, nginx and envoy work: no
@@ -42,7 +43,8 @@ import (
 // loop goroutine parks like any other goroutine waiting for a socket: it
 // holds no thread while idle and never blocks the runtime's scheduler. The
 // goroutine exits when its last connection ends and starts again with the
-// next one; the descriptors stay.
+// next one; the descriptors stay. Its socket calls never block, and are
+// made as raw system calls (internal/rawsys says why).
 type Loop struct{ splice bool }
 
 var _ Connector = Loop{}
@@ -131,11 +133,11 @@ const (
 // setSocketDefaults sets what Go's net package sets on an accepted or a
 // dialed TCP connection. Errors are ignored, as Go ignores them.
 func setSocketDefaults(fd int) {
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle)
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepAliveInterval)
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount)
+	_ = rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	_ = rawsys.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	_ = rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle)
+	_ = rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepAliveInterval)
+	_ = rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount)
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -182,6 +184,11 @@ type side struct {
 	p        *loopPair
 	readable bool
 	writable bool
+	// hup: epoll reported the peer's FIN or an error. Until then a read
+	// shorter than its buffer means the socket is drained (a later byte
+	// raises a new edge), which saves the read that would say EAGAIN;
+	// after it, reads go on to the end of the stream, which raises none.
+	hup bool
 }
 
 // flow is one direction's bytes in flight: read but not yet written.
@@ -380,7 +387,7 @@ func (e *engine) register(s *side) {
 // reports what is ready now.
 func (e *engine) watch(s *side) error {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(s.fd), Pad: s.gen}
-	if err := unix.EpollCtl(e.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+	if err := rawsys.EpollCtl(e.epfd, unix.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
 	return nil
@@ -396,8 +403,8 @@ func (e *engine) drop(s *side) {
 		e.sides[s.fd] = nil
 	}
 	e.mu.Unlock()
-	_ = unix.Close(s.fd)
-	s.fd, s.readable, s.writable = -1, false, false
+	_ = rawsys.Close(s.fd)
+	s.fd, s.readable, s.writable, s.hup = -1, false, false, false
 }
 
 // dial connects p's backend side to the next target; failed is why the
@@ -421,28 +428,23 @@ func (e *engine) dial(p *loopPair, failed error) {
 func (e *engine) connect(p *loopPair, t Target) error {
 	p.opts = t.Options
 	p.peer[backend1] = t.Addr
-	addr := t.Addr.Addr()
-	var sa unix.Sockaddr
 	family := unix.AF_INET
-	if addr.Is4() {
-		sa = &unix.SockaddrInet4{Port: int(t.Addr.Port()), Addr: addr.As4()}
-	} else {
+	if !t.Addr.Addr().Is4() {
 		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(t.Addr.Port()), Addr: addr.As16()}
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := rawsys.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return dialError(t.Addr, os.NewSyscallError("socket", err))
 	}
 	setSocketDefaults(fd)
-	switch err := unix.Connect(fd, sa); err {
+	switch err := rawsys.Connect(fd, t.Addr); err {
 	case nil, unix.EINPROGRESS, unix.EINTR, unix.EALREADY:
 	default:
-		_ = unix.Close(fd)
+		_ = rawsys.Close(fd)
 		return dialError(t.Addr, os.NewSyscallError("connect", err))
 	}
 	s := &p.sides[backend1]
-	s.fd, s.readable, s.writable = fd, false, false
+	s.fd, s.readable, s.writable, s.hup = fd, false, false, false
 	e.mu.Lock()
 	e.register(s)
 	e.mu.Unlock()
@@ -468,7 +470,7 @@ func (e *engine) connect(p *loopPair, t Target) error {
 // reported an error.
 func (e *engine) connected(p *loopPair) {
 	s := &p.sides[backend1]
-	serr, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	serr, err := rawsys.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
 	if err == nil && serr != 0 {
 		err = syscall.Errno(serr)
 	}
@@ -511,7 +513,7 @@ func (e *engine) requestClose(p *loopPair) {
 // wakeUp makes the loop look at its queues.
 func (e *engine) wakeUp() {
 	one := [8]byte{1}
-	_, _ = unix.Write(e.wake, one[:])
+	_, _ = rawsys.Write(e.wake, one[:])
 }
 
 // run is the loop goroutine: it waits on Go's poller for the epoll set,
@@ -550,7 +552,7 @@ func (e *engine) run() {
 // the epoll set is readable or the deadline passes, true to go round the
 // loop first (timers, exit, more work).
 func (e *engine) poll(fd uintptr) bool {
-	n, err := rawEpollWait(int(fd), e.events)
+	n, err := rawsys.EpollWait(int(fd), e.events)
 	if err != nil {
 		return true // EINTR: try again
 	}
@@ -607,7 +609,7 @@ func (e *engine) dispatch(events []unix.EpollEvent) {
 		ev := events[i].Events
 		if events[i].Pad == -1 {
 			var b [8]byte
-			_, _ = unix.Read(e.wake, b[:])
+			_, _ = rawsys.Read(e.wake, b[:])
 			continue
 		}
 		if s == nil || s.p.closed {
@@ -615,6 +617,9 @@ func (e *engine) dispatch(events []unix.EpollEvent) {
 		}
 		if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			s.readable = true
+		}
+		if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			s.hup = true
 		}
 		if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			s.writable = true
@@ -686,7 +691,7 @@ func (e *engine) pump(p *loopPair, dir int) {
 			}
 			return
 		}
-		n, err := e.fill(p, dir, src.fd)
+		n, short, err := e.fill(p, dir, src.fd)
 		switch {
 		case err == unix.EAGAIN:
 			src.readable = false
@@ -698,13 +703,18 @@ func (e *engine) pump(p *loopPair, dir int) {
 			e.finish(p, dir)
 			return
 		}
+		if short && !src.hup {
+			src.readable = false // drained: see side.hup
+		}
 		moved += n
 		p.active, p.sampled = e.now, false
 	}
 }
 
 // fill reads what side dir has ready into the direction's buffer or pipe.
-func (e *engine) fill(p *loopPair, dir, fd int) (int, error) {
+// short reports a read into the buffer that did not fill it (a splice can
+// be cut short by the pipe, so it never reports one).
+func (e *engine) fill(p *loopPair, dir, fd int) (n int, short bool, err error) {
 	f := &p.flows[dir]
 	if p.splice && f.bulk && !f.fellBack {
 		if f.pipe == nil {
@@ -716,41 +726,41 @@ func (e *engine) fill(p *loopPair, dir, fd int) (int, error) {
 			}
 			f.pipe = pp
 		}
-		n, err := rawSplice(fd, f.pipe.w, pipeSize)
+		n, err := rawsys.Splice(fd, f.pipe.w, pipeSize)
 		if err == unix.EINTR {
 			return e.fill(p, dir, fd)
 		}
 		if err != nil || n <= 0 {
 			putPipe(f.pipe) // empty: it is flushed before every fill
 			f.pipe = nil
-			return 0, err
+			return 0, false, err
 		}
 		f.inPipe = int(n)
-		return int(n), nil
+		return int(n), false, nil
 	}
 	if f.buf == nil {
 		f.buf = e.getBuf(p.opts.bufferSize())
 	}
-	n, err := rawIO(unix.SYS_READ, fd, f.buf)
+	n, err = rawsys.Read(fd, f.buf)
 	if err == unix.EINTR {
 		return e.fill(p, dir, fd)
 	}
 	if err != nil || n <= 0 {
 		e.putBuf(f.buf)
 		f.buf = nil
-		return 0, err
+		return 0, false, err
 	}
 	f.off, f.n = 0, n
 	if n == len(f.buf) {
 		f.bulk = true // a full buffer: splice from now on (loopsplice)
 	}
-	return n, nil
+	return n, n < len(f.buf), nil
 }
 
 // flush writes what waits in the direction's buffer or pipe to dst.
 func (e *engine) flush(f *flow, fd int) (int, error) {
 	if f.inPipe > 0 {
-		n, err := rawSplice(f.pipe.r, fd, f.inPipe)
+		n, err := rawsys.Splice(f.pipe.r, fd, f.inPipe)
 		if err == unix.EINTR {
 			return 0, nil
 		}
@@ -767,7 +777,7 @@ func (e *engine) flush(f *flow, fd int) (int, error) {
 		}
 		return int(n), nil
 	}
-	n, err := rawIO(unix.SYS_WRITE, fd, f.buf[f.off:f.n])
+	n, err := rawsys.Write(fd, f.buf[f.off:f.n])
 	if err == unix.EINTR {
 		return 0, nil
 	}
@@ -807,7 +817,7 @@ func (e *engine) putBuf(b []byte) {
 // finish passes a direction's FIN on, and ends the pair when both are done.
 func (e *engine) finish(p *loopPair, dir int) {
 	p.flows[dir].finished = true
-	_ = unix.Shutdown(p.sides[1-dir].fd, unix.SHUT_WR)
+	_ = rawsys.Shutdown(p.sides[1-dir].fd, unix.SHUT_WR)
 	if p.flows[0].finished && p.flows[1].finished {
 		e.close(p, EndDone, nil)
 		return
@@ -1038,35 +1048,4 @@ func (w *wheel) next() (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
-}
-
-// The loop's data-path calls never block (the sockets and pipes are
-// non-blocking, epoll_wait is called with a zero timeout), so they are
-// made as raw syscalls: without telling the scheduler, which would
-// otherwise let sysmon hand the P to another thread during a long splice
-// and wake a thread with a futex to run nothing (measured under perf:
-// the scheduler's share of a bulk transfer's CPU).
-
-func rawSplice(in, out, n int) (int64, error) {
-	r, _, errno := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int64(r), nil
-}
-
-func rawIO(trap uintptr, fd int, b []byte) (int, error) {
-	r, _, errno := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(r), nil
-}
-
-func rawEpollWait(epfd int, events []unix.EpollEvent) (int, error) {
-	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(unsafe.SliceData(events))), uintptr(len(events)), 0, 0, 0)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(r), nil
 }

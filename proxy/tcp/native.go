@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/l4bench/l4bench/internal/rawsys"
 	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
 
@@ -71,10 +72,10 @@ func (p *Proxy) serveNative(ln *net.TCPListener, cs copystrat.Connector) error {
 	var backoff time.Duration
 	for {
 		var fd int
-		var sa unix.Sockaddr
+		var client netip.AddrPort
 		var aerr error
 		if err := lrc.Control(func(lfd uintptr) {
-			fd, sa, aerr = unix.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			fd, client, aerr = rawsys.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		}); err != nil {
 			return nil // ln was closed
 		}
@@ -98,14 +99,14 @@ func (p *Proxy) serveNative(ln *net.TCPListener, cs copystrat.Connector) error {
 			return fmt.Errorf("accept on %s: %w", ln.Addr(), os.NewSyscallError("accept4", aerr))
 		}
 		backoff = 0
-		p.serveFD(cs, fd, sa)
+		p.serveFD(cs, fd, client)
 	}
 }
 
 // serveFD gives one accepted client to cs.
-func (p *Proxy) serveFD(cs copystrat.Connector, fd int, sa unix.Sockaddr) {
+func (p *Proxy) serveFD(cs copystrat.Connector, fd int, client netip.AddrPort) {
 	c := &nativeConn{p: p, fd: fd}
-	c.log = connLog{p: p, logger: p.logger(), start: time.Now(), clientAP: sockaddrAddrPort(sa), strategy: cs.Name()}
+	c.log = connLog{p: p, logger: p.logger(), start: time.Now(), clientAP: client, strategy: cs.Name()}
 	if !p.trackConn(c, true) {
 		p.refuse(fdCloser(fd))
 		return
@@ -113,7 +114,7 @@ func (p *Proxy) serveFD(cs copystrat.Connector, fd int, sa unix.Sockaddr) {
 	p.wg.Add(1)
 	if err := cs.Connect(p.dialContext(), fd, c.log.clientAP, c.next, c.done); err != nil {
 		c.log.log(slog.LevelWarn, "cannot hand the connection over; closing it", "strategy", cs.Name(), "err", err)
-		_ = unix.Close(fd)
+		_ = rawsys.Close(fd)
 		p.trackConn(c, false)
 		p.wg.Done()
 	}
@@ -159,13 +160,13 @@ func (c *nativeConn) next(failed error) (copystrat.Target, bool) {
 	}
 	var preamble []byte
 	if up.ProxyProtocol > 0 {
-		local, err := unix.Getsockname(c.fd)
+		local, err := rawsys.Getsockname(c.fd)
 		if err != nil {
 			c.errs = append(c.errs, os.NewSyscallError("getsockname", err))
 			return copystrat.Target{}, false
 		}
 		src := net.TCPAddrFromAddrPort(c.log.clientAP)
-		dst := net.TCPAddrFromAddrPort(sockaddrAddrPort(local))
+		dst := net.TCPAddrFromAddrPort(local)
 		if preamble, err = formatPreamble(up.ProxyProtocol, src, dst, nil); err != nil {
 			c.errs = append(c.errs, err)
 			return copystrat.Target{}, false
@@ -196,19 +197,7 @@ func (c *nativeConn) done(r copystrat.PairResult) {
 // fdCloser closes a bare descriptor (a client refused over MaxConns).
 type fdCloser int
 
-func (f fdCloser) Close() error { return unix.Close(int(f)) }
-
-// sockaddrAddrPort is a socket address as a netip.AddrPort, an IPv4
-// address mapped into IPv6 shown as IPv4 (as net.TCPAddr shows it).
-func sockaddrAddrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch sa := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-	}
-	return netip.AddrPort{}
-}
+func (f fdCloser) Close() error { return rawsys.Close(int(f)) }
 
 // acceptWaiter parks the native accept loop in Go's poller until the
 // listener has a connection: an epoll set of its own that watches the
@@ -259,7 +248,7 @@ func newAcceptWaiter(lrc syscall.RawConn) (*acceptWaiter, error) {
 func (w *acceptWaiter) wait() error {
 	_ = w.ep.SetReadDeadline(time.Now().Add(acceptRecheck))
 	err := w.rc.Read(func(fd uintptr) bool {
-		n, err := unix.EpollWait(int(fd), w.events[:], 0)
+		n, err := rawsys.EpollWait(int(fd), w.events[:])
 		return n > 0 || err != nil && err != unix.EINTR
 	})
 	if errors.Is(err, os.ErrDeadlineExceeded) {
