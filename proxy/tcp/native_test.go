@@ -102,7 +102,7 @@ func TestNativeDialHoldsNoGoroutine(t *testing.T) {
 	for _, strategy := range strategies {
 		s, err := newUpstream(strategy, bh.Addr())
 		require.NoError(t, err)
-		s.DialTimeout = time.Second // then the clients are closed, and the proxy stops at once
+		s.DialTimeout = time.Minute // under way for the whole count
 		p := &Proxy{Service: single(s)}
 		_, native := p.connector()
 		t.Run(strategy, func(t *testing.T) {
@@ -116,6 +116,7 @@ func TestNativeDialHoldsNoGoroutine(t *testing.T) {
 			} else {
 				assert.Equal(t, clients, connGoroutines(), "goroutines of connections while %d dials are under way", clients)
 			}
+			assert.ErrorIs(t, p.Shutdown(closedCtx()), context.Canceled, "the connects were cut")
 		})
 	}
 	// Every registered Connector takes the native path at an IP address.
