@@ -132,6 +132,17 @@ func Getsockname(fd int) (netip.AddrPort, error) {
 	return sa.addrPort(), nil
 }
 
+// Getpeername is fd's peer address; ENOTCONN while fd is not connected.
+func Getpeername(fd int) (netip.AddrPort, error) {
+	var sa sockaddr
+	sa.len = unix.SizeofSockaddrAny
+	_, _, e := unix.RawSyscall(unix.SYS_GETPEERNAME, uintptr(fd), uintptr(unsafe.Pointer(&sa.any)), uintptr(unsafe.Pointer(&sa.len)))
+	if e != 0 {
+		return netip.AddrPort{}, e
+	}
+	return sa.addrPort(), nil
+}
+
 // EpollCtl adds, changes or removes fd in the epoll set epfd.
 func EpollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
 	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
