@@ -219,10 +219,10 @@ func TestDataPathUnderStrace(t *testing.T) {
 			args := append([]string{"--listen", "127.0.0.1:0", "--backend", sink.Addr(), "--strategy", tt.strategy}, tt.extra...)
 			straceBin, err := measure.StracePath()
 			require.NoError(t, err)
-			// getpeername tells the two accept paths apart: Go's dial
-			// asks for the peer once connected, the event loop's own
-			// connect (the native path) never does.
-			p := startWrapped(t, append([]string{straceBin}, measure.StraceArgs(out, "getpeername")...), args...)
+			// fcntl tells the two accept paths apart: the hand-over
+			// duplicates the descriptors Go's accept and dial made
+			// (F_DUPFD_CLOEXEC); on the native path Go made none.
+			p := startWrapped(t, append([]string{straceBin}, measure.StraceArgs(out, "fcntl")...), args...)
 			c, err := net.Dial("tcp", p.addr)
 			require.NoError(t, err)
 			if tt.header {
@@ -240,10 +240,15 @@ func TestDataPathUnderStrace(t *testing.T) {
 
 			prof := straceProfile(t, out)
 			assert.Equal(t, tt.verdict, prof.Verdict())
-			if _, connector := tt.s.(copystrat.Connector); connector && !tt.header {
-				assert.Zero(t, prof.Calls["getpeername"], "the native path: the loop connected, not Go's dial")
-			} else {
-				assert.NotZero(t, prof.Calls["getpeername"], "Go's dial")
+			if _, connector := tt.s.(copystrat.Connector); connector {
+				trace, err := os.ReadFile(out)
+				require.NoError(t, err)
+				dups := strings.Count(string(trace), "F_DUPFD_CLOEXEC")
+				if tt.header {
+					assert.Equal(t, 2, dups, "a PROXY header to read: Go accepts and dials, the loop takes both over")
+				} else {
+					assert.Zero(t, dups, "the native path: the loop accepted and connected")
+				}
 			}
 			if tt.verdict == measure.VerdictSplice {
 				// All but what arrived in the same read as a PROXY header,
