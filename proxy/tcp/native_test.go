@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/netip"
 	"runtime"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -142,5 +144,65 @@ func connGoroutines() int {
 			return strings.Count(string(buf[:n]), "tcp.(*Proxy).handleConn(")
 		}
 		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// The native path over IPv6: the loop connects to an IPv6 backend and the
+// PROXY header it sends carries the IPv6 client.
+func TestNativeIPv6(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	pln := &proxyproto.Listener{Listener: ln}
+	defer pln.Close()
+	// The backend serves one connection: the header's source and the
+	// bytes, echoed.
+	got := make(chan string, 1)
+	serveOne := func() {
+		c, err := pln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 4)
+		_, _ = io.ReadFull(c, buf)
+		got <- c.RemoteAddr().String() + " " + string(buf)
+		_, _ = c.Write(buf)
+	}
+	for _, strategy := range []string{"loop", "loopsplice"} {
+		t.Run(strategy, func(t *testing.T) {
+			go serveOne()
+			u := upstream(t, strategy, ln.Addr().String())
+			u.ProxyProtocol = 2
+			p := &Proxy{Service: single(u)}
+			_, native := p.connector()
+			require.True(t, native)
+			pl, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv6loopback})
+			require.NoError(t, err)
+			served := make(chan error, 1)
+			go func() { served <- p.Serve(pl) }()
+			defer func() {
+				require.NoError(t, p.Shutdown(context.Background()))
+				require.NoError(t, <-served)
+			}()
+			c := dial(t, pl.Addr().String())
+			_, err = c.Write([]byte("ping"))
+			require.NoError(t, err)
+			select {
+			case s := <-got:
+				assert.Equal(t, c.LocalAddr().String()+" ping", s, "the backend saw the IPv6 client in the PROXY header, then the bytes")
+			case <-time.After(3 * time.Second):
+				t.Fatal("the backend got nothing")
+			}
+			buf := make([]byte, 4)
+			require.NoError(t, c.SetReadDeadline(time.Now().Add(2*time.Second)))
+			_, err = io.ReadFull(c, buf)
+			require.NoError(t, err)
+			assert.Equal(t, "ping", string(buf))
+			require.NoError(t, c.Close())
+			require.Eventually(t, func() bool { return p.ActiveConns() == 0 }, 2*time.Second, 5*time.Millisecond)
+		})
 	}
 }
