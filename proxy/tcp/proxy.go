@@ -111,8 +111,9 @@ func (p *Proxy) logger() *slog.Logger {
 }
 
 // Serve accepts connections on ln until ln is closed or Shutdown is
-// called, handling each in its own goroutine. It returns nil after
-// Shutdown, else the accept error.
+// called, handling each in its own goroutine, or on the native path (see
+// native.go) handing each to its strategy's event loop. It returns nil
+// after Shutdown or once ln is closed, else the accept error.
 func (p *Proxy) Serve(ln *net.TCPListener) error {
 	if !p.trackListener(ln, true) {
 		_ = ln.Close()
@@ -288,8 +289,9 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 		}
 	}()
 
+	start := time.Now()
 	srcAddr, dstAddr := client.RemoteAddr(), client.LocalAddr()
-	cl := &connLog{p: p, logger: p.logger(), start: time.Now(), client: srcAddr}
+	cl := &connLog{p: p, logger: p.logger(), start: start, client: srcAddr}
 	log := cl.log
 
 	var early []byte // payload bytes read together with a PROXY header
