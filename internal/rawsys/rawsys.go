@@ -12,7 +12,11 @@
 package rawsys
 
 import (
+	"fmt"
 	"net/netip"
+	"os"
+	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -179,4 +183,40 @@ func rw(trap uintptr, fd int, b []byte) (int, error) {
 		return 0, e
 	}
 	return int(r), nil
+}
+
+// Epoll is an epoll set of a loop's own, registered with Go's poller: a
+// goroutine waits for it to have events with Conn.Read (its callback
+// takes them with EpollWait), parked like any goroutine waiting on a
+// socket, and the file's read deadline wakes it for timers.
+type Epoll struct {
+	FD   int
+	File *os.File
+	Conn syscall.RawConn
+}
+
+// NewEpoll makes a non-blocking, close-on-exec epoll set and registers it
+// with Go's poller, or says why it cannot be.
+func NewEpoll(name string) (*Epoll, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	// Non-blocking, so that os.NewFile registers it with Go's poller.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		_ = unix.Close(fd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	rc, err := f.SyscallConn()
+	if err == nil {
+		// A file Go's poller cannot wait on has no deadlines: fail here,
+		// not with a loop that never wakes.
+		err = f.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("epoll descriptor is not pollable by the Go runtime: %w", err)
+	}
+	return &Epoll{FD: fd, File: f, Conn: rc}, nil
 }

@@ -3,6 +3,7 @@ package rawsys
 import (
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -117,4 +118,39 @@ func TestErrorsAreErrnos(t *testing.T) {
 			assert.ErrorIs(t, tt.call(), unix.EBADF)
 		})
 	}
+}
+
+// A goroutine waits on an Epoll in Go's poller: woken by its deadline
+// with nothing ready, and by an event when one comes.
+func TestEpollParksInGosPoller(t *testing.T) {
+	ep, err := NewEpoll("test")
+	require.NoError(t, err)
+	defer ep.File.Close()
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	require.NoError(t, err)
+	defer Close(efd)
+	require.NoError(t, EpollCtl(ep.FD, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(efd)}))
+	events := make([]unix.EpollEvent, 4)
+	wait := func() (int, error) {
+		n := 0
+		err := ep.Conn.Read(func(fd uintptr) bool {
+			n, _ = EpollWait(int(fd), events)
+			return n > 0
+		})
+		return n, err
+	}
+
+	require.NoError(t, ep.File.SetReadDeadline(time.Now().Add(20*time.Millisecond)))
+	_, err = wait()
+	assert.ErrorIs(t, err, os.ErrDeadlineExceeded, "nothing ready: the deadline wakes it")
+
+	require.NoError(t, ep.File.SetReadDeadline(time.Now().Add(2*time.Second)))
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		_, _ = Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	}()
+	n, err := wait()
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	assert.Equal(t, int32(efd), events[0].Fd)
 }

@@ -303,38 +303,23 @@ func pickEngine() (*engine, error) {
 }
 
 func newEngine() (*engine, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	// Non-blocking, so that os.NewFile registers it with Go's poller.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		_ = unix.Close(epfd)
-		return nil, os.NewSyscallError("fcntl", err)
-	}
-	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		_ = unix.Close(epfd)
-		return nil, os.NewSyscallError("eventfd", err)
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(wake), Pad: -1}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
-		_ = unix.Close(epfd)
-		_ = unix.Close(wake)
-		return nil, os.NewSyscallError("epoll_ctl", err)
-	}
-	f := os.NewFile(uintptr(epfd), "epoll")
-	rc, err := f.SyscallConn()
+	ep, err := rawsys.NewEpoll("epoll")
 	if err != nil {
 		return nil, err
 	}
-	// A file Go's poller cannot wait on has no deadlines: fail here, not
-	// with a loop that never wakes.
-	if err := f.SetReadDeadline(time.Time{}); err != nil {
-		return nil, fmt.Errorf("epoll descriptor is not pollable by the Go runtime: %w", err)
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		_ = ep.File.Close()
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(wake), Pad: -1}
+	if err := unix.EpollCtl(ep.FD, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		_ = ep.File.Close()
+		_ = unix.Close(wake)
+		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
 	return &engine{
-		epfd: epfd, file: f, rc: rc, wake: wake,
+		epfd: ep.FD, file: ep.File, rc: ep.Conn, wake: wake,
 		events: make([]unix.EpollEvent, 256),
 		wheel:  newWheel(time.Now()),
 	}, nil

@@ -210,37 +210,23 @@ type acceptWaiter struct {
 }
 
 func newAcceptWaiter(lrc syscall.RawConn) (*acceptWaiter, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	ep, err := rawsys.NewEpoll("accept-epoll")
 	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		_ = unix.Close(epfd)
-		return nil, os.NewSyscallError("fcntl", err)
+		return nil, err
 	}
 	var cerr error
 	if err := lrc.Control(func(lfd uintptr) {
 		// Level-triggered: ready while the backlog holds a connection.
 		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lfd)}
-		cerr = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, int(lfd), &ev)
+		cerr = unix.EpollCtl(ep.FD, unix.EPOLL_CTL_ADD, int(lfd), &ev)
 	}); err != nil || cerr != nil {
-		_ = unix.Close(epfd)
+		_ = ep.File.Close()
 		if err == nil {
 			err = os.NewSyscallError("epoll_ctl", cerr)
 		}
 		return nil, err
 	}
-	f := os.NewFile(uintptr(epfd), "accept-epoll")
-	rc, err := f.SyscallConn()
-	if err == nil {
-		// A file Go's poller cannot wait on has no deadlines.
-		err = f.SetReadDeadline(time.Time{})
-	}
-	if err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("epoll descriptor is not pollable by the Go runtime: %w", err)
-	}
-	return &acceptWaiter{ep: f, rc: rc}, nil
+	return &acceptWaiter{ep: ep.File, rc: ep.Conn}, nil
 }
 
 // wait returns when the listener may have a connection, or after
