@@ -62,6 +62,9 @@ func (p *Proxy) serveNative(ln *net.TCPListener, cs copystrat.Connector) error {
 	}
 	w, err := newAcceptWaiter(lrc)
 	if err != nil {
+		if errors.Is(err, net.ErrClosed) || p.isShutdown() {
+			return nil // closed before Serve got to it, as the Go path's accept would find
+		}
 		return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 	}
 	defer w.Close()

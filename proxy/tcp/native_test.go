@@ -67,7 +67,7 @@ func TestConnectorChoice(t *testing.T) {
 
 // Closing the listener itself, without Shutdown, ends Serve on either
 // path (the native one notices within acceptRecheck), and the port is
-// closed at once.
+// closed at once. Closed before Serve even started, it ends Serve too.
 func TestServeEndsWhenItsListenerCloses(t *testing.T) {
 	b := startBackend(t, func(c *net.TCPConn) {})
 	for _, strategy := range strategies {
@@ -77,8 +77,9 @@ func TestServeEndsWhenItsListenerCloses(t *testing.T) {
 			require.NoError(t, err)
 			served := make(chan error, 1)
 			go func() { served <- p.Serve(ln) }()
-			c := dial(t, ln.Addr().String()) // Serve is running
+			c := dial(t, ln.Addr().String())
 			require.NoError(t, c.Close())
+			require.Eventually(t, func() bool { return p.ActiveConns() == 0 }, 2*time.Second, time.Millisecond)
 			require.NoError(t, ln.Close())
 			_, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)
 			assert.Error(t, err, "the port still accepts after its listener closed")
@@ -89,6 +90,13 @@ func TestServeEndsWhenItsListenerCloses(t *testing.T) {
 				t.Fatal("Serve did not return after its listener closed")
 			}
 			require.NoError(t, p.Shutdown(context.Background()))
+
+			early := &Proxy{Service: single(upstream(t, strategy, b.addr()))}
+			ln2, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			require.NoError(t, err)
+			require.NoError(t, ln2.Close())
+			assert.NoError(t, early.Serve(ln2), "a listener closed before Serve")
+			require.NoError(t, early.Shutdown(context.Background()))
 		})
 	}
 }
