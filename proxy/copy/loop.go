@@ -474,10 +474,16 @@ func (e *engine) connect(p *loopPair, t Target) error {
 	// Over loopback the handshake is often done before connect returns
 	// (the SYN, SYN-ACK and ACK all run in its softirq): then the pair
 	// starts now, without waiting for the writable edge.
-	if _, err := rawsys.Getpeername(fd); cerr == nil || err == nil {
+	if cerr == nil || peerConnected(fd) {
 		e.established(p)
 	}
 	return nil
+}
+
+// peerConnected reports whether fd's connect has finished.
+func peerConnected(fd int) bool {
+	_, err := rawsys.Getpeername(fd)
+	return err == nil
 }
 
 // connected is the end of a connect: the backend side turned writable or

@@ -111,7 +111,7 @@ type Connector interface {
 	// its peer) from the moment it returns nil. It asks next for a target
 	// and connects to it; after a failed connect it calls next again with
 	// the failure, until next reports none (the connection then ends with
-	// EndUnavailable and the failures, joined, as Err). next and done are
+	// EndUnavailable and the last failure as Err). next and done are
 	// called from the strategy's own goroutine; done once, when the
 	// connection has ended. When ctx is done the connection ends at once
 	// (EndShutdown). On an error nothing was taken: clientFD is still the

@@ -108,7 +108,7 @@ func (p *Proxy) serveNative(ln *net.TCPListener, cs copystrat.Connector) error {
 
 // serveFD gives one accepted client to cs.
 func (p *Proxy) serveFD(cs copystrat.Connector, fd int, client netip.AddrPort) {
-	c := &nativeConn{p: p, fd: fd}
+	c := &nativeConn{p: p, fd: fd, picks: picks{svc: p.Service}}
 	c.log = connLog{p: p, logger: p.logger(), start: time.Now(), clientAP: client, strategy: cs.Name()}
 	if !p.trackConn(c, true) {
 		p.refuse(fdCloser(fd))
@@ -127,51 +127,38 @@ func (p *Proxy) serveFD(cs copystrat.Connector, fd int, client netip.AddrPort) {
 // it, its log lines, and its place in the proxy's tracking. The strategy
 // calls next and done from its loop.
 type nativeConn struct {
-	p        *Proxy
-	fd       int
-	log      connLog
-	up       *Upstream
-	attempts int
-	errs     []error
+	p     *Proxy
+	fd    int
+	log   connLog
+	picks picks
 }
 
 // Close implements io.Closer for the proxy's tracking. The strategy ends
 // the connection itself when the grace period ends (its context).
 func (c *nativeConn) Close() error { return nil }
 
-// next picks the upstream of each attempt as Proxy.dial does: a failed
-// connect goes on to the next server only when its upstream allows it,
-// at most once per server of the service.
+// next picks the upstream of each attempt as Proxy.dial does (picks).
 func (c *nativeConn) next(failed error) (copystrat.Target, bool) {
-	if failed != nil {
-		c.errs = append(c.errs, failed)
-		if !c.up.TryNextServer || c.attempts >= max(c.p.Service.Size(), 1) {
-			return copystrat.Target{}, false
-		}
-	}
-	up, ok := c.p.Service.Next()
+	up, ok := c.picks.next(failed)
 	if !ok {
-		c.errs = append(c.errs, ErrNoUpstream)
 		return copystrat.Target{}, false
 	}
-	c.attempts++
-	c.up = up
 	addr, err := netip.ParseAddrPort(up.Address)
 	if err != nil { // connector checked every upstream: cannot happen
-		c.errs = append(c.errs, fmt.Errorf("backend address %q: %w", up.Address, err))
+		c.picks.errs = append(c.picks.errs, fmt.Errorf("backend address %q: %w", up.Address, err))
 		return copystrat.Target{}, false
 	}
 	var preamble []byte
 	if up.ProxyProtocol > 0 {
 		local, err := rawsys.Getsockname(c.fd)
 		if err != nil {
-			c.errs = append(c.errs, os.NewSyscallError("getsockname", err))
+			c.picks.errs = append(c.picks.errs, os.NewSyscallError("getsockname", err))
 			return copystrat.Target{}, false
 		}
 		src := net.TCPAddrFromAddrPort(c.log.clientAP)
 		dst := net.TCPAddrFromAddrPort(local)
 		if preamble, err = formatPreamble(up.ProxyProtocol, src, dst, nil); err != nil {
-			c.errs = append(c.errs, err)
+			c.picks.errs = append(c.picks.errs, err)
 			return copystrat.Target{}, false
 		}
 	}
@@ -179,17 +166,17 @@ func (c *nativeConn) next(failed error) (copystrat.Target, bool) {
 		Addr:           addr,
 		ConnectTimeout: up.dialTimeout(),
 		Preamble:       preamble,
-		Options:        copystrat.PairOptions{Options: up.Copy, IdleTimeout: c.p.IdleTimeout, TerminationDelay: up.terminationDelay()},
+		Options:        c.p.pairOptions(up),
 	}, true
 }
 
 // done logs the connection's end and untracks it.
 func (c *nativeConn) done(r copystrat.PairResult) {
 	if r.End == copystrat.EndUnavailable {
-		c.log.log(slog.LevelWarn, "backend unavailable; closing client", "err", errors.Join(c.errs...))
+		c.log.log(slog.LevelWarn, "backend unavailable; closing client", "err", c.picks.err())
 	} else {
-		if c.up != nil {
-			c.log.backend = c.up.Address
+		if c.picks.up != nil {
+			c.log.backend = c.picks.up.Address
 		}
 		c.log.ended(r)
 	}

@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -211,6 +212,51 @@ func TestNativeIPv6(t *testing.T) {
 			assert.Equal(t, "ping", string(buf))
 			require.NoError(t, c.Close())
 			require.Eventually(t, func() bool { return p.ActiveConns() == 0 }, 2*time.Second, 5*time.Millisecond)
+		})
+	}
+}
+
+// Both paths walk the upstreams of a connection with picks: after a failed
+// dial the next server only when the failed one allows it, at most once
+// per server, and ErrNoUpstream when there is none.
+func TestPicks(t *testing.T) {
+	a := &Upstream{Address: "127.0.0.1:1", TryNextServer: true}
+	b := &Upstream{Address: "127.0.0.1:2", TryNextServer: true}
+	stop := &Upstream{Address: "127.0.0.1:3"}
+	svc := func(ups ...*Upstream) Service {
+		var ws []lb.Weighted[*Upstream]
+		for _, u := range ups {
+			ws = append(ws, lb.Weighted[*Upstream]{Item: u, Weight: 1})
+		}
+		return lb.New(ws, false)
+	}
+	failed := errors.New("refused")
+	tests := []struct {
+		name  string
+		svc   Service
+		tried []string // the addresses picked while every dial fails
+		noUp  bool     // err is ErrNoUpstream
+	}{
+		{"try next, once per server", svc(a, b), []string{a.Address, b.Address}, false},
+		{"no try next: one attempt", svc(stop, a), []string{stop.Address}, false},
+		{"nothing to pick", svc(), nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := picks{svc: tt.svc}
+			var tried []string
+			var err error
+			for {
+				up, ok := k.next(err)
+				if !ok {
+					break
+				}
+				tried = append(tried, up.Address)
+				err = failed
+			}
+			assert.Equal(t, tt.tried, tried)
+			assert.Equal(t, tt.noUp, errors.Is(k.err(), ErrNoUpstream))
+			assert.Equal(t, len(tt.tried) > 0, errors.Is(k.err(), failed))
 		})
 	}
 }

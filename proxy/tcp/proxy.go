@@ -380,8 +380,7 @@ func (p *Proxy) handleConn(client *net.TCPConn) {
 // logs the end and untracks it. It reports whether the strategy took it;
 // if not, both sockets are closed here.
 func (p *Proxy) handOver(ps copystrat.PairStrategy, client, backend *net.TCPConn, up *Upstream, ended func(copystrat.PairResult), log func(slog.Level, string, ...any)) bool {
-	opts := copystrat.PairOptions{Options: up.Copy, IdleTimeout: p.IdleTimeout, TerminationDelay: up.terminationDelay()}
-	err := ps.TakeOver(p.dialContext(), client, backend, opts, func(r copystrat.PairResult) {
+	err := ps.TakeOver(p.dialContext(), client, backend, p.pairOptions(up), func(r copystrat.PairResult) {
 		ended(r)
 		p.trackConn(client, false)
 		p.wg.Done()
@@ -399,24 +398,57 @@ func (p *Proxy) handOver(ps copystrat.PairStrategy, client, backend *net.TCPConn
 // dial picks an upstream and connects to it, trying further servers when
 // the upstream allows it.
 func (p *Proxy) dial() (*Upstream, *net.TCPConn, error) {
-	attempts := max(p.Service.Size(), 1)
-	var errs []error
-	for i := 0; i < attempts; i++ {
-		up, ok := p.Service.Next()
+	k := picks{svc: p.Service}
+	var failed error
+	for {
+		up, ok := k.next(failed)
 		if !ok {
-			return nil, nil, ErrNoUpstream
+			return nil, nil, k.err()
 		}
 		d := net.Dialer{Timeout: up.dialTimeout()}
 		c, err := d.DialContext(p.dialContext(), "tcp", up.Address)
 		if err == nil {
 			return up, c.(*net.TCPConn), nil
 		}
-		errs = append(errs, err)
-		if !up.TryNextServer {
-			break
+		failed = err
+	}
+}
+
+// picks is one connection's walk over its service's upstreams, the same on
+// both paths: the first pick, then after each failed dial the next one,
+// only when the failed upstream allows it and at most once per server.
+type picks struct {
+	svc  Service
+	up   *Upstream // the last pick
+	n    int
+	errs []error
+}
+
+// next is the upstream to dial after failed (nil before the first dial),
+// or false when none is left (err says why).
+func (k *picks) next(failed error) (*Upstream, bool) {
+	if failed != nil {
+		k.errs = append(k.errs, failed)
+		if !k.up.TryNextServer || k.n >= max(k.svc.Size(), 1) {
+			return nil, false
 		}
 	}
-	return nil, nil, errors.Join(errs...)
+	up, ok := k.svc.Next()
+	if !ok {
+		k.errs = append(k.errs, ErrNoUpstream)
+		return nil, false
+	}
+	k.n++
+	k.up = up
+	return up, true
+}
+
+// err is every failure of the walk, and ErrNoUpstream if it ran out.
+func (k *picks) err() error { return errors.Join(k.errs...) }
+
+// pairOptions are what a PairStrategy is told for a connection to up.
+func (p *Proxy) pairOptions(up *Upstream) copystrat.PairOptions {
+	return copystrat.PairOptions{Options: up.Copy, IdleTimeout: p.IdleTimeout, TerminationDelay: up.terminationDelay()}
 }
 
 // writePreamble sends the PROXY header (if any) and the payload bytes that
