@@ -20,9 +20,9 @@ import (
 
 // Loop is the event-loop engine, the way haproxy, nginx and envoy work: no
 // goroutine per connection. It takes a connection one of two ways. With
-// Connect, proxy/tcp gives it the client's descriptor straight from
-// accept(2) and the loop connects to the backend itself (non-blocking,
-// the connect timeout on its wheel, the preamble as the first bytes up).
+// Listen, it serves a listening socket itself: the loop accepts the
+// client and connects to the backend (non-blocking, the connect timeout on
+// its wheel, the preamble as the first bytes up).
 // With TakeOver, when proxy/tcp had work to do in Go first (a PROXY header
 // to read, a host name to resolve), it keeps a descriptor of each socket
 // of a dialled pair and closes the Go conns. Either way one loop per
@@ -93,29 +93,6 @@ func (l Loop) TakeOver(ctx context.Context, client, backend *net.TCPConn, opts P
 	// them from Go's poller and leaves the sockets open).
 	_ = client.Close()
 	_ = backend.Close()
-	if ctx.Done() != nil {
-		p.stop = context.AfterFunc(ctx, func() { e.requestClose(p) })
-	}
-	e.add(p)
-	return nil
-}
-
-// Connect implements Connector: the client's descriptor joins a loop at
-// once, and the loop connects to the targets next gives with a
-// non-blocking connect, the connect timeout on its timer wheel. Both
-// sockets get what Go's net package sets on its TCP connections
-// (TCP_NODELAY, keep-alive), so that a connection behaves the same
-// whichever way it came in.
-func (l Loop) Connect(ctx context.Context, clientFD int, client netip.AddrPort, next func(failed error) (Target, bool), done func(PairResult)) error {
-	e, err := pickEngine()
-	if err != nil {
-		return err
-	}
-	setSocketDefaults(clientFD)
-	p := &loopPair{e: e, done: done, splice: l.splice, connecting: true, next: next}
-	p.sides[client0] = side{fd: clientFD, p: p}
-	p.sides[backend1] = side{fd: -1, p: p}
-	p.peer[client0] = client
 	if ctx.Done() != nil {
 		p.stop = context.AfterFunc(ctx, func() { e.requestClose(p) })
 	}
@@ -258,11 +235,13 @@ type engine struct {
 	rc   syscall.RawConn
 	wake int // eventfd: close requests
 
-	mu      sync.Mutex
-	sides   []*side // by descriptor
-	gen     int32
-	live    int
-	running bool
+	mu        sync.Mutex
+	sides     []*side // by descriptor
+	gen       int32
+	live      int
+	running   bool
+	listeners []*watch // listening sockets, by slot (loopaccept.go)
+	listening int
 	fresh   []*loopPair // added, timers not armed yet
 	closing []*loopPair // close requests from other goroutines
 
@@ -275,6 +254,8 @@ type engine struct {
 	now      time.Time
 	deadline time.Time
 	bufs     [][]byte
+	retries  []*watch // listening sockets backing off
+	accepts  []*watch
 }
 
 var (
@@ -550,14 +531,15 @@ func (e *engine) run() {
 	for {
 		e.now = time.Now()
 		e.wheel.advance(e.now, e.fire)
+		e.retry()
 		e.mu.Lock()
-		if e.live == 0 && len(e.fresh) == 0 && len(e.closing) == 0 {
+		if e.live == 0 && e.listening == 0 && len(e.fresh) == 0 && len(e.closing) == 0 {
 			e.running = false
 			e.mu.Unlock()
 			return
 		}
 		e.mu.Unlock()
-		if next, ok := e.wheel.next(); ok != !e.deadline.IsZero() || ok && !next.Equal(e.deadline) {
+		if next, ok := e.nextTimer(); ok != !e.deadline.IsZero() || ok && !next.Equal(e.deadline) {
 			if !ok {
 				next = time.Time{}
 			}
@@ -595,17 +577,29 @@ func (e *engine) poll(fd uintptr) bool {
 		return true
 	}
 	e.mu.Lock()
-	live := e.live
+	idle := e.live == 0 && e.listening == 0
 	e.mu.Unlock()
-	next, ok := e.wheel.next()
+	next, ok := e.nextTimer()
 	// Go round unless nothing changed for the loop: it must exit, or
 	// wait for a timer earlier than the deadline it parks with.
-	return live == 0 || ok && (e.deadline.IsZero() || next.Before(e.deadline))
+	return idle || ok && (e.deadline.IsZero() || next.Before(e.deadline))
+}
+
+// nextTimer is the earliest of the wheel's timers and the listening
+// sockets' back-offs.
+func (e *engine) nextTimer() (time.Time, bool) {
+	next, ok := e.wheel.next()
+	for _, w := range e.retries {
+		if !ok || w.retryAt.Before(next) {
+			next, ok = w.retryAt, true
+		}
+	}
+	return next, ok
 }
 
 // dispatch handles one batch of events.
 func (e *engine) dispatch(events []unix.EpollEvent) {
-	e.batch = e.batch[:0]
+	e.batch, e.accepts = e.batch[:0], e.accepts[:0]
 	e.mu.Lock()
 	fresh, closing := e.fresh, e.closing
 	e.fresh, e.closing = nil, nil
@@ -616,20 +610,28 @@ func (e *engine) dispatch(events []unix.EpollEvent) {
 	for i := range events {
 		ev := &events[i]
 		var s *side
-		if fd := int(ev.Fd); ev.Pad != -1 && fd < len(e.sides) && e.sides[fd] != nil && e.sides[fd].gen == ev.Pad {
+		if fd := int(ev.Fd); ev.Pad >= 0 && fd < len(e.sides) && e.sides[fd] != nil && e.sides[fd].gen == ev.Pad {
 			s = e.sides[fd]
 		}
 		e.batch = append(e.batch, s)
+		if slot := int(-2 - ev.Pad); slot >= 0 && slot < len(e.listeners) && e.listeners[slot] != nil {
+			e.accepts = append(e.accepts, e.listeners[slot])
+		}
 	}
 	e.mu.Unlock()
 
-	for _, p := range fresh {
-		p.active = e.now
-		if p.connecting {
-			e.dial(p, nil)
-		} else {
-			e.rearm(p)
-		}
+	e.start(fresh)
+	// Clients first: their connects start before the bytes of this batch
+	// are moved, and so run beside them.
+	for _, w := range e.accepts {
+		e.accept(w)
+	}
+	if len(e.accepts) > 0 {
+		e.mu.Lock()
+		fresh := e.fresh
+		e.fresh = nil
+		e.mu.Unlock()
+		e.start(fresh)
 	}
 	for i, s := range e.batch {
 		ev := events[i].Events
@@ -665,6 +667,19 @@ func (e *engine) dispatch(events []unix.EpollEvent) {
 			e.abort(p, err)
 		} else {
 			e.close(p, EndShutdown, nil)
+		}
+	}
+}
+
+// start arms the timers of pairs just added, and starts the connects of
+// accepted clients.
+func (e *engine) start(fresh []*loopPair) {
+	for _, p := range fresh {
+		p.active = e.now
+		if p.connecting {
+			e.dial(p, nil)
+		} else {
+			e.rearm(p)
 		}
 	}
 }

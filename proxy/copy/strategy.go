@@ -38,6 +38,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -99,24 +100,61 @@ type PairStrategy interface {
 	TakeOver(ctx context.Context, client, backend *net.TCPConn, opts PairOptions, done func(PairResult)) error
 }
 
-// Connector is a PairStrategy that can also take a client straight from
-// accept(2), as a bare descriptor, and connect to the backend itself from
-// its own loop: no net.Conn on either side, no goroutine and no blocking
-// dial per connection. proxy/tcp uses it when it has nothing to do in Go
-// between accept and the first byte (no PROXY header to read, backends
-// given as IP addresses).
+// Connector is a PairStrategy that can also serve a listening socket
+// whole: it accepts clients in its own loop, as bare descriptors, and
+// connects to their backends itself. No net.Conn on either side, no
+// goroutine per connection or waiting in accept, no blocking dial.
+// proxy/tcp uses it when it has nothing to do in Go between accept and the
+// first byte (no PROXY header to read, backends given as IP addresses).
 type Connector interface {
 	PairStrategy
-	// Connect owns clientFD (a non-blocking, close-on-exec socket, client
-	// its peer) from the moment it returns nil. It asks next for a target
-	// and connects to it; after a failed connect it calls next again with
-	// the failure, until next reports none (the connection then ends with
-	// EndUnavailable and the last failure as Err). next and done are
-	// called from the strategy's own goroutine; done once, when the
-	// connection has ended. When ctx is done the connection ends at once
-	// (EndShutdown). On an error nothing was taken: clientFD is still the
-	// caller's.
-	Connect(ctx context.Context, clientFD int, client netip.AddrPort, next func(failed error) (Target, bool), done func(PairResult)) error
+	// Listen starts accepting on l.Conn's socket, which stays the
+	// caller's: it is never closed here. Accepting goes on until the
+	// Listening is closed or accept fails for a reason that does not pass.
+	// Closing the socket is not seen by the strategy (the kernel drops it
+	// from epoll sets without an event): close the Listening as well.
+	Listen(l Listener) (Listening, error)
+}
+
+// Listener is a listening socket for a Connector, and what to do with its
+// clients.
+type Listener struct {
+	// Conn is the listening socket's.
+	Conn syscall.RawConn
+	// Admit is called from the strategy's goroutine for each accepted
+	// client (fd non-blocking and close-on-exec, client its peer). It
+	// either refuses the client, closing fd itself, and returns false, or
+	// returns the client's connection, which the strategy owns from then
+	// on.
+	Admit func(fd int, client netip.AddrPort) (Client, bool)
+	// Backoff is called, from the strategy's goroutine, when accept fails
+	// for a reason that passes (out of file descriptors or memory): the
+	// strategy stops accepting on this socket for wait, doubling the wait
+	// from 5 ms to 1 s while the failures go on.
+	Backoff func(err error, wait time.Duration)
+}
+
+// Client is an accepted connection, as a Connector serves it. The
+// strategy asks Next for a target and connects to it; after a failed
+// connect it calls Next again with the failure, until Next reports none
+// (the connection then ends with EndUnavailable and the last failure as
+// Err). Next and Done are called from the strategy's own goroutine; Done
+// once, when the connection has ended. When Ctx is done the connection
+// ends at once (EndShutdown).
+type Client struct {
+	Ctx  context.Context
+	Next func(failed error) (Target, bool)
+	Done func(PairResult)
+}
+
+// Listening is a Listener being served.
+type Listening interface {
+	// Close stops accepting. Connections already accepted go on.
+	Close() error
+	// Done is closed once accepting has stopped: by Close, or by a failure
+	// of accept that does not pass, which Err then returns.
+	Done() <-chan struct{}
+	Err() error
 }
 
 // Target is one backend for a Connector to connect to.

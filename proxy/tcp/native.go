@@ -8,10 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/l4bench/l4bench/internal/rawsys"
 	copystrat "github.com/l4bench/l4bench/proxy/copy"
@@ -19,10 +16,10 @@ import (
 
 // The native path: when an entrypoint has nothing to do in Go between
 // accept and the first byte (no PROXY header to read, every backend an IP
-// address, every upstream on the same copystrat.Connector), Serve accepts
-// with accept4(2) on the listener's descriptor and gives each client, as a
-// bare descriptor, to the strategy's event loop, which connects to the
-// backend itself. No net.Conn is made for either socket, no goroutine runs
+// address, every upstream on the same copystrat.Connector), Serve gives the
+// listener to the strategy's event loop, which watches its descriptor,
+// accepts each client as a bare descriptor and connects to the backend
+// itself. No net.Conn is made for either socket, no goroutine runs
 // per connection, and no dial blocks one. What the Go path does around
 // the copy is kept: MaxConns, the picking of upstreams, TryNextServer, the
 // dial timeout, PROXY headers sent, the log lines, graceful shutdown.
@@ -49,77 +46,65 @@ func (p *Proxy) connector() (copystrat.Connector, bool) {
 	return cs, cs != nil
 }
 
-// acceptRecheck is how often an idle native accept loop checks that its
-// listener is still open: closing a net.TCPListener wakes nothing outside
-// Go's own poller. Shutdown wakes it at once.
-const acceptRecheck = 250 * time.Millisecond
+// closedRecheck is how often Serve checks, on the native path, that its
+// listener is still open: closing a net.TCPListener takes it out of the
+// loop's epoll sets without an event. Shutdown stops the accepting at once.
+const closedRecheck = 250 * time.Millisecond
 
-// serveNative is Serve's loop on the native path.
+// serveNative is Serve on the native path: cs accepts in its own loop, and
+// this goroutine waits for the end.
 func (p *Proxy) serveNative(ln *net.TCPListener, cs copystrat.Connector) error {
 	lrc, err := ln.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 	}
-	w, err := newAcceptWaiter(lrc)
+	ls, err := cs.Listen(copystrat.Listener{Conn: lrc, Admit: p.admit(cs), Backoff: p.acceptBackoff})
 	if err != nil {
 		if errors.Is(err, net.ErrClosed) || p.isShutdown() {
 			return nil // closed before Serve got to it, as the Go path's accept would find
 		}
 		return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 	}
-	defer w.Close()
-	if !p.trackListener(w, true) {
+	defer ls.Close()
+	if !p.trackListener(ls, true) {
 		return nil
 	}
-	defer p.trackListener(w, false)
-	var backoff time.Duration
+	defer p.trackListener(ls, false)
+	tick := time.NewTicker(closedRecheck)
+	defer tick.Stop()
 	for {
-		var fd int
-		var client netip.AddrPort
-		var aerr error
-		if err := lrc.Control(func(lfd uintptr) {
-			fd, client, aerr = rawsys.Accept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		}); err != nil {
-			return nil // ln was closed
-		}
-		switch {
-		case aerr == nil:
-		case aerr == unix.EAGAIN:
-			if err := w.wait(); err != nil {
-				return nil // Shutdown closed the waiter
+		select {
+		case <-ls.Done():
+			if err := ls.Err(); err != nil && !p.isShutdown() {
+				return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 			}
-			continue
-		case aerr == unix.ECONNABORTED || aerr == unix.EINTR:
-			continue
-		case p.isShutdown():
 			return nil
-		case isTemporary(aerr):
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			p.logger().Warn("accept failed; retrying", "entrypoint", p.Name, "err", os.NewSyscallError("accept4", aerr), "backoff", backoff)
-			time.Sleep(backoff)
-			continue
-		default:
-			return fmt.Errorf("accept on %s: %w", ln.Addr(), os.NewSyscallError("accept4", aerr))
+		case <-tick.C:
+			if lrc.Control(func(uintptr) {}) != nil {
+				return nil // ln was closed
+			}
 		}
-		backoff = 0
-		p.serveFD(cs, fd, client)
 	}
 }
 
-// serveFD gives one accepted client to cs.
-func (p *Proxy) serveFD(cs copystrat.Connector, fd int, client netip.AddrPort) {
-	c := &nativeConn{p: p, fd: fd, picks: picks{svc: p.Service}}
-	c.log = connLog{p: p, logger: p.logger(), start: time.Now(), clientAP: client, strategy: cs.Name()}
-	if !p.trackConn(c, true) {
-		p.refuse(fdCloser(fd))
-		return
-	}
-	p.wg.Add(1)
-	if err := cs.Connect(p.dialContext(), fd, c.log.clientAP, c.next, c.done); err != nil {
-		c.log.log(slog.LevelWarn, "cannot hand the connection over; closing it", "strategy", cs.Name(), "err", err)
-		_ = rawsys.Close(fd)
-		p.trackConn(c, false)
-		p.wg.Done()
+// acceptBackoff logs a failed accept the loop will retry.
+func (p *Proxy) acceptBackoff(err error, wait time.Duration) {
+	p.logger().Warn("accept failed; retrying", "entrypoint", p.Name, "err", err, "backoff", wait)
+}
+
+// admit is what happens to each client cs accepts: MaxConns and
+// tracking, then the picking of its upstreams.
+func (p *Proxy) admit(cs copystrat.Connector) func(fd int, client netip.AddrPort) (copystrat.Client, bool) {
+	name := cs.Name()
+	return func(fd int, client netip.AddrPort) (copystrat.Client, bool) {
+		c := &nativeConn{p: p, fd: fd, picks: picks{svc: p.Service}}
+		c.log = connLog{p: p, logger: p.logger(), start: time.Now(), clientAP: client, strategy: name}
+		if !p.trackConn(c, true) {
+			p.refuse(fdCloser(fd))
+			return copystrat.Client{}, false
+		}
+		p.wg.Add(1)
+		return copystrat.Client{Ctx: p.dialContext(), Next: c.next, Done: c.done}, true
 	}
 }
 
@@ -188,52 +173,6 @@ func (c *nativeConn) done(r copystrat.PairResult) {
 type fdCloser int
 
 func (f fdCloser) Close() error { return rawsys.Close(int(f)) }
-
-// acceptWaiter parks the native accept loop in Go's poller until the
-// listener has a connection: an epoll set of its own that watches the
-// listener's descriptor (a listener's RawConn cannot wait for reading),
-// itself registered with Go's poller. Close wakes a waiting loop.
-type acceptWaiter struct {
-	ep     *os.File
-	rc     syscall.RawConn
-	events [1]unix.EpollEvent
-}
-
-func newAcceptWaiter(lrc syscall.RawConn) (*acceptWaiter, error) {
-	ep, err := rawsys.NewEpoll("accept-epoll")
-	if err != nil {
-		return nil, err
-	}
-	var cerr error
-	if err := lrc.Control(func(lfd uintptr) {
-		// Level-triggered: ready while the backlog holds a connection.
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lfd)}
-		cerr = unix.EpollCtl(ep.FD, unix.EPOLL_CTL_ADD, int(lfd), &ev)
-	}); err != nil || cerr != nil {
-		_ = ep.File.Close()
-		if err == nil {
-			err = os.NewSyscallError("epoll_ctl", cerr)
-		}
-		return nil, err
-	}
-	return &acceptWaiter{ep: ep.File, rc: ep.Conn}, nil
-}
-
-// wait returns when the listener may have a connection, or after
-// acceptRecheck; an error once Close was called.
-func (w *acceptWaiter) wait() error {
-	_ = w.ep.SetReadDeadline(time.Now().Add(acceptRecheck))
-	err := w.rc.Read(func(fd uintptr) bool {
-		n, err := rawsys.EpollWait(int(fd), w.events[:])
-		return n > 0 || err != nil && err != unix.EINTR
-	})
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil
-	}
-	return err
-}
-
-func (w *acceptWaiter) Close() error { return w.ep.Close() }
 
 // connLog writes one connection's log lines. Its attributes are formatted
 // only for a line that is logged: slog's With would format them for every

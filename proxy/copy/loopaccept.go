@@ -1,0 +1,289 @@
+package copy
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/l4bench/l4bench/internal/rawsys"
+)
+
+// The loop's side of the native path: every engine watches a listening
+// socket in its own epoll set, and the engine that a client wakes accepts
+// it and starts its connect in the same turn. No goroutine waits in
+// accept, and a connection costs no goroutine switch between its accept
+// and its connect.
+
+// maxAccept is how many clients an engine accepts from one readiness
+// event before it turns to its connections (the listener is watched
+// level-triggered: what is left reports again).
+const maxAccept = 16
+
+// loopAccept4 is the loop's accept, replaced in a test to fail.
+var loopAccept4 = rawsys.Accept4
+
+// Listen implements Connector. Every engine watches the socket,
+// level-triggered and with EPOLLEXCLUSIVE (so that, where the kernel can,
+// a client wakes one engine); the engine that accepts a client serves it.
+func (l Loop) Listen(ln Listener) (Listening, error) {
+	if _, err := pickEngine(); err != nil {
+		return nil, err
+	}
+	ls := &loopListening{ln: ln, splice: l.splice, done: make(chan struct{})}
+	for _, e := range engines {
+		w := &watch{ls: ls, e: e}
+		ls.watches = append(ls.watches, w)
+		if err := e.listen(w); err != nil {
+			ls.stop(nil)
+			return nil, err
+		}
+	}
+	return ls, nil
+}
+
+// loopListening is one Listener served by every engine.
+type loopListening struct {
+	ln      Listener
+	splice  bool
+	watches []*watch
+
+	once sync.Once
+	err  error
+	done chan struct{}
+
+	// The back-off after a failed accept, shared by the engines: the
+	// first to fail doubles it, the others keep out until it is over.
+	mu      sync.Mutex
+	failing atomic.Bool // a back-off ran since the last accept
+	backoff time.Duration
+	retryAt time.Time
+}
+
+// Close implements Listening.
+func (ls *loopListening) Close() error {
+	ls.stop(nil)
+	return nil
+}
+
+func (ls *loopListening) Done() <-chan struct{} { return ls.done }
+
+func (ls *loopListening) Err() error {
+	<-ls.done
+	return ls.err
+}
+
+// stop takes the socket out of every engine, once. err is why (nil for
+// Close).
+func (ls *loopListening) stop(err error) {
+	ls.once.Do(func() {
+		ls.err = err
+		for _, w := range ls.watches {
+			w.e.unlisten(w)
+		}
+		close(ls.done)
+	})
+}
+
+// watch is one engine's watch of a listening socket. Its fields are the
+// engine's, under e.mu.
+type watch struct {
+	ls      *loopListening
+	e       *engine
+	slot    int // in e.listeners; the epoll event's Pad is -2-slot
+	live    bool
+	watched bool      // in the epoll set (out of it while backing off)
+	retryAt time.Time // the loop's: when to watch again
+}
+
+// listen adds w to e: a slot, the epoll watch, and the loop goroutine
+// running while e serves a listener.
+func (e *engine) listen(w *watch) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w.slot = -1
+	for i, o := range e.listeners {
+		if o == nil {
+			w.slot = i
+			break
+		}
+	}
+	if w.slot < 0 {
+		w.slot = len(e.listeners)
+		e.listeners = append(e.listeners, nil)
+	}
+	if err := e.watchListener(w, true); err != nil {
+		return err
+	}
+	e.listeners[w.slot] = w
+	w.live = true
+	e.listening++
+	if !e.running {
+		e.running = true
+		go e.run()
+	}
+	return nil
+}
+
+// unlisten takes w out of e, and wakes the loop so that it can exit.
+func (e *engine) unlisten(w *watch) {
+	e.mu.Lock()
+	if !w.live {
+		e.mu.Unlock()
+		return
+	}
+	w.live = false
+	e.listeners[w.slot] = nil
+	e.listening--
+	_ = e.watchListener(w, false)
+	e.mu.Unlock()
+	e.wakeUp()
+}
+
+// watchListener puts w's socket in or out of the epoll set (under e.mu,
+// so that a watch put back after a back-off cannot outlive unlisten). A
+// socket already closed has left the set by itself.
+func (e *engine) watchListener(w *watch, on bool) error {
+	if w.watched == on {
+		return nil
+	}
+	var werr error
+	err := w.ls.ln.Conn.Control(func(fd uintptr) {
+		if on {
+			ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(fd), Pad: int32(-2 - w.slot)}
+			werr = rawsys.EpollCtl(e.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+		} else {
+			werr = rawsys.EpollCtl(e.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+		}
+	})
+	if err != nil {
+		return err // closed: out of the set already
+	}
+	if werr != nil {
+		return os.NewSyscallError("epoll_ctl", werr)
+	}
+	w.watched = on
+	return nil
+}
+
+// accept takes up to maxAccept clients from w's socket and starts them on
+// this engine (the loop goroutine's).
+func (e *engine) accept(w *watch) {
+	ls := w.ls
+	for range maxAccept {
+		var fd int
+		var client netip.AddrPort
+		var aerr error
+		if err := ls.ln.Conn.Control(func(lfd uintptr) {
+			fd, client, aerr = loopAccept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		}); err != nil {
+			ls.stop(nil) // the socket was closed
+			return
+		}
+		switch aerr {
+		case nil:
+		case unix.EAGAIN:
+			return
+		case unix.ECONNABORTED, unix.EINTR:
+			continue
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			e.backOff(w, os.NewSyscallError("accept4", aerr))
+			return
+		default:
+			ls.stop(os.NewSyscallError("accept4", aerr))
+			return
+		}
+		if ls.failing.Load() {
+			ls.accepted()
+		}
+		c, ok := ls.ln.Admit(fd, client)
+		if !ok {
+			continue
+		}
+		e.adopt(fd, client, c, ls.splice)
+	}
+}
+
+// adopt makes an accepted client a pair of this engine, to be connected
+// once the batch of events is handled (startFresh).
+func (e *engine) adopt(fd int, client netip.AddrPort, c Client, splice bool) {
+	setSocketDefaults(fd)
+	p := &loopPair{e: e, done: c.Done, splice: splice, connecting: true, next: c.Next}
+	p.sides[client0] = side{fd: fd, p: p}
+	p.sides[backend1] = side{fd: -1, p: p}
+	p.peer[client0] = client
+	if c.Ctx != nil && c.Ctx.Done() != nil {
+		p.stop = context.AfterFunc(c.Ctx, func() { e.requestClose(p) })
+	}
+	e.add(p)
+}
+
+// backOff takes w's socket out of the epoll set for a while after accept
+// failed for a reason that passes: watched level-triggered, a socket whose
+// backlog cannot be taken would wake the loop without end.
+func (e *engine) backOff(w *watch, err error) {
+	retryAt, wait := w.ls.failed(e.now)
+	e.mu.Lock()
+	if !w.live {
+		e.mu.Unlock()
+		return
+	}
+	w.retryAt = retryAt
+	_ = e.watchListener(w, false)
+	e.mu.Unlock()
+	e.retries = append(e.retries, w)
+	if wait > 0 && w.ls.ln.Backoff != nil {
+		w.ls.ln.Backoff(err, wait)
+	}
+}
+
+// failed is an accept failure at now: it returns when to accept again,
+// and the new back-off when this failure started one (zero when another
+// engine's is running).
+func (ls *loopListening) failed(now time.Time) (time.Time, time.Duration) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if now.Before(ls.retryAt) {
+		return ls.retryAt, 0
+	}
+	ls.backoff = min(max(2*ls.backoff, 5*time.Millisecond), time.Second)
+	ls.retryAt = now.Add(ls.backoff)
+	ls.failing.Store(true)
+	return ls.retryAt, ls.backoff
+}
+
+// accepted ends a run of failures: the next back-off starts at 5 ms.
+func (ls *loopListening) accepted() {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.backoff, ls.retryAt = 0, time.Time{}
+	ls.failing.Store(false)
+}
+
+// retry puts back the watches whose back-off is over; it returns the
+// earliest back-off still running.
+func (e *engine) retry() (time.Time, bool) {
+	var next time.Time
+	keep := e.retries[:0]
+	for _, w := range e.retries {
+		if w.retryAt.After(e.now) {
+			keep = append(keep, w)
+			if next.IsZero() || w.retryAt.Before(next) {
+				next = w.retryAt
+			}
+			continue
+		}
+		e.mu.Lock()
+		if w.live {
+			_ = e.watchListener(w, true)
+		}
+		e.mu.Unlock()
+	}
+	clear(e.retries[len(keep):])
+	e.retries = keep
+	return next, !next.IsZero()
+}

@@ -1,0 +1,262 @@
+package copy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/l4bench/l4bench/internal/rawsys"
+)
+
+// echoBackend echoes every connection until the test ends.
+func echoBackend(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// served is a listening socket a Connector serves towards one backend,
+// with what happened to its clients.
+type served struct {
+	ln       *net.TCPListener
+	ls       Listening
+	admitted atomic.Int32
+	ended    chan PairResult
+	mu       sync.Mutex
+	waits    []time.Duration // Backoff's
+	refuse   atomic.Bool
+}
+
+func serve(t *testing.T, s Connector, backend netip.AddrPort) *served {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	rc, err := ln.SyscallConn()
+	require.NoError(t, err)
+	sv := &served{ln: ln, ended: make(chan PairResult, 100)}
+	sv.ls, err = s.Listen(Listener{
+		Conn: rc,
+		Admit: func(fd int, client netip.AddrPort) (Client, bool) {
+			sv.admitted.Add(1)
+			if sv.refuse.Load() {
+				_ = rawsys.Close(fd)
+				return Client{}, false
+			}
+			tried := false
+			return Client{
+				Next: func(error) (Target, bool) {
+					if tried {
+						return Target{}, false
+					}
+					tried = true
+					return Target{Addr: backend, ConnectTimeout: time.Second, Options: PairOptions{TerminationDelay: 5 * time.Second}}, true
+				},
+				Done: func(r PairResult) { sv.ended <- r },
+			}, true
+		},
+		Backoff: func(err error, wait time.Duration) {
+			sv.mu.Lock()
+			defer sv.mu.Unlock()
+			sv.waits = append(sv.waits, wait)
+		},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sv.ls.Close() })
+	return sv
+}
+
+func connectors(t *testing.T) []Connector {
+	var out []Connector
+	for _, s := range loopStrategies(t) {
+		if c, ok := s.(Connector); ok {
+			out = append(out, c)
+		}
+	}
+	require.Len(t, out, 2, "loop and loopsplice")
+	return out
+}
+
+// roundTrip sends a line through the proxy and reads it back, then closes.
+func roundTrip(t *testing.T, addr net.Addr) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr.String(), 2*time.Second)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+	_, err = c.Write([]byte("ping\n"))
+	require.NoError(t, err)
+	got := make([]byte, 5)
+	_, err = io.ReadFull(c, got)
+	require.NoError(t, err)
+	assert.Equal(t, "ping\n", string(got))
+}
+
+// A Connector serves a listening socket until its Listening is closed:
+// every client before the close is admitted, connected and ended cleanly;
+// after it, none is accepted (the socket stays the caller's, its backlog
+// untouched), and the loop goroutines exit (goleak, TestMain).
+func TestListenServesUntilClosed(t *testing.T) {
+	backend := echoBackend(t)
+	for _, s := range connectors(t) {
+		t.Run(s.Name(), func(t *testing.T) {
+			sv := serve(t, s, backend)
+			const clients = 20
+			for range clients {
+				roundTrip(t, sv.ln.Addr())
+			}
+			for range clients {
+				select {
+				case r := <-sv.ended:
+					assert.Equal(t, EndDone, r.End)
+					assert.Equal(t, int64(5), r.Sent)
+					assert.Equal(t, int64(5), r.Received)
+				case <-time.After(5 * time.Second):
+					t.Fatal("a connection did not end")
+				}
+			}
+			assert.Equal(t, int32(clients), sv.admitted.Load())
+
+			require.NoError(t, sv.ls.Close())
+			select {
+			case <-sv.ls.Done():
+			case <-time.After(time.Second):
+				t.Fatal("Done not closed by Close")
+			}
+			assert.NoError(t, sv.ls.Err())
+			c, err := net.DialTimeout("tcp", sv.ln.Addr().String(), time.Second)
+			require.NoError(t, err, "the socket is still the caller's, and listening")
+			defer c.Close()
+			time.Sleep(100 * time.Millisecond)
+			assert.Equal(t, int32(clients), sv.admitted.Load(), "a client accepted after Close")
+			a, err := sv.ln.AcceptTCP()
+			require.NoError(t, err, "the client waits in the caller's backlog")
+			_ = a.Close()
+		})
+	}
+}
+
+// A client Admit refuses is closed by Admit, and the loop goes on serving.
+func TestListenRefusedClient(t *testing.T) {
+	backend := echoBackend(t)
+	for _, s := range connectors(t) {
+		t.Run(s.Name(), func(t *testing.T) {
+			sv := serve(t, s, backend)
+			sv.refuse.Store(true)
+			c, err := net.DialTimeout("tcp", sv.ln.Addr().String(), time.Second)
+			require.NoError(t, err)
+			defer c.Close()
+			require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+			_, err = c.Read(make([]byte, 1))
+			assert.True(t, errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET), "the refused client is closed: %v", err)
+			assert.Empty(t, sv.ended, "a refused client is no connection")
+		})
+	}
+}
+
+// fakeAccept makes the loop's accept fail with err until d has passed
+// since its first call (or, d zero, on the first call only).
+func fakeAccept(t *testing.T, err error, d time.Duration) *atomic.Int32 {
+	var calls atomic.Int32
+	var mu sync.Mutex
+	var first time.Time
+	loopAccept4 = func(fd int, flags int) (int, netip.AddrPort, error) {
+		calls.Add(1)
+		mu.Lock()
+		if first.IsZero() {
+			first = time.Now()
+			mu.Unlock()
+			return -1, netip.AddrPort{}, err
+		}
+		failing := time.Since(first) < d
+		mu.Unlock()
+		if failing {
+			return -1, netip.AddrPort{}, err
+		}
+		return rawsys.Accept4(fd, flags)
+	}
+	t.Cleanup(func() { loopAccept4 = rawsys.Accept4 })
+	return &calls
+}
+
+// Out of file descriptors, the loop stops accepting for a back-off that
+// doubles (one for the socket, whichever engines fail), instead of waking
+// without end for a backlog it cannot take (the socket is
+// level-triggered), and the client is served once accept works again.
+func TestListenBacksOff(t *testing.T) {
+	backend := echoBackend(t)
+	for _, s := range connectors(t) {
+		t.Run(s.Name(), func(t *testing.T) {
+			calls := fakeAccept(t, unix.EMFILE, 30*time.Millisecond)
+			sv := serve(t, s, backend)
+			start := time.Now()
+			roundTrip(t, sv.ln.Addr())
+			took := time.Since(start)
+			sv.mu.Lock()
+			defer sv.mu.Unlock()
+			// 5, 10 and 20 ms from 0, 5 and 15 ms; a late loop may
+			// find the failures over sooner in the sequence.
+			doubling := []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond}
+			require.GreaterOrEqual(t, len(sv.waits), 2, "back-offs: %v", sv.waits)
+			assert.Equal(t, doubling[:len(sv.waits)], sv.waits)
+			var sum time.Duration
+			for _, w := range sv.waits {
+				sum += w
+			}
+			assert.GreaterOrEqual(t, took, sum, "the client waited out the back-offs")
+			// Each engine fails at most once per back-off, then accepts
+			// (and may find EAGAIN once): no spin.
+			engines := int32(len(engines))
+			assert.LessOrEqual(t, calls.Load(), int32(len(sv.waits)+1)*engines+2, "accept calls")
+		})
+	}
+}
+
+// An accept failure that does not pass ends the Listening with it.
+func TestListenFailsForGood(t *testing.T) {
+	for _, s := range connectors(t) {
+		t.Run(s.Name(), func(t *testing.T) {
+			fakeAccept(t, unix.EINVAL, 0)
+			sv := serve(t, s, netip.MustParseAddrPort("127.0.0.1:1"))
+			c, err := net.DialTimeout("tcp", sv.ln.Addr().String(), time.Second)
+			require.NoError(t, err)
+			defer c.Close()
+			select {
+			case <-sv.ls.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatal("the Listening did not end")
+			}
+			require.Error(t, sv.ls.Err())
+			assert.Contains(t, sv.ls.Err().Error(), "accept4: invalid argument")
+			assert.Zero(t, sv.admitted.Load())
+		})
+	}
+}
