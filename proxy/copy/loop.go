@@ -256,6 +256,7 @@ type engine struct {
 	bufs     [][]byte
 	retries  []*watch // listening sockets backing off
 	accepts  []*watch
+	backlog  bool // a listening socket may have clients left to accept
 }
 
 var (
@@ -573,7 +574,8 @@ func (e *engine) poll(fd uintptr) bool {
 			e.service(p)
 		}
 	}
-	if n == len(e.events) || len(e.again) > 0 {
+	if n == len(e.events) || len(e.again) > 0 || e.backlog {
+		e.backlog = false
 		return true
 	}
 	e.mu.Lock()

@@ -171,9 +171,14 @@ func (e *engine) watchListener(w *watch, on bool) error {
 }
 
 // accept takes up to maxAccept clients from w's socket and starts them on
-// this engine (the loop goroutine's).
+// this engine (the loop goroutine's). Clients left in the backlog make the
+// loop go round before it parks: the loop's own epoll set reports the
+// socket again (level-triggered), but Go's poller watches that set
+// edge-triggered, and whether it is woken again for a socket that stayed
+// ready is the kernel's detail, not something to rely on.
 func (e *engine) accept(w *watch) {
 	ls := w.ls
+	e.backlog = true
 	for range maxAccept {
 		var fd int
 		var client netip.AddrPort
@@ -181,19 +186,23 @@ func (e *engine) accept(w *watch) {
 		if err := ls.ln.Conn.Control(func(lfd uintptr) {
 			fd, client, aerr = loopAccept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		}); err != nil {
+			e.backlog = false
 			ls.stop(nil) // the socket was closed
 			return
 		}
 		switch aerr {
 		case nil:
 		case unix.EAGAIN:
+			e.backlog = false
 			return
 		case unix.ECONNABORTED, unix.EINTR:
 			continue
 		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			e.backlog = false // out of the epoll set until the retry
 			e.backOff(w, os.NewSyscallError("accept4", aerr))
 			return
 		default:
+			e.backlog = false
 			ls.stop(os.NewSyscallError("accept4", aerr))
 			return
 		}

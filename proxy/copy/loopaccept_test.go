@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -57,12 +58,24 @@ type served struct {
 
 func serve(t *testing.T, s Connector, backend netip.AddrPort) *served {
 	t.Helper()
+	return serveOn(t, listen(t), s, backend, false)
+}
+
+func listen(t *testing.T) *net.TCPListener {
+	t.Helper()
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = ln.Close() })
+	return ln
+}
+
+// serveOn serves ln; refuse: Admit refuses (closes) every client.
+func serveOn(t *testing.T, ln *net.TCPListener, s Connector, backend netip.AddrPort, refuse bool) *served {
+	t.Helper()
 	rc, err := ln.SyscallConn()
 	require.NoError(t, err)
 	sv := &served{ln: ln, ended: make(chan PairResult, 100)}
+	sv.refuse.Store(refuse)
 	sv.ls, err = s.Listen(Listener{
 		Conn: rc,
 		Admit: func(fd int, client netip.AddrPort) (Client, bool) {
@@ -169,8 +182,7 @@ func TestListenRefusedClient(t *testing.T) {
 	backend := echoBackend(t)
 	for _, s := range connectors(t) {
 		t.Run(s.Name(), func(t *testing.T) {
-			sv := serve(t, s, backend)
-			sv.refuse.Store(true)
+			sv := serveOn(t, listen(t), s, backend, true)
 			c, err := net.DialTimeout("tcp", sv.ln.Addr().String(), time.Second)
 			require.NoError(t, err)
 			defer c.Close()
@@ -178,6 +190,32 @@ func TestListenRefusedClient(t *testing.T) {
 			_, err = c.Read(make([]byte, 1))
 			assert.True(t, errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET), "the refused client is closed: %v", err)
 			assert.Empty(t, sv.ended, "a refused client is no connection")
+		})
+	}
+}
+
+// A backlog longer than one turn's accepts is taken whole, even when
+// nothing else happens on the loop: the clients here are refused at once,
+// so no socket of theirs raises an event that would wake it.
+func TestListenTakesAWholeBacklog(t *testing.T) {
+	const clients = 3 * maxAccept
+	for _, s := range connectors(t) {
+		t.Run(s.Name(), func(t *testing.T) {
+			ln := listen(t)
+			var conns []net.Conn
+			for range clients {
+				c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+				require.NoError(t, err, "the handshake completes in the kernel's backlog")
+				defer c.Close()
+				conns = append(conns, c)
+			}
+			sv := serveOn(t, ln, s, netip.MustParseAddrPort("127.0.0.1:1"), true)
+			for i, c := range conns {
+				require.NoError(t, c.SetReadDeadline(time.Now().Add(3*time.Second)))
+				_, err := c.Read(make([]byte, 1))
+				require.False(t, errors.Is(err, os.ErrDeadlineExceeded), "client %d of %d was never accepted", i+1, clients)
+			}
+			assert.Equal(t, int32(clients), sv.admitted.Load())
 		})
 	}
 }
