@@ -34,6 +34,12 @@ func (l Loop) Listen(ln Listener) (Listening, error) {
 	if _, err := pickEngine(); err != nil {
 		return nil, err
 	}
+	// An accepted socket inherits these options from its listener (the
+	// kernel clones the listener's socket): set once here, they cost no
+	// call per client.
+	if err := ln.Conn.Control(func(fd uintptr) { setSocketDefaults(int(fd)) }); err != nil {
+		return nil, err
+	}
 	ls := &loopListening{ln: ln, splice: l.splice, done: make(chan struct{})}
 	for _, e := range engines {
 		w := &watch{ls: ls, e: e}
@@ -220,7 +226,6 @@ func (e *engine) accept(w *watch) {
 // adopt makes an accepted client a pair of this engine, to be connected
 // once the batch of events is handled (startFresh).
 func (e *engine) adopt(fd int, client netip.AddrPort, c Client, splice bool) {
-	setSocketDefaults(fd)
 	p := &loopPair{e: e, done: c.Done, splice: splice, connecting: true, next: c.Next}
 	p.sides[client0] = side{fd: fd, p: p}
 	p.sides[backend1] = side{fd: -1, p: p}

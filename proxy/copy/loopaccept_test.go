@@ -133,6 +133,56 @@ func roundTrip(t *testing.T, addr net.Addr) {
 	assert.Equal(t, "ping\n", string(got))
 }
 
+// The options Go's net package sets on its TCP connections reach the
+// clients a Connector accepts through their listener, and its backend
+// sockets directly: a connection behaves the same on either path.
+func TestListenClientsGetSocketDefaults(t *testing.T) {
+	opts := []struct {
+		name       string
+		level, opt int
+		want       int
+	}{
+		{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
+		{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		{"TCP_KEEPIDLE", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle},
+		{"TCP_KEEPINTVL", unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepAliveInterval},
+		{"TCP_KEEPCNT", unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount},
+	}
+	for _, s := range connectors(t) {
+		t.Run(s.Name(), func(t *testing.T) {
+			got := make(chan map[string]int, 1)
+			ln := listen(t)
+			rc, err := ln.SyscallConn()
+			require.NoError(t, err)
+			ls, err := s.Listen(Listener{Conn: rc, Admit: func(fd int, _ netip.AddrPort) (Client, bool) {
+				m := map[string]int{}
+				for _, o := range opts {
+					v, err := rawsys.GetsockoptInt(fd, o.level, o.opt)
+					if err == nil {
+						m[o.name] = v
+					}
+				}
+				got <- m
+				_ = rawsys.Close(fd)
+				return Client{}, false
+			}})
+			require.NoError(t, err)
+			defer ls.Close()
+			c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+			require.NoError(t, err)
+			defer c.Close()
+			select {
+			case m := <-got:
+				for _, o := range opts {
+					assert.Equal(t, o.want, m[o.name], o.name)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no client admitted")
+			}
+		})
+	}
+}
+
 // A Connector serves a listening socket until its Listening is closed:
 // every client before the close is admitted, connected and ended cleanly;
 // after it, none is accepted (the socket stays the caller's, its backlog
