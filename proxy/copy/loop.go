@@ -242,8 +242,8 @@ type engine struct {
 	running   bool
 	listeners []*watch // listening sockets, by slot (loopaccept.go)
 	listening int
-	fresh   []*loopPair // added, timers not armed yet
-	closing []*loopPair // close requests from other goroutines
+	fresh     []*loopPair // added, timers not armed yet
+	closing   []*loopPair // close requests from other goroutines
 
 	// The loop goroutine's own.
 	events   []unix.EpollEvent
