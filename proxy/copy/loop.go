@@ -207,6 +207,11 @@ type loopPair struct {
 	connectBy  time.Time
 	preamble   int64
 
+	// Listen's pairs: the watch that accepted the pair, and its links in
+	// that watch's list (under e.mu), which the listener's context ends.
+	lw           *watch
+	lprev, lnext *loopPair
+
 	sides  [2]side
 	flows  [2]flow // indexed by the side they read from
 	closed bool
@@ -905,6 +910,9 @@ func (e *engine) close(p *loopPair, reason string, err error) {
 	}
 	e.mu.Lock()
 	e.live--
+	if p.lw != nil {
+		p.lw.unlink(p)
+	}
 	e.mu.Unlock()
 	for i := range p.flows {
 		f := &p.flows[i]

@@ -49,7 +49,42 @@ func (l Loop) Listen(ln Listener) (Listening, error) {
 			return nil, err
 		}
 	}
+	// One hook for the listener's connections, not one per connection
+	// (a context's AfterFunc and its removal cost a lock, a map entry
+	// and allocations each). It stays registered after Close: the
+	// connections outlive the accepting.
+	if ln.Ctx != nil && ln.Ctx.Done() != nil {
+		context.AfterFunc(ln.Ctx, ls.endAll)
+	}
 	return ls, nil
+}
+
+// endAll ends every connection of the listener (its context is done), and
+// any accepted after.
+func (ls *loopListening) endAll() {
+	ls.ended.Store(true)
+	for _, w := range ls.watches {
+		w.e.endAll(w)
+	}
+}
+
+// endAll queues every pair w accepted to be closed as shut down.
+func (e *engine) endAll(w *watch) {
+	e.mu.Lock()
+	queued := false
+	for p := w.pairs; p != nil; p = p.lnext {
+		if !p.closeQ {
+			p.closeQ = true
+			if p.added {
+				e.closing = append(e.closing, p)
+				queued = true
+			}
+		}
+	}
+	e.mu.Unlock()
+	if queued {
+		e.wakeUp()
+	}
 }
 
 // loopListening is one Listener served by every engine.
@@ -58,9 +93,10 @@ type loopListening struct {
 	splice  bool
 	watches []*watch
 
-	once sync.Once
-	err  error
-	done chan struct{}
+	once  sync.Once
+	err   error
+	done  chan struct{}
+	ended atomic.Bool // Ctx is done
 
 	// The back-off after a failed accept, shared by the engines: the
 	// first to fail doubles it, the others keep out until it is over.
@@ -104,6 +140,29 @@ type watch struct {
 	live    bool
 	watched bool      // in the epoll set (out of it while backing off)
 	retryAt time.Time // the loop's: when to watch again
+	pairs   *loopPair // the pairs it accepted that are open
+}
+
+// link adds p to w's pairs (under e.mu).
+func (w *watch) link(p *loopPair) {
+	p.lw, p.lprev, p.lnext = w, nil, w.pairs
+	if w.pairs != nil {
+		w.pairs.lprev = p
+	}
+	w.pairs = p
+}
+
+// unlink takes p out of w's pairs (under e.mu).
+func (w *watch) unlink(p *loopPair) {
+	if p.lprev != nil {
+		p.lprev.lnext = p.lnext
+	} else {
+		w.pairs = p.lnext
+	}
+	if p.lnext != nil {
+		p.lnext.lprev = p.lprev
+	}
+	p.lw, p.lprev, p.lnext = nil, nil, nil
 }
 
 // listen adds w to e: a slot, the epoll watch, and the loop goroutine
@@ -219,20 +278,25 @@ func (e *engine) accept(w *watch) {
 		if !ok {
 			continue
 		}
-		e.adopt(fd, client, c, ls.splice)
+		e.adopt(w, fd, client, c)
 	}
 }
 
 // adopt makes an accepted client a pair of this engine, to be connected
-// once the batch of events is handled (startFresh).
-func (e *engine) adopt(fd int, client netip.AddrPort, c Client, splice bool) {
-	p := &loopPair{e: e, done: c.Done, splice: splice, connecting: true, next: c.Next}
+// once the batch of events is handled (start).
+func (e *engine) adopt(w *watch, fd int, client netip.AddrPort, c Client) {
+	p := &loopPair{e: e, done: c.Done, splice: w.ls.splice, connecting: true, next: c.Next}
 	p.sides[client0] = side{fd: fd, p: p}
 	p.sides[backend1] = side{fd: -1, p: p}
 	p.peer[client0] = client
-	if c.Ctx != nil && c.Ctx.Done() != nil {
-		p.stop = context.AfterFunc(c.Ctx, func() { e.requestClose(p) })
+	e.mu.Lock()
+	w.link(p)
+	// endAll either finds p in the list or, having marked the listener
+	// ended before it took e.mu, is seen here.
+	if w.ls.ended.Load() {
+		p.closeQ = true
 	}
+	e.mu.Unlock()
 	e.add(p)
 }
 

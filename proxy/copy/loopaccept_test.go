@@ -1,6 +1,7 @@
 package copy
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -72,12 +73,18 @@ func listen(t *testing.T) *net.TCPListener {
 // serveOn serves ln; refuse: Admit refuses (closes) every client.
 func serveOn(t *testing.T, ln *net.TCPListener, s Connector, backend netip.AddrPort, refuse bool) *served {
 	t.Helper()
+	return serveCtx(t, ln, s, backend, refuse, nil)
+}
+
+func serveCtx(t *testing.T, ln *net.TCPListener, s Connector, backend netip.AddrPort, refuse bool, ctx context.Context) *served {
+	t.Helper()
 	rc, err := ln.SyscallConn()
 	require.NoError(t, err)
 	sv := &served{ln: ln, ended: make(chan PairResult, 100)}
 	sv.refuse.Store(refuse)
 	sv.ls, err = s.Listen(Listener{
 		Conn: rc,
+		Ctx:  ctx,
 		Admit: func(fd int, client netip.AddrPort) (Client, bool) {
 			sv.admitted.Add(1)
 			if sv.refuse.Load() {
@@ -223,6 +230,52 @@ func TestListenServesUntilClosed(t *testing.T) {
 			a, err := sv.ln.AcceptTCP()
 			require.NoError(t, err, "the client waits in the caller's backlog")
 			_ = a.Close()
+		})
+	}
+}
+
+// The listener's context ends its open connections as shut down, after
+// the Listening was closed too, and a client accepted once it is done.
+func TestListenContextEndsConnections(t *testing.T) {
+	backend := echoBackend(t)
+	for _, s := range connectors(t) {
+		t.Run(s.Name(), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			sv := serveCtx(t, listen(t), s, backend, false, ctx)
+			const open = 5
+			for range open {
+				c, err := net.DialTimeout("tcp", sv.ln.Addr().String(), time.Second)
+				require.NoError(t, err)
+				defer c.Close()
+				require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+				_, err = c.Write([]byte("x"))
+				require.NoError(t, err)
+				_, err = io.ReadFull(c, make([]byte, 1))
+				require.NoError(t, err, "the connection is up")
+			}
+			require.NoError(t, sv.ls.Close(), "accepting stops; the connections stay")
+			assert.Empty(t, sv.ended, "Close ends no connection")
+			cancel()
+			for range open {
+				select {
+				case r := <-sv.ended:
+					assert.Equal(t, EndShutdown, r.End)
+				case <-time.After(5 * time.Second):
+					t.Fatal("a connection outlived its listener's context")
+				}
+			}
+
+			late := serveCtx(t, listen(t), s, backend, false, ctx)
+			c, err := net.DialTimeout("tcp", late.ln.Addr().String(), time.Second)
+			require.NoError(t, err)
+			defer c.Close()
+			select {
+			case r := <-late.ended:
+				assert.Equal(t, EndShutdown, r.End)
+			case <-time.After(5 * time.Second):
+				t.Fatal("a client accepted after its listener's context ended was served")
+			}
 		})
 	}
 }

@@ -128,6 +128,10 @@ type Listener struct {
 	// returns the client's connection, which the strategy owns from then
 	// on.
 	Admit func(fd int, client netip.AddrPort) (Client, bool)
+	// Ctx, when done, ends every connection of this listener still open
+	// at once (EndShutdown), whether or not the Listening was closed.
+	// Nil means never.
+	Ctx context.Context
 	// Backoff is called, from the strategy's goroutine, when accept fails
 	// for a reason that passes (out of file descriptors or memory): the
 	// strategy stops accepting on this socket for wait, doubling the wait
@@ -140,10 +144,8 @@ type Listener struct {
 // connect it calls Next again with the failure, until Next reports none
 // (the connection then ends with EndUnavailable and the last failure as
 // Err). Next and Done are called from the strategy's own goroutine; Done
-// once, when the connection has ended. When Ctx is done the connection
-// ends at once (EndShutdown).
+// once, when the connection has ended.
 type Client struct {
-	Ctx  context.Context
 	Next func(failed error) (Target, bool)
 	Done func(PairResult)
 }

@@ -58,7 +58,7 @@ func (p *Proxy) serveNative(ln *net.TCPListener, cs copystrat.Connector) error {
 	if err != nil {
 		return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 	}
-	ls, err := cs.Listen(copystrat.Listener{Conn: lrc, Admit: p.admit(cs), Backoff: p.acceptBackoff})
+	ls, err := cs.Listen(copystrat.Listener{Conn: lrc, Admit: p.admit(cs), Ctx: p.dialContext(), Backoff: p.acceptBackoff})
 	if err != nil {
 		if errors.Is(err, net.ErrClosed) || p.isShutdown() {
 			return nil // closed before Serve got to it, as the Go path's accept would find
@@ -104,7 +104,7 @@ func (p *Proxy) admit(cs copystrat.Connector) func(fd int, client netip.AddrPort
 			return copystrat.Client{}, false
 		}
 		p.wg.Add(1)
-		return copystrat.Client{Ctx: p.dialContext(), Next: c.next, Done: c.done}, true
+		return copystrat.Client{Next: c.next, Done: c.done}, true
 	}
 }
 
