@@ -16,33 +16,18 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/l4bench/l4bench/bench/backend"
 	"github.com/l4bench/l4bench/internal/rawsys"
 )
 
-// echoBackend echoes every connection until the test ends.
+// echoBackend echoes every connection until the test ends (bench/backend's
+// echo, as l4bench runs it).
 func echoBackend(t *testing.T) netip.AddrPort {
 	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	b, err := backend.Start(backend.Echo, "127.0.0.1:0", false, 0)
 	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).AddrPort()
+	t.Cleanup(func() { _ = b.Close() })
+	return netip.MustParseAddrPort(b.Addr())
 }
 
 // served is a listening socket a Connector serves towards one backend,
@@ -112,6 +97,18 @@ func serveCtx(t *testing.T, ln *net.TCPListener, s Connector, backend netip.Addr
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sv.ls.Close() })
 	return sv
+}
+
+// result is how the next connection ended; fails with msg after 5 s.
+func (sv *served) result(t *testing.T, msg string) PairResult {
+	t.Helper()
+	select {
+	case r := <-sv.ended:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal(msg)
+		return PairResult{}
+	}
 }
 
 func connectors(t *testing.T) []Connector {
@@ -195,23 +192,19 @@ func TestListenClientsGetSocketDefaults(t *testing.T) {
 // after it, none is accepted (the socket stays the caller's, its backlog
 // untouched), and the loop goroutines exit (goleak, TestMain).
 func TestListenServesUntilClosed(t *testing.T) {
-	backend := echoBackend(t)
+	echo := echoBackend(t)
 	for _, s := range connectors(t) {
 		t.Run(s.Name(), func(t *testing.T) {
-			sv := serve(t, s, backend)
+			sv := serve(t, s, echo)
 			const clients = 20
 			for range clients {
 				roundTrip(t, sv.ln.Addr())
 			}
 			for range clients {
-				select {
-				case r := <-sv.ended:
-					assert.Equal(t, EndDone, r.End)
-					assert.Equal(t, int64(5), r.Sent)
-					assert.Equal(t, int64(5), r.Received)
-				case <-time.After(5 * time.Second):
-					t.Fatal("a connection did not end")
-				}
+				r := sv.result(t, "a connection did not end")
+				assert.Equal(t, EndDone, r.End)
+				assert.Equal(t, int64(5), r.Sent)
+				assert.Equal(t, int64(5), r.Received)
 			}
 			assert.Equal(t, int32(clients), sv.admitted.Load())
 
@@ -237,12 +230,12 @@ func TestListenServesUntilClosed(t *testing.T) {
 // The listener's context ends its open connections as shut down, after
 // the Listening was closed too, and a client accepted once it is done.
 func TestListenContextEndsConnections(t *testing.T) {
-	backend := echoBackend(t)
+	echo := echoBackend(t)
 	for _, s := range connectors(t) {
 		t.Run(s.Name(), func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			sv := serveCtx(t, listen(t), s, backend, false, ctx)
+			sv := serveCtx(t, listen(t), s, echo, false, ctx)
 			const open = 5
 			for range open {
 				c, err := net.DialTimeout("tcp", sv.ln.Addr().String(), time.Second)
@@ -258,34 +251,24 @@ func TestListenContextEndsConnections(t *testing.T) {
 			assert.Empty(t, sv.ended, "Close ends no connection")
 			cancel()
 			for range open {
-				select {
-				case r := <-sv.ended:
-					assert.Equal(t, EndShutdown, r.End)
-				case <-time.After(5 * time.Second):
-					t.Fatal("a connection outlived its listener's context")
-				}
+				assert.Equal(t, EndShutdown, sv.result(t, "a connection outlived its listener's context").End)
 			}
 
-			late := serveCtx(t, listen(t), s, backend, false, ctx)
+			late := serveCtx(t, listen(t), s, echo, false, ctx)
 			c, err := net.DialTimeout("tcp", late.ln.Addr().String(), time.Second)
 			require.NoError(t, err)
 			defer c.Close()
-			select {
-			case r := <-late.ended:
-				assert.Equal(t, EndShutdown, r.End)
-			case <-time.After(5 * time.Second):
-				t.Fatal("a client accepted after its listener's context ended was served")
-			}
+			assert.Equal(t, EndShutdown, late.result(t, "a client accepted after its listener's context ended was served").End)
 		})
 	}
 }
 
 // A client Admit refuses is closed by Admit, and the loop goes on serving.
 func TestListenRefusedClient(t *testing.T) {
-	backend := echoBackend(t)
+	echo := echoBackend(t)
 	for _, s := range connectors(t) {
 		t.Run(s.Name(), func(t *testing.T) {
-			sv := serveOn(t, listen(t), s, backend, true)
+			sv := serveOn(t, listen(t), s, echo, true)
 			c, err := net.DialTimeout("tcp", sv.ln.Addr().String(), time.Second)
 			require.NoError(t, err)
 			defer c.Close()
@@ -353,11 +336,11 @@ func fakeAccept(t *testing.T, err error, d time.Duration) *atomic.Int32 {
 // without end for a backlog it cannot take (the socket is
 // level-triggered), and the client is served once accept works again.
 func TestListenBacksOff(t *testing.T) {
-	backend := echoBackend(t)
+	echo := echoBackend(t)
 	for _, s := range connectors(t) {
 		t.Run(s.Name(), func(t *testing.T) {
 			calls := fakeAccept(t, unix.EMFILE, 30*time.Millisecond)
-			sv := serve(t, s, backend)
+			sv := serve(t, s, echo)
 			start := time.Now()
 			roundTrip(t, sv.ln.Addr())
 			took := time.Since(start)
