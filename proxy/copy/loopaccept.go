@@ -243,6 +243,14 @@ func (e *engine) watchListener(w *watch, on bool) error {
 // ready is the kernel's detail, not something to rely on.
 func (e *engine) accept(w *watch) {
 	ls := w.ls
+	// Closed since the event was taken: no more accepts. (Close cannot
+	// wait for an accept under way: Admit may need what Close's caller
+	// holds.)
+	select {
+	case <-ls.done:
+		return
+	default:
+	}
 	e.backlog = true
 	for range maxAccept {
 		var fd int
@@ -342,17 +350,13 @@ func (ls *loopListening) accepted() {
 	ls.failing.Store(false)
 }
 
-// retry puts back the watches whose back-off is over; it returns the
-// earliest back-off still running.
-func (e *engine) retry() (time.Time, bool) {
-	var next time.Time
+// retry puts back the watches whose back-off is over (nextTimer wakes the
+// loop for them).
+func (e *engine) retry() {
 	keep := e.retries[:0]
 	for _, w := range e.retries {
 		if w.retryAt.After(e.now) {
 			keep = append(keep, w)
-			if next.IsZero() || w.retryAt.Before(next) {
-				next = w.retryAt
-			}
 			continue
 		}
 		e.mu.Lock()
@@ -363,5 +367,4 @@ func (e *engine) retry() (time.Time, bool) {
 	}
 	clear(e.retries[len(keep):])
 	e.retries = keep
-	return next, !next.IsZero()
 }

@@ -152,7 +152,8 @@ type Client struct {
 
 // Listening is a Listener being served.
 type Listening interface {
-	// Close stops accepting. Connections already accepted go on.
+	// Close stops accepting (a client an engine was accepting at that
+	// moment may still reach Admit). Connections already accepted go on.
 	Close() error
 	// Done is closed once accepting has stopped: by Close, or by a failure
 	// of accept that does not pass, which Err then returns.
