@@ -110,10 +110,11 @@ type Connector interface {
 	PairStrategy
 	// Listen starts accepting on l.Conn's socket, which stays the
 	// caller's: it is never closed here, but it gets the socket options
-	// its clients are to have (they inherit them). Accepting goes on until the
-	// Listening is closed or accept fails for a reason that does not pass.
-	// Closing the socket is not seen by the strategy (the kernel drops it
-	// from epoll sets without an event): close the Listening as well.
+	// its clients are to have (they inherit them). Accepting goes on
+	// until the Listening is closed or accept fails for a reason that does
+	// not pass. Closing the socket may go unseen by the strategy (the
+	// kernel drops it from epoll sets without an event): close the
+	// Listening as well.
 	Listen(l Listener) (Listening, error)
 }
 
