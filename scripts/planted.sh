@@ -32,7 +32,7 @@ esac
 tmp=$(mktemp -d)
 trap 'git worktree remove --force "$tmp/src" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 git worktree add --detach --quiet "$tmp/src" HEAD
-(cd "$tmp/src" && go build -o "$tmp/l4proxy-base" ./cmd/l4proxy)
+(cd "$tmp/src" && go build -trimpath -buildvcs=false -o "$tmp/l4proxy-base" ./cmd/l4proxy)
 
 src=$tmp/src
 must() { # file, sed expression: the change must apply
@@ -53,7 +53,7 @@ extra-fds)
 	must proxy/tcp/proxy.go 's/^import (/import (\n\t"os"/' ;;
 aa) ;;
 esac
-(cd "$src" && go build -o "$tmp/l4proxy-head" ./cmd/l4proxy)
+(cd "$src" && go build -trimpath -buildvcs=false -o "$tmp/l4proxy-head" ./cmd/l4proxy)
 if [[ -n ${PLANTED_CHECK:-} ]]; then
 	echo "planted: $what applies and builds"
 	exit 0
