@@ -1,7 +1,6 @@
 package target
 
 import (
-	"github.com/l4bench/l4bench/internal/testbin"
 	"io"
 	"net"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/l4bench/l4bench/bench/backend"
+	"github.com/l4bench/l4bench/internal/testbin"
 )
 
 func TestMain(m *testing.M) {

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"flag"
-	"github.com/l4bench/l4bench/bench/load"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/l4bench/l4bench/bench/backend"
+	"github.com/l4bench/l4bench/bench/load"
 	"github.com/l4bench/l4bench/bench/measure"
 	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
