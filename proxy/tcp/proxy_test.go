@@ -427,15 +427,21 @@ func TestProxyProtocolSent(t *testing.T) {
 
 // proxyProtocolSent checks the header a backend receives, and the payload
 // after it.
-func proxyProtocolSent(t *testing.T, strategy string, version int, clientSends bool) {
+// ppSeen is what a PROXY-protocol backend saw of its first connection.
+type ppSeen struct {
+	remote, local net.Addr
+	payload       string
+}
+
+// ppBackend is a backend that reads a PROXY header and then what read
+// takes from its first connection.
+func ppBackend(t *testing.T, read func(net.Conn) string) (net.Listener, <-chan ppSeen) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	pln := &proxyproto.Listener{Listener: ln}
-	type seen struct {
-		remote, local net.Addr
-		payload       string
-	}
-	got := make(chan seen, 1)
+	t.Cleanup(func() { _ = pln.Close() })
+	got := make(chan ppSeen, 1)
 	go func() {
 		c, err := pln.Accept()
 		if err != nil {
@@ -443,14 +449,22 @@ func proxyProtocolSent(t *testing.T, strategy string, version int, clientSends b
 		}
 		defer c.Close()
 		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		buf := make([]byte, 16)
-		n := 0
-		if clientSends {
-			n, _ = c.Read(buf) // parses the header first
-		}
-		got <- seen{c.RemoteAddr(), c.LocalAddr(), string(buf[:n])} // RemoteAddr parses it, if Read did not
+		payload := read(c)
+		got <- ppSeen{c.RemoteAddr(), c.LocalAddr(), payload} // RemoteAddr parses the header, if read did not
 	}()
-	defer pln.Close()
+	return ln, got
+}
+
+func proxyProtocolSent(t *testing.T, strategy string, version int, clientSends bool) {
+	ln, got := ppBackend(t, func(c net.Conn) string {
+		if !clientSends {
+			return ""
+		}
+		buf := make([]byte, 16)
+		n, _ := c.Read(buf) // parses the header first
+		return string(buf[:n])
+	})
+	var err error
 	u := upstream(t, strategy, ln.Addr().String())
 	u.ProxyProtocol = version
 	addr := startProxy(t, &Proxy{Service: single(u)})
@@ -514,25 +528,11 @@ func TestAcceptProxyHeader(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			type seen struct {
-				remote  string
-				payload string
-			}
-			got := make(chan seen, 1)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			require.NoError(t, err)
-			pln := &proxyproto.Listener{Listener: ln}
-			defer pln.Close()
-			go func() {
-				c, err := pln.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close()
-				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			ln, got := ppBackend(t, func(c net.Conn) string {
 				data, _ := io.ReadAll(c)
-				got <- seen{c.RemoteAddr().String(), string(data)}
-			}()
+				return string(data)
+			})
+			var err error
 			u := upstream(t, "splice", ln.Addr().String())
 			u.ProxyProtocol = 2
 			addr := startProxy(t, &Proxy{Service: single(u), AcceptProxy: &AcceptProxy{Trusted: []netip.Prefix{tt.trusted}, HeaderTimeout: time.Second}})
@@ -556,7 +556,7 @@ func TestAcceptProxyHeader(t *testing.T) {
 			}
 			require.NoError(t, err)
 			require.NoError(t, c.CloseWrite())
-			var s seen
+			var s ppSeen
 			select {
 			case s = <-got:
 			case <-time.After(3 * time.Second):
@@ -566,7 +566,7 @@ func TestAcceptProxyHeader(t *testing.T) {
 			if want == peer {
 				want = c.LocalAddr().String()
 			}
-			assert.Equal(t, want, s.remote, "re-sent header carries the original client")
+			assert.Equal(t, want, s.remote.String(), "re-sent header carries the original client")
 			assert.Equal(t, "payload", s.payload)
 		})
 	}
