@@ -472,3 +472,55 @@ func TestProfileLeavesOutOnlyByDefault(t *testing.T) {
 		})
 	}
 }
+
+// The scenarios whose figures are the state of the design's process (peak
+// RSS and threads, memory and fds per idle connection) start it afresh
+// for every round, so that no round inherits another's high-water marks;
+// the others share one process. A design file that notes each start
+// counts them.
+func TestRoundsStartTheDesignAfresh(t *testing.T) {
+	t.Setenv("PATH", filepath.Dir(target.L4ProxyPath)+":"+os.Getenv("PATH"))
+	// One file, and one name, per subtest: a design's name is registered
+	// for the life of the process.
+	const file = `name: %s
+protocols: [tcp]
+version: [l4proxy, --version]
+config: |
+  entryPoints:
+  {{- range .Routes}}
+    {{.Name}}: {address: "{{.Listen}}", service: {{.Name}}}
+  {{- end}}
+  tcp:
+    services:
+  {{- range .Routes}}
+      {{.Name}}: {loadBalancer: {servers: [{address: "{{.Backend}}"}]}}
+  {{- end}}
+command: [sh, -c, 'echo started >> "$0"/starts && exec l4proxy --config "$1"', "{{.Dir}}", "{{.ConfigPath}}"]
+`
+	const rounds = 2
+	tests := []struct {
+		scenario string
+		starts   int
+	}{
+		{"tcp-stream-1", 1 + rounds},
+		{"tcp-idle", 1 + rounds},
+		{"tcp-crr", 1},
+		{"tcp-rr", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.scenario, func(t *testing.T) {
+			name := "counted-" + tt.scenario
+			design := filepath.Join(t.TempDir(), name+".yaml")
+			require.NoError(t, os.WriteFile(design, fmt.Appendf(nil, file, name), 0o644))
+			res, dir, err := Run(context.Background(), Options{
+				Profile: "quick", Count: rounds, Out: t.TempDir(), Designs: []string{design},
+				Targets: []string{name}, Scenarios: []string{tt.scenario},
+			})
+			require.NoError(t, err)
+			assert.Empty(t, res.Failures)
+			data, err := os.ReadFile(filepath.Join(dir, "starts"))
+			require.NoError(t, err)
+			assert.Equal(t, tt.starts, strings.Count(string(data), "started\n"), "the first start, then one per round where the process's state is the figure")
+		})
+	}
+}
