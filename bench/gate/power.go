@@ -39,7 +39,9 @@ func Plant(r *report.Results, head, scenario, metric string, pct float64) *repor
 // run's. Rounds are paired within a run, so joining two 5-round A/A runs
 // gives a 10-round A/A sample whose pairs are as real as in a 10-round
 // run; what it does not show is any drift within a longer run, which the
-// pairing cancels anyway.
+// pairing cancels anyway. Every record must be in every run, except a
+// tail percentile (never gated unless asked), which a run records only
+// with enough requests beyond it: one missing from a run is left out.
 func Join(runs []*report.Results) (*report.Results, error) {
 	if len(runs) == 0 {
 		return nil, fmt.Errorf("join: no runs")
@@ -48,6 +50,7 @@ func Join(runs []*report.Results) (*report.Results, error) {
 	out.Records, out.Failures = nil, nil
 	out.Settings.Count = 0
 	index := map[string]int{}
+	held := map[string]int{} // how many runs hold each record
 	for n, r := range runs {
 		offset := out.Settings.Count
 		if r.Settings.Count <= 0 {
@@ -59,14 +62,12 @@ func Join(runs []*report.Results) (*report.Results, error) {
 			key := rec.Scenario + "\x00" + rec.Target + "\x00" + rec.Metric
 			i, ok := index[key]
 			if !ok {
-				if n > 0 {
-					return nil, fmt.Errorf("join: %s / %s / %s is in run %d but not in run 1", rec.Scenario, rec.Target, rec.Metric, n+1)
-				}
 				i = len(out.Records)
 				index[key] = i
 				out.Records = append(out.Records, report.Record{Scenario: rec.Scenario, Target: rec.Target,
 					Metric: rec.Metric, Unit: rec.Unit, Better: rec.Better})
 			}
+			held[key]++
 			to := &out.Records[i]
 			for round, v := range rec.ByRound() {
 				to.Samples = append(to.Samples, v)
@@ -74,6 +75,16 @@ func Join(runs []*report.Results) (*report.Results, error) {
 			}
 		}
 	}
+	kept := out.Records[:0]
+	for _, rec := range out.Records {
+		switch n := held[rec.Scenario+"\x00"+rec.Target+"\x00"+rec.Metric]; {
+		case n == len(runs):
+			kept = append(kept, rec)
+		case !slices.Contains(tails, rec.Metric):
+			return nil, fmt.Errorf("join: %s / %s / %s is in %d of the %d runs", rec.Scenario, rec.Target, rec.Metric, n, len(runs))
+		}
+	}
+	out.Records = kept
 	return &out, nil
 }
 

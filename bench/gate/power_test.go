@@ -50,7 +50,36 @@ func TestJoinNumbersRoundsOn(t *testing.T) {
 	b.Records = b.Records[:1]
 	b.Records[0].Target = "l4proxy-pooled@base"
 	_, err = Join([]*report.Results{a, b})
-	assert.ErrorContains(t, err, "l4proxy-pooled@base")
+	assert.ErrorContains(t, err, "s / l4proxy-splice@base / throughput is in 1 of the 2 runs", "a record of run 1 that run 2 lacks")
+}
+
+// A tail percentile is recorded only with enough requests beyond it: one
+// that a run lacks is left out of the join; a gated metric is not.
+func TestJoinLeavesOutTailsARunLacks(t *testing.T) {
+	tests := []struct {
+		metric string
+		err    string
+	}{
+		{"latency_p999", ""},
+		{"latency_p50", "s / l4proxy-splice@base / latency_p50 is in 1 of the 2 runs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.metric, func(t *testing.T) {
+			a := abRun(5, "rps", "higher", 100, func(_ int, b float64) float64 { return b })
+			a.Records = append(a.Records, abRun(5, tt.metric, "lower", 50, func(_ int, b float64) float64 { return b }).Records...)
+			b := abRun(5, "rps", "higher", 100, func(_ int, b float64) float64 { return b })
+			j, err := Join([]*report.Results{a, b})
+			if tt.err != "" {
+				assert.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Nil(t, j.Find("s", "l4proxy-splice@base", tt.metric), "in one run of two: left out")
+			rps := j.Find("s", "l4proxy-splice@head", "rps")
+			require.NotNil(t, rps)
+			assert.Len(t, rps.Samples, 10, "the rest joined")
+		})
+	}
 }
 
 // On a quiet A/A run (±0.4% per round), a planted change is caught once it
