@@ -15,7 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 base_ref=${GATE_BASE:-HEAD~1}
-run_flags=${GATE_RUN:---profile quick --count 5 --scenario tcp-stream-1 --scenario tcp-rr --scenario tcp-crr --scenario tcp-idle --scenario syscalls-up --target l4proxy-splice --target l4proxy-buffered --target l4proxy-pooled}
+# shellcheck source=scripts/gate-run.sh
+source scripts/gate-run.sh
+run_flags=${GATE_RUN:-$gate_run_default}
 
 if ! base_rev=$(git rev-parse --verify --quiet "${base_ref}^{commit}"); then
 	echo "gate: GATE_BASE=${base_ref} is not a commit here (a shallow clone? fetch more history, or set GATE_BASE to a ref that exists)" >&2

@@ -59,7 +59,9 @@ if [[ -n ${PLANTED_CHECK:-} ]]; then
 	exit 0
 fi
 
-run_flags=${GATE_RUN:---profile quick --count 5 --scenario tcp-stream-1 --scenario tcp-rr --scenario tcp-crr --scenario tcp-idle --scenario syscalls-up --target l4proxy-splice --target l4proxy-buffered --target l4proxy-pooled}
+# shellcheck source=scripts/gate-run.sh
+source scripts/gate-run.sh
+run_flags=${GATE_RUN:-$gate_run_default}
 caught=0
 for i in $(seq 1 "$runs"); do
 	out=results/planted/$what-$(date -u +%Y%m%dT%H%M%SZ)-$i
