@@ -4,7 +4,7 @@
 // connection (utime + stime of its processes, from /proc) and, in a
 // separate run under strace -f, its syscalls per connection by name.
 //
-//	go run ./scripts/crrcost [-duration 3s] [-rounds 3] [design ...]
+//	go run ./scripts/crrcost [-duration 3s] [-rounds 3] [-design-workers 1] [design ...]
 //
 // The designs are l4bench's targets (default: l4proxy-splice, l4proxy-loop,
 // l4proxy-loopsplice, haproxy-splice, nginx), started by bench/target with
@@ -35,6 +35,7 @@ func main() {
 	duration := flag.Duration("duration", 3*time.Second, "each round's load")
 	rounds := flag.Int("rounds", 3, "rounds per design, interleaved")
 	workers := flag.Int("workers", 2, "parallel connect loops (tcp-crr's)")
+	designWorkers := flag.Int("design-workers", 1, "the designs' worker processes or threads (l4bench run --workers)")
 	bin := flag.String("l4proxy", "bin/l4proxy", "the l4proxy binary")
 	flag.Parse()
 	designs := flag.Args()
@@ -62,7 +63,7 @@ func main() {
 	}
 	for r := range *rounds {
 		for _, d := range designs {
-			rate, cpu, err := timed(d, dir, echo.Addr(), *duration, *workers)
+			rate, cpu, err := timed(d, dir, echo.Addr(), *duration, *workers, *designWorkers)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "crrcost: %s round %d: %v\n", d, r+1, err)
 				continue
@@ -72,7 +73,7 @@ func main() {
 		}
 	}
 	for _, d := range designs {
-		calls, total, err := traced(d, dir, echo.Addr(), *duration, *workers)
+		calls, total, err := traced(d, dir, echo.Addr(), *duration, *workers, *designWorkers)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "crrcost: %s under strace: %v\n", d, err)
 			continue
@@ -80,7 +81,7 @@ func main() {
 		costs[d].calls, costs[d].total = calls, total
 	}
 
-	fmt.Printf("tcp-crr against an echo backend, %d connect loops, %d rounds of %s (median); syscalls from one run under strace -f\n\n", *workers, *rounds, *duration)
+	fmt.Printf("tcp-crr against an echo backend, %d connect loops, designs with %d workers, %d rounds of %s (median); syscalls from one run under strace -f\n\n", *workers, *designWorkers, *rounds, *duration)
 	fmt.Println("| design | conn/s | design CPU per connection | syscalls per connection | the most frequent |")
 	fmt.Println("| --- | ---: | ---: | ---: | --- |")
 	for _, d := range designs {
@@ -94,8 +95,8 @@ func main() {
 
 // timed runs one round of the load against a fresh instance of d and
 // returns the connection rate and the design's CPU µs per connection.
-func timed(d, dir, echo string, dur time.Duration, workers int) (rate, cpuPerConn float64, err error) {
-	inst, err := start(d, dir, echo, nil)
+func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (rate, cpuPerConn float64, err error) {
+	inst, err := start(d, dir, echo, designWorkers, nil)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -118,13 +119,13 @@ func timed(d, dir, echo string, dur time.Duration, workers int) (rate, cpuPerCon
 
 // traced runs the load once with d under strace -f and returns its
 // syscalls per connection by name, and their total.
-func traced(d, dir, echo string, dur time.Duration, workers int) (map[string]float64, float64, error) {
+func traced(d, dir, echo string, dur time.Duration, workers, designWorkers int) (map[string]float64, float64, error) {
 	strace, err := measure.StracePath()
 	if err != nil {
 		return nil, 0, err
 	}
 	out := filepath.Join(dir, d+".strace")
-	inst, err := start(d, dir, echo, []string{strace, "-f", "-qq", "-s", "0", "-o", out})
+	inst, err := start(d, dir, echo, designWorkers, []string{strace, "-f", "-qq", "-s", "0", "-o", out})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -145,7 +146,7 @@ func traced(d, dir, echo string, dur time.Duration, workers int) (map[string]flo
 	return per, total, nil
 }
 
-func start(d, dir, echo string, wrap []string) (*target.Instance, error) {
+func start(d, dir, echo string, workers int, wrap []string) (*target.Instance, error) {
 	t, err := target.Lookup(d)
 	if err != nil {
 		return nil, err
@@ -153,7 +154,7 @@ func start(d, dir, echo string, wrap []string) (*target.Instance, error) {
 	if _, err := t.Check(); err != nil {
 		return nil, err
 	}
-	return t.Start(target.Spec{Dir: dir, Backends: map[string]string{backend.Echo: echo}, Wrap: wrap})
+	return t.Start(target.Spec{Dir: dir, Backends: map[string]string{backend.Echo: echo}, Workers: workers, Wrap: wrap})
 }
 
 func run(inst *target.Instance, dur time.Duration, workers int) (load.CRRResult, error) {
