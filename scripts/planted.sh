@@ -4,12 +4,13 @@
 # the source in a temporary worktree, and gates it against an unchanged
 # base build in one A/B run, RUNS times.
 #
-#   scripts/planted.sh small-buffer|no-splice|slow-accept|extra-fds|aa [RUNS]
+#   scripts/planted.sh small-buffer|no-splice|slow-accept|slow-loop-accept|extra-fds|aa [RUNS]
 #
 #   small-buffer  the buffered strategy copies through a 2 KiB buffer
 #   no-splice     splice falls back to a userspace copy: its conns are
 #                 wrapped, so (*TCPConn).ReadFrom no longer sees a TCPConn
 #   slow-accept   200 µs of busy work for every accepted connection
+#   slow-loop-accept  the same in the event loops' accept (loop, loopsplice)
 #   extra-fds     two more fds held for each connection's life
 #   aa            no change: an A/A run (the gate must pass)
 #
@@ -19,13 +20,13 @@
 # that the script does not rot as the code moves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what=${1:?usage: scripts/planted.sh small-buffer|no-splice|slow-accept|extra-fds|aa [RUNS]}
+what=${1:?usage: scripts/planted.sh small-buffer|no-splice|slow-accept|slow-loop-accept|extra-fds|aa [RUNS]}
 runs=${2:-10}
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "planted: RUNS must be a positive whole number, got '$runs'" >&2; exit 2; }
 
 case $what in
-small-buffer | no-splice | slow-accept | extra-fds | aa) ;;
-*) echo "planted: unknown regression '$what' (choices: small-buffer, no-splice, slow-accept, extra-fds, aa)" >&2; exit 2 ;;
+small-buffer | no-splice | slow-accept | slow-loop-accept | extra-fds | aa) ;;
+*) echo "planted: unknown regression '$what' (choices: small-buffer, no-splice, slow-accept, slow-loop-accept, extra-fds, aa)" >&2; exit 2 ;;
 esac
 [[ -n ${PLANTED_CHECK:-} || -x bin/l4bench ]] || { echo "planted: bin/l4bench is missing: run make build" >&2; exit 2; }
 
@@ -48,6 +49,8 @@ no-splice)
 	must proxy/copy/splice.go 's/\tvar r io.Reader = c.src$/\tvar r io.Reader = struct{ io.Reader }{c.src}/' ;;
 slow-accept)
 	must proxy/tcp/proxy.go 's/^\tstart := time.Now()$/\tstart := time.Now()\n\tfor time.Since(start) < 200*time.Microsecond {\n\t}/' ;;
+slow-loop-accept)
+	must proxy/copy/loopaccept.go 's/^\tp := &loopPair{e: e, done: c.Done, splice: w.ls.splice, connecting: true, next: c.Next}$/\tfor t0 := time.Now(); time.Since(t0) < 200*time.Microsecond; {\n\t}\n&/' ;;
 extra-fds)
 	must proxy/tcp/proxy.go 's/^\tstart := time.Now()$/\tstart := time.Now()\n\tfor range 2 {\n\t\tif f, err := os.Open(os.DevNull); err == nil {\n\t\t\tdefer f.Close()\n\t\t}\n\t}/'
 	must proxy/tcp/proxy.go 's/^import (/import (\n\t"os"/' ;;

@@ -12,7 +12,7 @@ import (
 // gate's evidence can be made again after the code moves.
 func TestPlantedRegressionsApply(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds l4proxy five times")
+		t.Skip("builds l4proxy six times")
 	}
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("git is not installed")
@@ -20,7 +20,7 @@ func TestPlantedRegressionsApply(t *testing.T) {
 	if err := exec.Command("git", "rev-parse", "--verify", "HEAD").Run(); err != nil {
 		t.Skip("not a git checkout with a commit")
 	}
-	for _, what := range []string{"small-buffer", "no-splice", "slow-accept", "extra-fds", "aa"} {
+	for _, what := range []string{"small-buffer", "no-splice", "slow-accept", "slow-loop-accept", "extra-fds", "aa"} {
 		t.Run(what, func(t *testing.T) {
 			cmd := exec.Command("./planted.sh", what, "1")
 			cmd.Env = append(cmd.Environ(), "PLANTED_CHECK=1")
