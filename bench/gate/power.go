@@ -50,7 +50,7 @@ func Join(runs []*report.Results) (*report.Results, error) {
 	out.Records, out.Failures = nil, nil
 	out.Settings.Count = 0
 	index := map[string]int{}
-	held := map[string]int{} // how many runs hold each record
+	var held []int // how many runs hold each record of out
 	for n, r := range runs {
 		offset := out.Settings.Count
 		if r.Settings.Count <= 0 {
@@ -66,8 +66,9 @@ func Join(runs []*report.Results) (*report.Results, error) {
 				index[key] = i
 				out.Records = append(out.Records, report.Record{Scenario: rec.Scenario, Target: rec.Target,
 					Metric: rec.Metric, Unit: rec.Unit, Better: rec.Better})
+				held = append(held, 0)
 			}
-			held[key]++
+			held[i]++
 			to := &out.Records[i]
 			for round, v := range rec.ByRound() {
 				to.Samples = append(to.Samples, v)
@@ -76,8 +77,8 @@ func Join(runs []*report.Results) (*report.Results, error) {
 		}
 	}
 	kept := out.Records[:0]
-	for _, rec := range out.Records {
-		switch n := held[rec.Scenario+"\x00"+rec.Target+"\x00"+rec.Metric]; {
+	for i, rec := range out.Records {
+		switch n := held[i]; {
 		case n == len(runs):
 			kept = append(kept, rec)
 		case !slices.Contains(tails, rec.Metric):
