@@ -113,6 +113,17 @@ func TestUDPDialErrorLeavesNothingRunning(t *testing.T) {
 	var old syscall.Rlimit
 	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old))
 	lowered := old
+	// Sockets of earlier tests that a goroutine was reading when they
+	// were closed are released only once that read returns: counted now,
+	// and gone a moment later, they would leave more room than 4 (a CI
+	// run made all 50 clients once). Wait until the count holds still.
+	var fds int
+	require.Eventually(t, func() bool {
+		n, err := fdlimit.Count("self", "")
+		settled := err == nil && n == fds
+		fds = n
+		return settled
+	}, 5*time.Second, 50*time.Millisecond, "this process's fd count kept moving")
 	limit, err := fdlimit.Leaving("self", 4)
 	require.NoError(t, err)
 	lowered.Cur = uint64(limit)
