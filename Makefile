@@ -9,9 +9,10 @@ BENCH_FLAGS ?=
 # GATE_BASE (default the previous commit) against the working tree, both
 # interleaved in the same rounds. GATE_RUN overrides the run's flags.
 GATE_BASE ?= HEAD~1
-# The baseline mode (make gate-baseline): our designs on the quick
-# profile, compared with results/baseline.json (history, dashboards).
-BASELINE_RUN := --profile quick --count 5 --target l4proxy-splice --target l4proxy-buffered --target l4proxy-pooled
+# The baseline mode (make gate-baseline): the gate's own run (the
+# scenarios and the five strategies of scripts/gate-run.sh), compared with
+# results/baseline.json (history, dashboards).
+BASELINE_RUN := $(shell . scripts/gate-run.sh && echo "$$gate_run_default")
 GATE_FLAGS ?=
 
 .PHONY: all build test bench peers peers-traefik fuzz clean gate gate-baseline baseline
