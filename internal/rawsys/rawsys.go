@@ -128,10 +128,7 @@ func Accept4(fd, flags int) (int, netip.AddrPort, error) {
 // Getsockname is fd's local address.
 func Getsockname(fd int) (netip.AddrPort, error) { return sockAddr(unix.SYS_GETSOCKNAME, fd) }
 
-// Getpeername is fd's peer address; ENOTCONN while fd is not connected.
-func Getpeername(fd int) (netip.AddrPort, error) { return sockAddr(unix.SYS_GETPEERNAME, fd) }
-
-// sockAddr makes getsockname or getpeername (trap).
+// sockAddr makes getsockname (trap), or any call of its shape.
 func sockAddr(trap uintptr, fd int) (netip.AddrPort, error) {
 	var sa sockaddr
 	sa.len = unix.SizeofSockaddrAny
