@@ -20,14 +20,15 @@
 # that the script does not rot as the code moves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what=${1:?usage: scripts/planted.sh small-buffer|no-splice|slow-accept|slow-loop-accept|extra-fds|aa [RUNS]}
+choices=(small-buffer no-splice slow-accept slow-loop-accept extra-fds aa)
+what=${1:?usage: scripts/planted.sh $(IFS='|'; echo "${choices[*]}") [RUNS]}
 runs=${2:-10}
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "planted: RUNS must be a positive whole number, got '$runs'" >&2; exit 2; }
 
-case $what in
-small-buffer | no-splice | slow-accept | slow-loop-accept | extra-fds | aa) ;;
-*) echo "planted: unknown regression '$what' (choices: small-buffer, no-splice, slow-accept, slow-loop-accept, extra-fds, aa)" >&2; exit 2 ;;
-esac
+if [[ " ${choices[*]} " != *" $what "* ]]; then
+	echo "planted: unknown regression '$what' (choices: $(IFS=','; echo "${choices[*]}" | sed 's/,/, /g'))" >&2
+	exit 2
+fi
 [[ -n ${PLANTED_CHECK:-} || -x bin/l4bench ]] || { echo "planted: bin/l4bench is missing: run make build" >&2; exit 2; }
 
 tmp=$(mktemp -d)

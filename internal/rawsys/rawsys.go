@@ -126,13 +126,10 @@ func Accept4(fd, flags int) (int, netip.AddrPort, error) {
 }
 
 // Getsockname is fd's local address.
-func Getsockname(fd int) (netip.AddrPort, error) { return sockAddr(unix.SYS_GETSOCKNAME, fd) }
-
-// sockAddr makes getsockname (trap), or any call of its shape.
-func sockAddr(trap uintptr, fd int) (netip.AddrPort, error) {
+func Getsockname(fd int) (netip.AddrPort, error) {
 	var sa sockaddr
 	sa.len = unix.SizeofSockaddrAny
-	_, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&sa.any)), uintptr(unsafe.Pointer(&sa.len)))
+	_, _, e := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(&sa.any)), uintptr(unsafe.Pointer(&sa.len)))
 	if e != 0 {
 		return netip.AddrPort{}, e
 	}
