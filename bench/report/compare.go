@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -82,9 +83,39 @@ func VsDirect(rec, direct *Record) string {
 	return fmt.Sprintf("**%s: %s direct, p=%.3f; check the harness**", ratio, word, stats.P(rec.Samples, direct.Samples))
 }
 
+// pairedRatio is a's figure over b's, round by round (the designs of a
+// round met the machine in the same minutes, so its drift cancels), as
+// the median of those ratios with its 95% confidence interval, or the
+// whole range when there are too few rounds for one. It is "" when fewer
+// than two rounds have both, or b has a zero figure.
+func pairedRatio(a, b Record) string {
+	as, bs := a.ByRound(), b.ByRound()
+	var ratios []float64
+	for round, x := range as {
+		y, ok := bs[round]
+		if !ok || math.IsNaN(x) || math.IsNaN(y) {
+			continue
+		}
+		if y == 0 {
+			return ""
+		}
+		ratios = append(ratios, x/y)
+	}
+	if len(ratios) < 2 {
+		return ""
+	}
+	iv := stats.CI(ratios)
+	span := "95% CI"
+	if iv.Warning != "" {
+		span = fmt.Sprintf("range of %d rounds", len(ratios))
+	}
+	return fmt.Sprintf(", ratio by round %.3f (%s %.3f–%.3f)", iv.Center, span, iv.Lo, iv.Hi)
+}
+
 // Standing compares l4proxy's best design with every peer on each
 // (scenario, metric) that ranks designs, and says where it leads, trails
-// or ties, with the figures and p-values; a difference too small to show
+// or ties, with the figures, p-values and the ratio of the two paired by
+// round (pairedRatio), which says how close a tie is; a difference too small to show
 // in the figures is neither a lead nor a trail. Nothing is picked by hand: every
 // ranked metric of every scenario yields a line when l4proxy and at least
 // one peer were measured.
@@ -117,7 +148,7 @@ func (r *Results) Standing() []string {
 		}
 		var leads, trails, ties, same []string
 		for _, p := range peers {
-			fig := fmt.Sprintf("%s %s, p=%.3f", p.Target, FormatValue(p.Median, p.Unit), stats.P(ours.Samples, p.Samples))
+			fig := fmt.Sprintf("%s %s, p=%.3f%s", p.Target, FormatValue(p.Median, p.Unit), stats.P(ours.Samples, p.Samples), pairedRatio(*ours, p))
 			lead, trail := significantlyBetter(*ours, p), significantlyBetter(p, *ours)
 			switch {
 			case (lead || trail) && FormatValue(p.Median, p.Unit) == FormatValue(ours.Median, ours.Unit):

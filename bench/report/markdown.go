@@ -67,6 +67,7 @@ func (r *Results) Markdown(w io.Writer, order []string, plots []Plot) {
 	}
 	if shows := r.Findings(); len(shows) > 0 {
 		p("\n## What this run shows\n\n")
+		p("Leads, trails and ties are Mann-Whitney U tests of the two designs' samples (p ≤ %.2f is a difference). The ratio by round is l4proxy's figure over the peer's in each round, both measured in the same minutes: its median, with the 95%% confidence interval of that median (the range of the ratios with fewer than 6 rounds), says how close a tie is.\n\n", stats.Alpha)
 		for _, s := range shows {
 			p("- %s\n", s)
 		}
