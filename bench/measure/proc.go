@@ -16,6 +16,9 @@ const ticksPerSecond = 100
 type ProcStats struct {
 	CPUSeconds      float64 // utime + stime
 	ChildCPUSeconds float64 // cutime + cstime: children already reaped
+	// UserSeconds is the user-mode part of both (utime + cutime); the rest
+	// was spent in the kernel on the process's behalf.
+	UserSeconds float64
 	RSSKiB          int64   // VmRSS
 	PSSKiB          int64   // Pss from smaps_rollup (0 when unreadable)
 	Threads         int
@@ -45,6 +48,7 @@ func ReadProc(pid int) (ProcStats, error) {
 	cstime, _ := strconv.ParseInt(f[14], 10, 64) // field 17
 	s.CPUSeconds = float64(utime+stime) / ticksPerSecond
 	s.ChildCPUSeconds = float64(cutime+cstime) / ticksPerSecond
+	s.UserSeconds = float64(utime+cutime) / ticksPerSecond
 	s.Threads, _ = strconv.Atoi(f[17]) // field 20
 	if status, err := readKeyed(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 		s.RSSKiB = status["VmRSS"]
@@ -84,12 +88,44 @@ func ReadProcs(pids []int) (ProcStats, error) {
 		}
 		sum.CPUSeconds += s.CPUSeconds
 		sum.ChildCPUSeconds += s.ChildCPUSeconds
+		sum.UserSeconds += s.UserSeconds
 		sum.RSSKiB += s.RSSKiB
 		sum.PSSKiB += s.PSSKiB
 		sum.Threads += s.Threads
 		sum.FDs += s.FDs
 	}
 	return sum, nil
+}
+
+// BusySeconds is the CPU time every CPU of the machine has spent on
+// anything but idle and iowait since boot (/proc/stat's cpu line): taken
+// twice, the whole machine's work in between, the interrupts and softirqs
+// no process is billed for included.
+func BusySeconds() (float64, error) {
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(stat), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: field %d of %q: %w", i+2, line, err)
+		}
+		// user nice system idle iowait irq softirq steal guest
+		// guest_nice: steal is another guest's time, and guest time is
+		// already counted in user and nice.
+		if i == 3 || i == 4 || i >= 7 {
+			continue
+		}
+		busy += n
+	}
+	return float64(busy) / ticksPerSecond, nil
 }
 
 // Meminfo reads /proc/meminfo in KiB by key (Slab, SUnreclaim, ...).

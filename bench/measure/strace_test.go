@@ -3,7 +3,9 @@ package measure
 import (
 	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -90,4 +92,34 @@ func TestReadProcSelf(t *testing.T) {
 	require.NoError(t, err)
 	assert.Positive(t, m["MemTotal"])
 	assert.Contains(t, m, "Slab")
+}
+
+// TestCPUTimesFollowWork: spinning in user mode shows in the process's
+// user time and in the machine's busy time, and user time is part of the
+// process's CPU time.
+func TestCPUTimesFollowWork(t *testing.T) {
+	before, err := ReadProc(os.Getpid())
+	require.NoError(t, err)
+	busyBefore, err := BusySeconds()
+	require.NoError(t, err)
+	// Spin until getrusage says 0.3 s more user time, for 3 s at most.
+	userNow := func() time.Duration {
+		var ru syscall.Rusage
+		require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+		return time.Duration(ru.Utime.Nano())
+	}
+	x, start := 0, userNow()
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && userNow()-start < 300*time.Millisecond; {
+		for i := range 10_000_000 {
+			x += i
+		}
+	}
+	after, err := ReadProc(os.Getpid())
+	require.NoError(t, err)
+	busyAfter, err := BusySeconds()
+	require.NoError(t, err)
+	assert.NotZero(t, x)
+	assert.GreaterOrEqual(t, after.UserSeconds-before.UserSeconds, 0.2, "up to 3s of spinning in user mode")
+	assert.GreaterOrEqual(t, busyAfter-busyBefore, 0.2, "the machine was busy at least while this process spun")
+	assert.LessOrEqual(t, after.UserSeconds, after.CPUSeconds+after.ChildCPUSeconds)
 }

@@ -1,8 +1,11 @@
 // Command crrcost measures what one new connection costs a design: the
 // connect-request-response-close loop of tcp-crr against an echo backend,
 // and for each design the connection rate, the design's own CPU time per
-// connection (utime + stime of its processes, from /proc) and, in a
-// separate run under strace -f, its syscalls per connection by name.
+// connection (utime + stime of its processes, from /proc) and how much of
+// it was user mode, the whole machine's busy time per connection (the
+// load client, the echo backend and softirqs included: the kernel's TCP
+// work that every design shares), and, in a separate run under strace -f,
+// its syscalls per connection by name.
 //
 //	go run ./scripts/crrcost [-duration 3s] [-rounds 3] [-design-workers 1] [design ...]
 //
@@ -54,6 +57,7 @@ func main() {
 
 	type cost struct {
 		rates, cpu []float64 // conn/s, CPU µs per connection
+		user, host []float64 // the design's user-mode µs, the machine's busy µs per connection
 		calls      map[string]float64
 		total      float64
 	}
@@ -63,13 +67,14 @@ func main() {
 	}
 	for r := range *rounds {
 		for _, d := range designs {
-			rate, cpu, err := timed(d, dir, echo.Addr(), *duration, *workers, *designWorkers)
+			m, err := timed(d, dir, echo.Addr(), *duration, *workers, *designWorkers)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "crrcost: %s round %d: %v\n", d, r+1, err)
 				continue
 			}
-			costs[d].rates = append(costs[d].rates, rate)
-			costs[d].cpu = append(costs[d].cpu, cpu)
+			c := costs[d]
+			c.rates, c.cpu = append(c.rates, m.rate), append(c.cpu, m.cpu)
+			c.user, c.host = append(c.user, m.user), append(c.host, m.host)
 		}
 	}
 	for _, d := range designs {
@@ -82,39 +87,59 @@ func main() {
 	}
 
 	fmt.Printf("tcp-crr against an echo backend, %d connect loops, designs with %d workers, %d rounds of %s (median); syscalls from one run under strace -f\n\n", *workers, *designWorkers, *rounds, *duration)
-	fmt.Println("| design | conn/s | design CPU per connection | syscalls per connection | the most frequent |")
-	fmt.Println("| --- | ---: | ---: | ---: | --- |")
+	fmt.Println("| design | conn/s | design CPU per connection | of which user mode | machine busy per connection | syscalls per connection | the most frequent |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, d := range designs {
 		c := costs[d]
 		if len(c.rates) == 0 {
 			continue
 		}
-		fmt.Printf("| %s | %.0f | %.0f µs | %.1f | %s |\n", d, stats.Median(c.rates), stats.Median(c.cpu), c.total, top(c.calls, 8))
+		fmt.Printf("| %s | %.0f | %.0f µs | %.0f µs | %.0f µs | %.1f | %s |\n", d, stats.Median(c.rates), stats.Median(c.cpu), stats.Median(c.user), stats.Median(c.host), c.total, top(c.calls, 8))
 	}
 }
 
-// timed runs one round of the load against a fresh instance of d and
-// returns the connection rate and the design's CPU µs per connection.
-func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (rate, cpuPerConn float64, err error) {
+// measured is one round of one design, per connection: the design's CPU
+// µs and the user-mode part of them, and the whole machine's busy µs.
+type measured struct{ rate, cpu, user, host float64 }
+
+// timed runs one round of the load against a fresh instance of d.
+func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (measured, error) {
 	inst, err := start(d, dir, echo, designWorkers, nil)
 	if err != nil {
-		return 0, 0, err
+		return measured{}, err
 	}
 	defer inst.Stop()
 	before, err := measure.ReadProcs(inst.PIDs())
 	if err != nil {
-		return 0, 0, err
+		return measured{}, err
+	}
+	busyBefore, err := measure.BusySeconds()
+	if err != nil {
+		return measured{}, err
 	}
 	res, err := run(inst, dur, workers)
 	if err != nil {
-		return 0, 0, err
+		return measured{}, err
+	}
+	busyAfter, err := measure.BusySeconds()
+	if err != nil {
+		return measured{}, err
 	}
 	after, err := measure.ReadProcs(inst.PIDs())
 	if err != nil {
-		return 0, 0, err
+		return measured{}, err
 	}
+	if res.Conns == 0 {
+		return measured{}, fmt.Errorf("no connection completed in %s", dur)
+	}
+	per := 1e6 / float64(res.Conns)
 	used := after.CPUSeconds + after.ChildCPUSeconds - before.CPUSeconds - before.ChildCPUSeconds
-	return res.Rate(), used / float64(res.Conns) * 1e6, nil
+	return measured{
+		rate: res.Rate(),
+		cpu:  used * per,
+		user: (after.UserSeconds - before.UserSeconds) * per,
+		host: (busyAfter - busyBefore) * per,
+	}, nil
 }
 
 // traced runs the load once with d under strace -f and returns its
