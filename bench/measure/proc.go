@@ -19,10 +19,10 @@ type ProcStats struct {
 	// UserSeconds is the user-mode part of both (utime + cutime); the rest
 	// was spent in the kernel on the process's behalf.
 	UserSeconds float64
-	RSSKiB          int64   // VmRSS
-	PSSKiB          int64   // Pss from smaps_rollup (0 when unreadable)
-	Threads         int
-	FDs             int
+	RSSKiB      int64 // VmRSS
+	PSSKiB      int64 // Pss from smaps_rollup (0 when unreadable)
+	Threads     int
+	FDs         int
 }
 
 // ReadProc samples one process. It reads only /proc, so it does not
