@@ -115,10 +115,10 @@ func pairedRatio(a, b Record) string {
 // Standing compares l4proxy's best design with every peer on each
 // (scenario, metric) that ranks designs, and says where it leads, trails
 // or ties, with the figures, p-values and the ratio of the two paired by
-// round (pairedRatio), which says how close a tie is; a difference too small to show
-// in the figures is neither a lead nor a trail. Nothing is picked by hand: every
-// ranked metric of every scenario yields a line when l4proxy and at least
-// one peer were measured.
+// round (pairedRatio), which says how close a tie is; a difference too
+// small to show in the figures is neither a lead nor a trail. Nothing is
+// picked by hand: every ranked metric of every scenario yields a line when
+// l4proxy and at least one peer were measured.
 func (r *Results) Standing() []string {
 	type key struct{ scenario, metric string }
 	var keys []key
