@@ -1,5 +1,6 @@
 // Package sockdiag lists the sockets bound to a local port, with their
-// inodes, through the kernel's sock_diag netlink interface.
+// inodes, and the timers of established connections, through the
+// kernel's sock_diag netlink interface.
 //
 // It replaces reading /proc/net/tcp, which lists every socket of the host:
 // after a tcp-idle round leaves tens of thousands of connections in
@@ -52,8 +53,13 @@ type msg struct {
 
 const (
 	sockDiagByFamily = 20 // SOCK_DIAG_BY_FAMILY
+	tcpEstablished   = 1  // TCP_ESTABLISHED
 	tcpListen        = 10 // TCP_LISTEN
 )
+
+// TimerKeepAlive is the timer of an idle connection with TCP keep-alive
+// on (inet_diag's idiag_timer 2; 0 is none, 1 a retransmission).
+const TimerKeepAlive = 2
 
 // Bound returns the inodes of the sockets bound to port on either address
 // family: for "tcp" those listening, for "udp" all of them.
@@ -70,21 +76,43 @@ func Bound(network string, port int) ([]uint32, error) {
 	}
 	var out []uint32
 	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		inodes, err := dump(family, proto, states, uint16(port))
+		err := dump(family, proto, states, func(d *msg) {
+			if binary.BigEndian.Uint16(d.ID.SPort[:]) == uint16(port) {
+				out = append(out, d.Inode)
+			}
+		})
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, inodes...)
 	}
 	return out, nil
 }
 
-// dump asks for every socket of family and proto in states and keeps
-// those whose local port is port.
-func dump(family, proto uint8, states uint32, port uint16) ([]uint32, error) {
+// Timers returns the timer (TimerKeepAlive, ...) of every established TCP
+// connection whose local port is local and whose peer's port is remote;
+// a port of 0 matches any.
+func Timers(local, remote int) ([]uint8, error) {
+	var out []uint8
+	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		err := dump(family, unix.IPPROTO_TCP, 1<<tcpEstablished, func(d *msg) {
+			if (local == 0 || binary.BigEndian.Uint16(d.ID.SPort[:]) == uint16(local)) &&
+				(remote == 0 || binary.BigEndian.Uint16(d.ID.DPort[:]) == uint16(remote)) {
+				out = append(out, d.Timer)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// dump asks for every socket of family and proto in states and hands each
+// to keep.
+func dump(family, proto uint8, states uint32, keep func(*msg)) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
-		return nil, fmt.Errorf("sockdiag: netlink socket: %w", err)
+		return fmt.Errorf("sockdiag: netlink socket: %w", err)
 	}
 	defer unix.Close(fd)
 	req := reqV2{Family: family, Protocol: proto, States: states}
@@ -98,38 +126,34 @@ func dump(family, proto uint8, states uint32, port uint16) ([]uint32, error) {
 	buf = append(buf, unsafe.Slice((*byte)(unsafe.Pointer(&hdr)), unix.SizeofNlMsghdr)...)
 	buf = append(buf, unsafe.Slice((*byte)(unsafe.Pointer(&req)), unsafe.Sizeof(req))...)
 	if err := unix.Sendto(fd, buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("sockdiag: send: %w", err)
+		return fmt.Errorf("sockdiag: send: %w", err)
 	}
-	var out []uint32
 	rb := make([]byte, 64<<10)
 	for {
 		n, _, err := unix.Recvfrom(fd, rb, 0)
 		if err != nil {
-			return nil, fmt.Errorf("sockdiag: receive: %w", err)
+			return fmt.Errorf("sockdiag: receive: %w", err)
 		}
 		msgs, err := syscall.ParseNetlinkMessage(rb[:n])
 		if err != nil {
-			return nil, fmt.Errorf("sockdiag: %w", err)
+			return fmt.Errorf("sockdiag: %w", err)
 		}
 		for _, m := range msgs {
 			switch m.Header.Type {
 			case syscall.NLMSG_DONE:
-				return out, nil
+				return nil
 			case syscall.NLMSG_ERROR:
 				if len(m.Data) >= 4 {
 					if e := int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
-						return nil, fmt.Errorf("sockdiag: %w", unix.Errno(-e))
+						return fmt.Errorf("sockdiag: %w", unix.Errno(-e))
 					}
 				}
-				return nil, errors.New("sockdiag: error reply")
+				return errors.New("sockdiag: error reply")
 			}
 			if len(m.Data) < int(unsafe.Sizeof(msg{})) {
 				continue
 			}
-			d := (*msg)(unsafe.Pointer(&m.Data[0]))
-			if binary.BigEndian.Uint16(d.ID.SPort[:]) == port {
-				out = append(out, d.Inode)
-			}
+			keep((*msg)(unsafe.Pointer(&m.Data[0])))
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -73,4 +74,42 @@ func TestBound(t *testing.T) {
 	}
 	_, err := Bound("sctp", 1)
 	assert.ErrorContains(t, err, `"sctp"`)
+}
+
+// TestTimers: a connection with keep-alive on shows the keep-alive timer,
+// one with it off shows none, each found by its local and its peer's port.
+func TestTimers(t *testing.T) {
+	tests := []struct {
+		name      string
+		keepAlive time.Duration // on the dialing side (negative: off)
+		want      uint8
+	}{
+		{"keep-alive on", 15 * time.Second, TimerKeepAlive},
+		{"keep-alive off", -1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			defer ln.Close()
+			d := net.Dialer{KeepAlive: tt.keepAlive}
+			c, err := d.Dial("tcp", ln.Addr().String())
+			require.NoError(t, err)
+			defer c.Close()
+			s, err := ln.Accept()
+			require.NoError(t, err)
+			defer s.Close()
+			local := c.LocalAddr().(*net.TCPAddr).Port
+			server := ln.Addr().(*net.TCPAddr).Port
+			timers, err := Timers(local, server)
+			require.NoError(t, err)
+			assert.Equal(t, []uint8{tt.want}, timers, "the dialed side")
+			timers, err = Timers(0, server)
+			require.NoError(t, err)
+			assert.Len(t, timers, 1, "one connection has the listener's port as its peer's")
+			timers, err = Timers(server, local)
+			require.NoError(t, err)
+			assert.Len(t, timers, 1, "the accepted side, found from its end")
+		})
+	}
 }
