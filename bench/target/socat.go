@@ -65,7 +65,9 @@ func (sc Socat) Start(spec Spec) (*Instance, error) {
 		if spec.IPv6 {
 			proto = "TCP6-LISTEN:"
 		}
-		listen := proto + strconv.Itoa(port) + ",bind=" + host + ",reuseaddr,fork,backlog=4096"
+		// Keep-alive on both sides, as the other designs have it.
+		keepAlive := fmt.Sprintf(",keepalive,keepidle=%d,keepintvl=%d,keepcnt=%d", KeepAliveIdle, KeepAliveInterval, KeepAliveCount)
+		listen := proto + strconv.Itoa(port) + ",bind=" + host + ",reuseaddr,fork,backlog=4096" + keepAlive
 		argv := []string{bin}
 		if spec.HalfClose > 0 { // socat closes 0.5 s after the first EOF by default
 			argv = append(argv, "-t", fmt.Sprintf("%.3f", spec.HalfClose.Seconds()))
@@ -73,7 +75,7 @@ func (sc Socat) Start(spec Spec) (*Instance, error) {
 		if spec.IdleTimeout > 0 {
 			argv = append(argv, "-T", fmt.Sprintf("%.3f", spec.IdleTimeout.Seconds()))
 		}
-		connect := "TCP:" + spec.Backends[kind]
+		connect := "TCP:" + spec.Backends[kind] + keepAlive
 		if spec.ConnectTimeout > 0 {
 			connect += fmt.Sprintf(",connect-timeout=%.3f", spec.ConnectTimeout.Seconds())
 		}

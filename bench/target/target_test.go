@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/l4bench/l4bench/bench/backend"
+	"github.com/l4bench/l4bench/internal/sockdiag"
 	"github.com/l4bench/l4bench/internal/testbin"
 )
 
@@ -71,6 +73,9 @@ func TestEveryTargetForwards(t *testing.T) {
 			_, err = io.ReadFull(c, buf)
 			require.NoError(t, err)
 			assert.Equal(t, "hello", string(buf))
+			if name != "direct" {
+				assertKeepAlive(t, inst.Addrs[backend.Echo], c.LocalAddr(), echo.Addr())
+			}
 
 			if lacksUDP {
 				return
@@ -87,6 +92,39 @@ func TestEveryTargetForwards(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, "dgram", string(buf[:n]))
 		})
+	}
+}
+
+// assertKeepAlive checks that a design keeps both sockets of a connection
+// alive as l4proxy does (KeepAliveIdle): the one facing the client (local
+// port the entrypoint's, peer the client) and the one facing the backend
+// (peer the backend). A timer can read as a retransmission until the last
+// bytes are acknowledged, so it is asked again for up to 2 s.
+func assertKeepAlive(t *testing.T, entry string, client net.Addr, backendAddr string) {
+	t.Helper()
+	port := func(addr string) int {
+		_, p, err := net.SplitHostPort(addr)
+		require.NoError(t, err)
+		n, err := strconv.Atoi(p)
+		require.NoError(t, err)
+		return n
+	}
+	sides := []struct {
+		name          string
+		local, remote int
+	}{
+		{"the socket facing the client", port(entry), client.(*net.TCPAddr).Port},
+		{"the socket facing the backend", 0, port(backendAddr)},
+	}
+	for _, side := range sides {
+		var timers []uint8
+		var err error
+		if !assert.Eventually(t, func() bool {
+			timers, err = sockdiag.Timers(side.local, side.remote)
+			return err == nil && len(timers) == 1 && timers[0] == sockdiag.TimerKeepAlive
+		}, 2*time.Second, 20*time.Millisecond, "%s has keep-alive on", side.name) {
+			t.Logf("%s: timers %v (2 is keep-alive), error %v", side.name, timers, err)
+		}
 	}
 }
 
