@@ -7,6 +7,7 @@
 #
 #   scripts/gate.sh                      # base HEAD~1, head the working tree
 #   GATE_BASE=origin/main scripts/gate.sh
+#   GATE_BASE=HEAD GATE_FORCE=1 scripts/gate.sh   # an A/A run (clean tree)
 #
 # Needs bin/l4bench (make build). Writes the run under
 # results/gate/, and the gate's markdown table to $GITHUB_STEP_SUMMARY
@@ -23,10 +24,6 @@ if ! base_rev=$(git rev-parse --verify --quiet "${base_ref}^{commit}"); then
 	echo "gate: GATE_BASE=${base_ref} is not a commit here (a shallow clone? fetch more history, or set GATE_BASE to a ref that exists)" >&2
 	exit 2
 fi
-for b in bin/l4bench; do
-	[[ -x $b ]] || { echo "gate: $b is missing: run make build" >&2; exit 2; }
-done
-
 tmp=$(mktemp -d)
 trap 'git worktree remove --force "$tmp/src" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 # Both builds the same way, so that they differ only where their sources
@@ -39,6 +36,16 @@ echo "gate: building base l4proxy at ${base_ref} (${base_rev:0:12}) and head fro
 git worktree add --detach --quiet "$tmp/src" "$base_rev"
 (cd "$tmp/src" && "${build[@]}" -o "$tmp/l4proxy-base" ./cmd/l4proxy)
 "${build[@]}" -o "$tmp/l4proxy-head" ./cmd/l4proxy
+# Byte-identical builds (a change to docs, tests or the harness alone) can
+# only differ by the machine's noise: an A/B of them is an A/A run, whose
+# false alarms are all it could report. GATE_FORCE=1 runs it anyway.
+if [[ -z ${GATE_FORCE:-} ]] && cmp -s "$tmp/l4proxy-base" "$tmp/l4proxy-head"; then
+	echo "gate: base (${base_ref}, ${base_rev:0:12}) and head build the same l4proxy, byte for byte: no A/B to run, nothing in it can have regressed (GATE_FORCE=1 runs it anyway, as an A/A run)"
+	exit 0
+fi
+for b in bin/l4bench; do
+	[[ -x $b ]] || { echo "gate: $b is missing: run make build" >&2; exit 2; }
+done
 
 # shellcheck disable=SC2086 # run_flags is a list of flags
 # A folder of this run's own, so that no older run's results can stand in

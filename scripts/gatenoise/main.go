@@ -1,6 +1,6 @@
 // Command gatenoise sizes the gate's allowances to this machine's noise.
 // It reads A/A runs, runs of one l4proxy build against itself under two
-// names (scripts/gate.sh with GATE_BASE=HEAD on a clean tree), tunes each
+// names (GATE_BASE=HEAD GATE_FORCE=1 scripts/gate.sh on a clean tree), tunes each
 // scenario's metric's allowance on one set of them, and reports how many
 // runs of another set the gate would have failed with those allowances:
 // the false-alarm rate, measured on runs the tuning never saw.
