@@ -15,15 +15,7 @@ import (
 // differs it goes on to the run (here it stops at the missing
 // bin/l4bench, which a clone of the repository has not built).
 func TestGateSkipsIdenticalBuilds(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds l4proxy four times")
-	}
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed")
-	}
-	if err := exec.Command("git", "rev-parse", "--verify", "HEAD").Run(); err != nil {
-		t.Skip("not a git checkout with a commit")
-	}
+	needCheckout(t, "builds l4proxy four times")
 	root, err := filepath.Abs("..")
 	require.NoError(t, err)
 	clone := filepath.Join(t.TempDir(), "clone")

@@ -11,15 +11,7 @@ import (
 // Every planted regression still applies to the code and builds, so the
 // gate's evidence can be made again after the code moves.
 func TestPlantedRegressionsApply(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds l4proxy six times")
-	}
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed")
-	}
-	if err := exec.Command("git", "rev-parse", "--verify", "HEAD").Run(); err != nil {
-		t.Skip("not a git checkout with a commit")
-	}
+	needCheckout(t, "builds l4proxy six times")
 	for _, what := range []string{"small-buffer", "no-splice", "slow-accept", "slow-loop-accept", "extra-fds", "aa"} {
 		t.Run(what, func(t *testing.T) {
 			cmd := exec.Command("./planted.sh", what, "1")
