@@ -61,7 +61,7 @@ func CompareAB(current *report.Results, base, head string, opts Options) ([]Row,
 			}
 			continue
 		}
-		row.Old, row.New = pairs(b, h)
+		row.Old, row.New = report.PairByRound(b, h)
 		if asked > 0 && len(row.New) < asked && row.Gated && !slices.Contains(tails, rec.Metric) {
 			row.Verdict = TooFew
 			row.Note = fmt.Sprintf("%d rounds with both builds of the %d asked for", len(row.New), asked)
@@ -123,22 +123,4 @@ func isWorse(r Row) bool {
 		return r.Delta > 0
 	}
 	return r.Delta < 0
-}
-
-// pairs returns the two records' samples of the rounds both have, in
-// round order.
-func pairs(base, head *report.Record) (b, h []float64) {
-	bs, hs := base.ByRound(), head.ByRound()
-	var rounds []int
-	for r := range hs {
-		if _, ok := bs[r]; ok && !math.IsNaN(bs[r]) && !math.IsNaN(hs[r]) {
-			rounds = append(rounds, r)
-		}
-	}
-	slices.Sort(rounds)
-	for _, r := range rounds {
-		b = append(b, bs[r])
-		h = append(h, hs[r])
-	}
-	return b, h
 }

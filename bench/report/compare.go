@@ -2,7 +2,6 @@ package report
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 
@@ -89,17 +88,13 @@ func VsDirect(rec, direct *Record) string {
 // whole range when there are too few rounds for one. It is "" when fewer
 // than two rounds have both, or b has a zero figure.
 func pairedRatio(a, b Record) string {
-	as, bs := a.ByRound(), b.ByRound()
-	var ratios []float64
-	for round, x := range as {
-		y, ok := bs[round]
-		if !ok || math.IsNaN(x) || math.IsNaN(y) {
-			continue
-		}
+	as, bs := PairByRound(&a, &b)
+	ratios := make([]float64, len(as))
+	for i, y := range bs {
 		if y == 0 {
 			return ""
 		}
-		ratios = append(ratios, x/y)
+		ratios[i] = as[i] / y
 	}
 	if len(ratios) < 2 {
 		return ""

@@ -5,7 +5,9 @@ package report
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
+	"slices"
 	"sort"
 	"time"
 
@@ -198,6 +200,24 @@ func (rec *Record) ByRound() map[int]float64 {
 		out[round] = v
 	}
 	return out
+}
+
+// PairByRound returns the two records' samples of the rounds both have
+// (a NaN in either leaves the round out), in round order.
+func PairByRound(a, b *Record) (as, bs []float64) {
+	am, bm := a.ByRound(), b.ByRound()
+	var rounds []int
+	for r, x := range am {
+		if y, ok := bm[r]; ok && !math.IsNaN(x) && !math.IsNaN(y) {
+			rounds = append(rounds, r)
+		}
+	}
+	slices.Sort(rounds)
+	for _, r := range rounds {
+		as = append(as, am[r])
+		bs = append(bs, bm[r])
+	}
+	return as, bs
 }
 
 // Target is how one design ran, or why it did not.

@@ -13,16 +13,16 @@ import (
 // haproxy's splicing modes are configured with too.
 const GoSplicePipeSize = 1 << 20
 
-// TCP keep-alive as Go sets it on every connection it accepts or dials
-// (net.KeepAliveConfig's defaults), and so as l4proxy and traefik do on
-// both sides of a proxied connection. haproxy, nginx and socat leave it
-// off by default; the runner turns it on in each, with these timings
-// where the design can set them, so that every design does the same job
-// (a 40-round A/B put keep-alive at 2% of l4proxy's connection rate).
+// TCP keep-alive: l4proxy (like Go, and so traefik) keeps both sides of a
+// connection alive with copystrat.KeepAliveIdle and its siblings;
+// haproxy, nginx and socat leave it off by default, and the runner turns
+// it on in each, with those timings where the design can set them, so
+// that every design does the same job (a 40-round A/B put keep-alive at
+// 2% of l4proxy's connection rate).
 const (
-	KeepAliveIdle     = 15 // seconds before the first probe
-	KeepAliveInterval = 15 // seconds between probes
-	KeepAliveCount    = 9  // probes before the connection is dropped
+	keepAliveIdle     = copystrat.KeepAliveIdle
+	keepAliveInterval = copystrat.KeepAliveInterval
+	keepAliveCount    = copystrat.KeepAliveCount
 )
 
 // HAProxy is haproxy in mode tcp with one of three splice settings:
@@ -118,7 +118,7 @@ func (h HAProxy) Start(spec Spec) (*Instance, error) {
 	}
 	for _, side := range []string{"cli", "srv"} {
 		fmt.Fprintf(&b, "    option %stcpka\n    %stcpka-idle %ds\n    %stcpka-intvl %ds\n    %stcpka-cnt %d\n",
-			side, side, KeepAliveIdle, side, KeepAliveInterval, side, KeepAliveCount)
+			side, side, keepAliveIdle, side, keepAliveInterval, side, keepAliveCount)
 	}
 	switch h.Mode {
 	case "splice":

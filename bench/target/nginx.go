@@ -115,10 +115,10 @@ stream {
 				opts += fmt.Sprintf(" proxy_protocol_timeout %dms;", spec.HeaderTimeout.Milliseconds())
 			}
 		}
-		// Keep-alive as the other designs have it (KeepAliveIdle); nginx
+		// Keep-alive as the other designs have it (keepAliveIdle); nginx
 		// sets the upstream socket's on or off only, with the kernel's
 		// timings.
-		listen += fmt.Sprintf(" so_keepalive=%ds:%ds:%d", KeepAliveIdle, KeepAliveInterval, KeepAliveCount)
+		listen += fmt.Sprintf(" so_keepalive=%ds:%ds:%d", keepAliveIdle, keepAliveInterval, keepAliveCount)
 		opts += " proxy_socket_keepalive on;"
 		fmt.Fprintf(&b, "    server { listen %s%s; proxy_pass %s; proxy_buffer_size 16k; proxy_half_close on;%s }\n", addr, listen, spec.Backends[kind], opts)
 	}

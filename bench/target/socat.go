@@ -66,7 +66,7 @@ func (sc Socat) Start(spec Spec) (*Instance, error) {
 			proto = "TCP6-LISTEN:"
 		}
 		// Keep-alive on both sides, as the other designs have it.
-		keepAlive := fmt.Sprintf(",keepalive,keepidle=%d,keepintvl=%d,keepcnt=%d", KeepAliveIdle, KeepAliveInterval, KeepAliveCount)
+		keepAlive := fmt.Sprintf(",keepalive,keepidle=%d,keepintvl=%d,keepcnt=%d", keepAliveIdle, keepAliveInterval, keepAliveCount)
 		listen := proto + strconv.Itoa(port) + ",bind=" + host + ",reuseaddr,fork,backlog=4096" + keepAlive
 		argv := []string{bin}
 		if spec.HalfClose > 0 { // socat closes 0.5 s after the first EOF by default

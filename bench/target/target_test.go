@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -96,16 +95,14 @@ func TestEveryTargetForwards(t *testing.T) {
 }
 
 // assertKeepAlive checks that a design keeps both sockets of a connection
-// alive as l4proxy does (KeepAliveIdle): the one facing the client (local
+// alive as l4proxy does (keepAliveIdle): the one facing the client (local
 // port the entrypoint's, peer the client) and the one facing the backend
 // (peer the backend). A timer can read as a retransmission until the last
 // bytes are acknowledged, so it is asked again for up to 2 s.
 func assertKeepAlive(t *testing.T, entry string, client net.Addr, backendAddr string) {
 	t.Helper()
 	port := func(addr string) int {
-		_, p, err := net.SplitHostPort(addr)
-		require.NoError(t, err)
-		n, err := strconv.Atoi(p)
+		_, n, err := splitHostPortNum(addr)
 		require.NoError(t, err)
 		return n
 	}

@@ -100,11 +100,13 @@ func (l Loop) TakeOver(ctx context.Context, client, backend *net.TCPConn, opts P
 	return nil
 }
 
-// Go's defaults for TCP keep-alive (net.KeepAliveConfig's zero values).
+// Go's defaults for TCP keep-alive (net.KeepAliveConfig's zero values),
+// which l4proxy sets on both sides of every connection; the benchmark's
+// runner gives the other designs the same (bench/target).
 const (
-	keepAliveIdle     = 15 // seconds
-	keepAliveInterval = 15 // seconds
-	keepAliveCount    = 9
+	KeepAliveIdle     = 15 // seconds before the first probe
+	KeepAliveInterval = 15 // seconds between probes
+	KeepAliveCount    = 9  // probes before the connection is dropped
 )
 
 // setSocketDefaults sets what Go's net package sets on an accepted or a
@@ -112,9 +114,9 @@ const (
 func setSocketDefaults(fd int) {
 	_ = rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	_ = rawsys.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-	_ = rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, keepAliveIdle)
-	_ = rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, keepAliveInterval)
-	_ = rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveCount)
+	_ = rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, KeepAliveIdle)
+	_ = rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, KeepAliveInterval)
+	_ = rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT, KeepAliveCount)
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
