@@ -37,7 +37,7 @@ func main() {
 	out := flag.String("out", "", "write the allowances here (e.g. bench/gate/allowances.json)")
 	base := flag.String("base", "base", "the base build's name in the runs")
 	head := flag.String("head", "head", "the head build's name in the runs")
-	margin := flag.Float64("margin", 1.5, "allowance = margin × the largest change seen")
+	margin := flag.Float64("margin", 2, "allowance = margin × the largest change seen")
 	floor := flag.Float64("floor", 1, "smallest allowance, in percent")
 	detect := flag.String("detect", "", "glob of A/A runs' results.json: measure the smallest change the gate catches")
 	join := flag.Int("join", 1, "with -detect: join this many consecutive runs into one of their rounds together")
