@@ -132,6 +132,40 @@ func TestCalibrate(t *testing.T) {
 	}
 }
 
+// Leave-one-out gates each A/A run with allowances tuned on the others:
+// the run whose noise nothing else showed is the one that fails.
+func TestLeaveOneOut(t *testing.T) {
+	slower := func(pct float64) *report.Results {
+		return abRun(5, "throughput", "higher", 1e9, func(_ int, b float64) float64 { return b * (1 - pct/100) })
+	}
+	runs := []*report.Results{slower(2), slower(3), slower(10)}
+	for _, tt := range []struct {
+		name   string
+		margin float64
+		failed []int // the held-out runs that raised a false alarm
+	}{
+		{"1.5 x the others' largest (4.5%) fails the 10% run", 1.5, []int{2}},
+		{"4 x the others' largest (12%) fails none", 4, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			held, err := LeaveOneOut(runs, "base", "head", tt.margin, 1)
+			require.NoError(t, err)
+			require.Len(t, held, len(runs))
+			var failed []int
+			for i, h := range held {
+				assert.Equal(t, i, h.Run)
+				if len(h.Alarms) > 0 {
+					failed = append(failed, h.Run)
+					assert.Equal(t, "throughput", h.Alarms[0].Metric)
+				}
+			}
+			assert.Equal(t, tt.failed, failed)
+		})
+	}
+	_, err := LeaveOneOut(runs[:1], "base", "head", 2, 1)
+	assert.ErrorContains(t, err, "at least 2 A/A runs")
+}
+
 func TestABFormats(t *testing.T) {
 	run := abRun(5, "throughput", "higher", 1e9, func(i int, b float64) float64 { return 0.8 * b })
 	rows, err := CompareAB(run, "base", "head", Options{Allowances: map[string]float64{"throughput": 5}})

@@ -119,3 +119,37 @@ func orEmbedded(path string) string {
 	}
 	return path
 }
+
+// HeldOut is one A/A run gated with allowances tuned on the others.
+type HeldOut struct {
+	// Run is the run's index in the list given to LeaveOneOut.
+	Run int
+	// Alarms are the rows the gate failed: false alarms, since the run
+	// is an A/A run.
+	Alarms []Row
+}
+
+// LeaveOneOut measures the false-alarm rate of a calibration procedure
+// on runs it never saw: each A/A run in turn is left out, the allowances
+// are tuned on the others (Calibrate with margin and floor), and the run
+// is gated with them. A margin that makes every run of a set pass this
+// way was not fitted to the run that would have failed.
+func LeaveOneOut(runs []*report.Results, base, head string, margin, floor float64) ([]HeldOut, error) {
+	if len(runs) < 2 {
+		return nil, fmt.Errorf("leave-one-out needs at least 2 A/A runs, got %d", len(runs))
+	}
+	out := make([]HeldOut, 0, len(runs))
+	for i, r := range runs {
+		others := append(append([]*report.Results(nil), runs[:i]...), runs[i+1:]...)
+		c, err := Calibrate(others, base, head, margin, floor)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := CompareAB(r, base, head, Options{Allowances: c.Allowances()})
+		if err != nil {
+			return nil, fmt.Errorf("run %d: %w", i+1, err)
+		}
+		out = append(out, HeldOut{Run: i, Alarms: RegressedRows(rows)})
+	}
+	return out, nil
+}

@@ -16,6 +16,12 @@
 // of twice the rounds, to see what more rounds buy.
 //
 //	go run ./scripts/gatenoise -detect 'results/aa/*/*/results.json' -join 2
+//
+// With -loo it checks a margin before you trust it: each A/A run in turn
+// is gated with allowances tuned on all the others, so every run is a
+// run the tuning never saw (how the margin of 2 was chosen, README).
+//
+//	go run ./scripts/gatenoise -loo 'results/aa/*/*/results.json' -margin 1.5
 package main
 
 import (
@@ -43,7 +49,12 @@ func main() {
 	join := flag.Int("join", 1, "with -detect: join this many consecutive runs into one of their rounds together")
 	share := flag.Float64("share", 0.9, "with -detect: a change is caught when it fails at least this share of the trials")
 	allowances := flag.String("allowances", "", "with -detect: allowances file (default: the ones l4bench embeds)")
+	loo := flag.String("loo", "", "glob of A/A runs' results.json: leave each out in turn, tune on the others (-margin, -floor), and count false alarms on the one left out")
 	flag.Parse()
+	if *loo != "" {
+		leaveOneOut(*loo, *base, *head, *margin, *floor)
+		return
+	}
 	if *detect != "" {
 		detectable(load(*detect, "-detect"), *base, *head, *join, *share, *allowances)
 		return
@@ -117,7 +128,31 @@ func detectable(runs []*report.Results, base, head string, join int, share float
 	}
 }
 
+func leaveOneOut(glob, base, head string, margin, floor float64) {
+	files, runs := loadFiles(glob, "-loo")
+	held, err := gate.LeaveOneOut(runs, base, head, margin, floor)
+	fail(err)
+	alarms := 0
+	for _, h := range held {
+		if len(h.Alarms) == 0 {
+			continue
+		}
+		alarms++
+		a := h.Alarms[0]
+		fmt.Printf("left out %s: false alarm on %s / %s / %s: %s %+.1f%% (p=%.3f, allowed %.1f%%)\n",
+			files[h.Run], a.Scenario, a.Target, a.Metric, a.Verdict, a.Delta, a.P, a.Allowance)
+	}
+	fmt.Printf("margin %.2f, floor %.1f%%: false alarms in %d of %d runs left out, each gated with allowances tuned on the other %d\n",
+		margin, floor, alarms, len(held), len(held)-1)
+}
+
 func load(glob, flagName string) []*report.Results {
+	_, runs := loadFiles(glob, flagName)
+	return runs
+}
+
+// loadFiles reads the runs a glob matches, sorted by file name.
+func loadFiles(glob, flagName string) ([]string, []*report.Results) {
 	if glob == "" {
 		fail(fmt.Errorf("%s is required: a glob of A/A runs' results.json files", flagName))
 	}
@@ -133,7 +168,7 @@ func load(glob, flagName string) []*report.Results {
 		fail(err)
 		out = append(out, r)
 	}
-	return out
+	return files, out
 }
 
 func fail(err error) {
