@@ -69,15 +69,14 @@ func main() {
 		fmt.Printf("%-36s %6d %12.2f %12.2f\n", k, n.Rows, n.Largest, n.Allowance)
 	}
 	if *check != "" {
-		checkRuns := load(*check, "-check")
+		checkFiles, checkRuns := loadFiles(*check, "-check")
 		alarms := 0
 		for i, r := range checkRuns {
 			rows, err := gate.CompareAB(r, *base, *head, gate.Options{Allowances: c.Allowances()})
 			fail(err)
 			if bad := gate.RegressedRows(rows); len(bad) > 0 {
 				alarms++
-				fmt.Printf("\ncheck run %d: false alarm on %s / %s / %s: %s %+.1f%% (p=%.3f, allowed %.1f%%)", i+1,
-					bad[0].Scenario, bad[0].Target, bad[0].Metric, bad[0].Verdict, bad[0].Delta, bad[0].P, bad[0].Allowance)
+				fmt.Printf("\ncheck run %d (%s): %s", i+1, checkFiles[i], falseAlarm(bad[0]))
 			}
 		}
 		fmt.Printf("\nfalse alarms: %d of %d check runs\n", alarms, len(checkRuns))
@@ -138,12 +137,16 @@ func leaveOneOut(glob, base, head string, margin, floor float64) {
 			continue
 		}
 		alarms++
-		a := h.Alarms[0]
-		fmt.Printf("left out %s: false alarm on %s / %s / %s: %s %+.1f%% (p=%.3f, allowed %.1f%%)\n",
-			files[h.Run], a.Scenario, a.Target, a.Metric, a.Verdict, a.Delta, a.P, a.Allowance)
+		fmt.Printf("left out %s: %s\n", files[h.Run], falseAlarm(h.Alarms[0]))
 	}
 	fmt.Printf("margin %.2f, floor %.1f%%: false alarms in %d of %d runs left out, each gated with allowances tuned on the other %d\n",
 		margin, floor, alarms, len(held), len(held)-1)
+}
+
+// falseAlarm describes the first row an A/A run failed.
+func falseAlarm(a gate.Row) string {
+	return fmt.Sprintf("false alarm on %s / %s / %s: %s %+.1f%% (p=%.3f, allowed %.1f%%)",
+		a.Scenario, a.Target, a.Metric, a.Verdict, a.Delta, a.P, a.Allowance)
 }
 
 func load(glob, flagName string) []*report.Results {
