@@ -29,6 +29,19 @@ func inode(t *testing.T, c syscall.Conn) uint32 {
 	return n
 }
 
+// connect dials ln with d and accepts: the two ends of one connection,
+// closed when the test ends.
+func connect(t *testing.T, ln net.Listener, d *net.Dialer) (client, server net.Conn) {
+	t.Helper()
+	client, err := d.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { server.Close() })
+	return client, server
+}
+
 func TestBound(t *testing.T) {
 	tests := []struct{ network, addr string }{
 		{"tcp", "127.0.0.1:0"},
@@ -47,12 +60,7 @@ func TestBound(t *testing.T) {
 				port, c = ln.Addr().(*net.TCPAddr).Port, ln.(*net.TCPListener)
 				// A connection to it uses the same local port on the
 				// accepted side, and is not listening.
-				cl, err := net.Dial("tcp", ln.Addr().String())
-				require.NoError(t, err)
-				defer cl.Close()
-				srv, err := ln.Accept()
-				require.NoError(t, err)
-				defer srv.Close()
+				_, srv := connect(t, ln, &net.Dialer{})
 				got, err := Bound(tt.network, port)
 				require.NoError(t, err)
 				assert.Equal(t, []uint32{inode(t, c)}, got)
@@ -92,13 +100,7 @@ func TestTimers(t *testing.T) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			require.NoError(t, err)
 			defer ln.Close()
-			d := net.Dialer{KeepAlive: tt.keepAlive}
-			c, err := d.Dial("tcp", ln.Addr().String())
-			require.NoError(t, err)
-			defer c.Close()
-			s, err := ln.Accept()
-			require.NoError(t, err)
-			defer s.Close()
+			c, _ := connect(t, ln, &net.Dialer{KeepAlive: tt.keepAlive})
 			local := c.LocalAddr().(*net.TCPAddr).Port
 			server := ln.Addr().(*net.TCPAddr).Port
 			timers, err := Timers(local, server)
