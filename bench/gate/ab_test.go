@@ -166,6 +166,40 @@ func TestLeaveOneOut(t *testing.T) {
 	assert.ErrorContains(t, err, "at least 2 A/A runs")
 }
 
+// Spreads gives, per metric, each row's |change| and each build's spread
+// over its rounds; a set of runs with larger offsets between the builds
+// shows larger changes, which Mann-Whitney tells apart from the other set.
+func TestSpreads(t *testing.T) {
+	set := func(pct float64) []*report.Results {
+		var runs []*report.Results
+		for i := range 8 {
+			off := pct * float64(1+i%3) / 3 // 1/3, 2/3 and all of pct
+			runs = append(runs, abRun(5, "throughput", "higher", 1e9, func(_ int, b float64) float64 { return b * (1 - off/100) }))
+		}
+		return runs
+	}
+	quiet, err := Spreads(set(1.5), "base", "head")
+	require.NoError(t, err)
+	noisy, err := Spreads(set(9), "base", "head")
+	require.NoError(t, err)
+	q, n := quiet["s/throughput"], noisy["s/throughput"]
+	require.Len(t, q.Changes, 8, "one row per run")
+	require.Len(t, q.RoundCV, 16, "each build's rounds in each row")
+	assert.InDelta(t, 0.5, q.Changes[0], 1e-9)
+	assert.InDelta(t, 1.5, q.Changes[2], 1e-9)
+	assert.InDelta(t, 6*stats.Median(q.Changes), stats.Median(n.Changes), 1e-9, "offsets 6 times larger")
+	assert.Less(t, stats.P(q.Changes, n.Changes), 0.01)
+	for i, cv := range q.RoundCV {
+		// abRun's machine drift: 1.15, 1.3, 1, 1.15, 1.3 times the value.
+		assert.InDelta(t, q.RoundCV[0], cv, 1e-6, "the same drift in every build and run (%d)", i)
+		assert.InDelta(t, 10.64, cv, 0.01)
+	}
+	assert.Greater(t, stats.P(q.RoundCV, n.RoundCV), 0.5, "the same round spread in both sets")
+
+	_, err = Spreads([]*report.Results{{Schema: report.Schema}}, "base", "head")
+	assert.Error(t, err, "a run without the two builds")
+}
+
 func TestABFormats(t *testing.T) {
 	run := abRun(5, "throughput", "higher", 1e9, func(i int, b float64) float64 { return 0.8 * b })
 	rows, err := CompareAB(run, "base", "head", Options{Allowances: map[string]float64{"throughput": 5}})

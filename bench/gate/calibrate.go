@@ -153,3 +153,63 @@ func LeaveOneOut(runs []*report.Results, base, head string, margin, floor float6
 	}
 	return out, nil
 }
+
+// Spread is what a set of A/A runs showed of one scenario's metric: the
+// |change| the gate saw in each row (each design of each run), and the
+// spread of each build's rounds within a row (coefficient of variation).
+// Two sets of runs, made before and after a change to how the harness
+// measures, say whether the change made the gate's noise smaller:
+// Changes is what the allowances are tuned on, RoundCV what the
+// signed-rank test sees.
+type Spread struct {
+	Changes []float64 // |change| of each row, in percent
+	RoundCV []float64 // each build's rounds in each row: stddev / mean, in percent
+}
+
+// Spreads measures the Spread of every scenario's metric over A/A runs,
+// keyed "scenario/metric" as the allowances are.
+func Spreads(runs []*report.Results, base, head string) (map[string]Spread, error) {
+	out := map[string]Spread{}
+	for i, r := range runs {
+		rows, err := CompareAB(r, base, head, Options{MaxRegression: math.MaxFloat64 / 4, GateTails: true})
+		if err != nil {
+			return nil, fmt.Errorf("run %d: %w", i+1, err)
+		}
+		for _, row := range rows {
+			if row.Verdict == Missing || row.Verdict == TooFew {
+				continue
+			}
+			k := row.Scenario + "/" + row.Metric
+			s := out[k]
+			s.Changes = append(s.Changes, math.Abs(row.Delta))
+			for _, xs := range [][]float64{row.Old, row.New} {
+				if cv, ok := coefVar(xs); ok {
+					s.RoundCV = append(s.RoundCV, cv)
+				}
+			}
+			out[k] = s
+		}
+	}
+	return out, nil
+}
+
+// coefVar is the sample standard deviation of xs over their mean, in
+// percent; false for fewer than 2 values or a zero mean.
+func coefVar(xs []float64) (float64, bool) {
+	if len(xs) < 2 {
+		return 0, false
+	}
+	var mean float64
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(len(xs))
+	if mean == 0 {
+		return 0, false
+	}
+	var ss float64
+	for _, x := range xs {
+		ss += (x - mean) * (x - mean)
+	}
+	return 100 * math.Sqrt(ss/float64(len(xs)-1)) / math.Abs(mean), true
+}

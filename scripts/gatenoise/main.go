@@ -22,6 +22,15 @@
 // run the tuning never saw (how the margin of 2 was chosen, README).
 //
 //	go run ./scripts/gatenoise -loo 'results/aa/*/*/results.json' -margin 1.5
+//
+// With -noise it shows what A/A runs saw of each metric: the |change| of
+// each row (what the allowances are tuned on) and each build's spread
+// over its rounds (what the signed-rank test sees); with -against, a
+// second set of runs beside it, and Mann-Whitney's p for each: the way to
+// judge a change to how the harness measures, by A/A runs made before
+// and after it in the same hour.
+//
+//	go run ./scripts/gatenoise -noise 'results/aa-new/*/*/results.json' -against 'results/aa-old/*/*/results.json'
 package main
 
 import (
@@ -31,10 +40,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/l4bench/l4bench/bench/gate"
 	"github.com/l4bench/l4bench/bench/report"
+	"github.com/l4bench/l4bench/bench/stats"
 )
 
 func main() {
@@ -50,7 +61,16 @@ func main() {
 	share := flag.Float64("share", 0.9, "with -detect: a change is caught when it fails at least this share of the trials")
 	allowances := flag.String("allowances", "", "with -detect: allowances file (default: the ones l4bench embeds)")
 	loo := flag.String("loo", "", "glob of A/A runs' results.json: leave each out in turn, tune on the others (-margin, -floor), and count false alarms on the one left out")
+	noise := flag.String("noise", "", "glob of A/A runs' results.json: each metric's |change| per row and spread over rounds")
+	against := flag.String("against", "", "with -noise: a second glob of A/A runs to set beside it, with Mann-Whitney's p")
 	flag.Parse()
+	if *against != "" && *noise == "" {
+		fail(fmt.Errorf("-against %q needs -noise: the set of runs to compare it with", *against))
+	}
+	if *noise != "" {
+		showNoise(*noise, *against, *base, *head)
+		return
+	}
 	if *loo != "" {
 		leaveOneOut(*loo, *base, *head, *margin, *floor)
 		return
@@ -141,6 +161,53 @@ func leaveOneOut(glob, base, head string, margin, floor float64) {
 	}
 	fmt.Printf("margin %.2f, floor %.1f%%: false alarms in %d of %d runs left out, each gated with allowances tuned on the other %d\n",
 		margin, floor, alarms, len(held), len(held)-1)
+}
+
+// showNoise prints each metric's spreads over the runs of glob, and
+// beside them those of the runs of against, if given.
+func showNoise(glob, against, base, head string) {
+	sets := []string{glob}
+	if against != "" {
+		sets = append(sets, against)
+	}
+	var spreads []map[string]gate.Spread
+	for i, g := range sets {
+		runs := load(g, []string{"-noise", "-against"}[i])
+		s, err := gate.Spreads(runs, base, head)
+		fail(err)
+		spreads = append(spreads, s)
+		fmt.Printf("set %d: %s, %d A/A runs\n", i+1, g, len(runs))
+	}
+	var keys []string
+	for k := range spreads[0] {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Printf("\n|change| of each row, and each build's spread over its rounds (coefficient of variation), in %%\n")
+	fmt.Printf("%-32s %4s %5s %7s %7s %7s %9s\n", "scenario/metric", "set", "rows", "median", "p90", "max", "round cv")
+	for _, k := range keys {
+		for i, s := range spreads {
+			sp, ok := s[k]
+			if !ok {
+				fmt.Printf("%-32s %4d %5s\n", k, i+1, "-")
+				continue
+			}
+			fmt.Printf("%-32s %4d %5d %7.1f %7.1f %7.1f %9.1f\n", k, i+1, len(sp.Changes),
+				stats.Median(sp.Changes), quantile(sp.Changes, 0.9), slices.Max(sp.Changes), stats.Median(sp.RoundCV))
+		}
+		if len(spreads) == 2 {
+			if b, ok := spreads[1][k]; ok {
+				a := spreads[0][k]
+				fmt.Printf("%-32s Mann-Whitney p: |change| %.3f, round cv %.3f\n", "", stats.P(a.Changes, b.Changes), stats.P(a.RoundCV, b.RoundCV))
+			}
+		}
+	}
+}
+
+// quantile is the q-quantile of xs (nearest rank).
+func quantile(xs []float64, q float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	return s[int(math.Ceil(q*float64(len(s))))-1]
 }
 
 // falseAlarm describes the first row an A/A run failed.
