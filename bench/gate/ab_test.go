@@ -3,6 +3,7 @@ package gate
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 
@@ -185,6 +186,8 @@ func TestSpreads(t *testing.T) {
 	q, n := quiet["s/throughput"], noisy["s/throughput"]
 	require.Len(t, q.Changes, 8, "one row per run")
 	require.Len(t, q.RoundCV, 16, "each build's rounds in each row")
+	require.Len(t, q.Diffs, 8)
+	assert.InDeltaSlice(t, []float64{-0.5, -0.5 * 1.3 / 1.15, -0.5 / 1.15, -0.5, -0.5 * 1.3 / 1.15}, q.Diffs[0], 1e-9, "head 0.5% below base, round by round, over base's median")
 	assert.InDelta(t, 0.5, q.Changes[0], 1e-9)
 	assert.InDelta(t, 1.5, q.Changes[2], 1e-9)
 	assert.InDelta(t, 6*stats.Median(q.Changes), stats.Median(n.Changes), 1e-9, "offsets 6 times larger")
@@ -198,6 +201,28 @@ func TestSpreads(t *testing.T) {
 
 	_, err = Spreads([]*report.Results{{Schema: report.Schema}}, "base", "head")
 	assert.Error(t, err, "a run without the two builds")
+}
+
+// RunLevel separates round noise from offsets that hold for a whole row.
+func TestRunLevel(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		diffs   [][]float64
+		within  float64
+		between float64
+	}{
+		{"round noise only: every row the same", [][]float64{{-2, 2, -2, 2}, {-2, 2, -2, 2}, {-2, 2, -2, 2}}, math.Sqrt(16.0 / 3), 0},
+		{"an offset per row, no round noise", [][]float64{{-5, -5, -5, -5}, {0, 0, 0, 0}, {5, 5, 5, 5}}, 0, 5},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w, b, e := Spread{Diffs: tt.diffs}.RunLevel()
+			assert.InDelta(t, tt.within, w, 1e-9)
+			assert.InDelta(t, tt.between, b, 1e-9)
+			assert.InDelta(t, tt.within/2, e, 1e-9, "4 rounds a row")
+		})
+	}
+	w, _, _ := Spread{Diffs: [][]float64{{1, 2}}}.RunLevel()
+	assert.True(t, math.IsNaN(w), "one row says nothing of the rows' spread")
 }
 
 func TestABFormats(t *testing.T) {

@@ -164,6 +164,58 @@ func LeaveOneOut(runs []*report.Results, base, head string, margin, floor float6
 type Spread struct {
 	Changes []float64 // |change| of each row, in percent
 	RoundCV []float64 // each build's rounds in each row: stddev / mean, in percent
+	// Diffs holds each row's differences round by round, head's sample
+	// minus base's over base's median, in percent: the values the
+	// signed-rank test ranks and whose median is the change.
+	Diffs [][]float64
+}
+
+// RunLevel tells the two sources of the changes apart. Within is the
+// spread of the round-by-round differences inside a row (pooled standard
+// deviation); Between is the standard deviation of the rows' mean
+// differences; Expected is what Between would be if the rounds of a row
+// were independent draws (Within over the square root of the rounds). A
+// Between well above Expected is a state that holds for a whole run, one
+// build's process or the hour; Between near Expected is noise of the
+// rounds, which only more or quieter rounds reduce.
+func (s Spread) RunLevel() (within, between, expected float64) {
+	var ss, means []float64
+	n := 0
+	for _, d := range s.Diffs {
+		if len(d) < 2 {
+			continue
+		}
+		var m float64
+		for _, x := range d {
+			m += x
+		}
+		m /= float64(len(d))
+		for _, x := range d {
+			ss = append(ss, (x-m)*(x-m))
+		}
+		n += len(d) - 1
+		means = append(means, m)
+	}
+	if n == 0 || len(means) < 2 {
+		return math.NaN(), math.NaN(), math.NaN()
+	}
+	var sum float64
+	for _, x := range ss {
+		sum += x
+	}
+	within = math.Sqrt(sum / float64(n))
+	var mm float64
+	for _, m := range means {
+		mm += m
+	}
+	mm /= float64(len(means))
+	var bs float64
+	for _, m := range means {
+		bs += (m - mm) * (m - mm)
+	}
+	between = math.Sqrt(bs / float64(len(means)-1))
+	rounds := float64(n+len(means)) / float64(len(means)) // the mean rounds per row
+	return within, between, within / math.Sqrt(rounds)
 }
 
 // Spreads measures the Spread of every scenario's metric over A/A runs,
@@ -182,6 +234,13 @@ func Spreads(runs []*report.Results, base, head string) (map[string]Spread, erro
 			k := row.Scenario + "/" + row.Metric
 			s := out[k]
 			s.Changes = append(s.Changes, math.Abs(row.Delta))
+			if scale := math.Abs(row.OldCenter); scale > 0 && len(row.Old) == len(row.New) {
+				d := make([]float64, len(row.New))
+				for i := range d {
+					d[i] = 100 * (row.New[i] - row.Old[i]) / scale
+				}
+				s.Diffs = append(s.Diffs, d)
+			}
 			for _, xs := range [][]float64{row.Old, row.New} {
 				if cv, ok := coefVar(xs); ok {
 					s.RoundCV = append(s.RoundCV, cv)

@@ -24,11 +24,12 @@
 //	go run ./scripts/gatenoise -loo 'results/aa/*/*/results.json' -margin 1.5
 //
 // With -noise it shows what A/A runs saw of each metric: the |change| of
-// each row (what the allowances are tuned on) and each build's spread
-// over its rounds (what the signed-rank test sees); with -against, a
-// second set of runs beside it, and Mann-Whitney's p for each: the way to
-// judge a change to how the harness measures, by A/A runs made before
-// and after it in the same hour.
+// each row (what the allowances are tuned on), each build's spread over
+// its rounds (what the signed-rank test sees), and whether the changes
+// come from the rounds or from a state that holds for a whole run. With
+// -against, a second set of runs beside it, and Mann-Whitney's p for
+// each: the way to judge a change to how the harness measures, by A/A
+// runs made before and after it in the same hour.
 //
 //	go run ./scripts/gatenoise -noise 'results/aa-new/*/*/results.json' -against 'results/aa-old/*/*/results.json'
 package main
@@ -199,6 +200,23 @@ func showNoise(glob, against, base, head string) {
 			if b, ok := spreads[1][k]; ok {
 				a := spreads[0][k]
 				fmt.Printf("%-32s Mann-Whitney p: |change| %.3f, round cv %.3f\n", "", stats.P(a.Changes, b.Changes), stats.P(a.RoundCV, b.RoundCV))
+			}
+		}
+	}
+	showRunLevel(keys, spreads)
+}
+
+// showRunLevel prints, per metric and set, whether the changes come from
+// the rounds or from states that hold for a whole run (gate.Spread's
+// RunLevel).
+func showRunLevel(keys []string, spreads []map[string]gate.Spread) {
+	fmt.Printf("\nround-by-round differences: their spread within a row, the spread of the rows' means,\nand what that would be if every round were an independent draw, in %%\n")
+	fmt.Printf("%-32s %4s %11s %11s %15s\n", "scenario/metric", "set", "within row", "row means", "if independent")
+	for _, k := range keys {
+		for i, s := range spreads {
+			if sp, ok := s[k]; ok {
+				w, b, e := sp.RunLevel()
+				fmt.Printf("%-32s %4d %11.1f %11.1f %15.1f\n", k, i+1, w, b, e)
 			}
 		}
 	}
