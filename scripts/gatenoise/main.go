@@ -32,6 +32,14 @@
 // runs made before and after it in the same hour.
 //
 //	go run ./scripts/gatenoise -noise 'results/aa-new/*/*/results.json' -against 'results/aa-old/*/*/results.json'
+//
+// With -merge it writes runs joined -join at a time (consecutive, by file
+// name) as results.json files under -into, so that runs of 5 rounds can
+// stand for runs of 10 wherever a glob of runs is taken. Every glob may
+// be a comma-separated list of globs.
+//
+//	go run ./scripts/gatenoise -merge 'results/aa5/*/*/results.json' -join 2 -into results/aa5x2
+//	go run ./scripts/gatenoise -loo 'results/aa5x2/*/results.json,results/aa10/*/*/results.json'
 package main
 
 import (
@@ -43,6 +51,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/l4bench/l4bench/bench/gate"
 	"github.com/l4bench/l4bench/bench/report"
@@ -58,13 +67,19 @@ func main() {
 	margin := flag.Float64("margin", 2, "allowance = margin × the largest change seen")
 	floor := flag.Float64("floor", 1, "smallest allowance, in percent")
 	detect := flag.String("detect", "", "glob of A/A runs' results.json: measure the smallest change the gate catches")
-	join := flag.Int("join", 1, "with -detect: join this many consecutive runs into one of their rounds together")
+	join := flag.Int("join", 1, "with -detect or -merge: join this many consecutive runs into one of their rounds together")
 	share := flag.Float64("share", 0.9, "with -detect: a change is caught when it fails at least this share of the trials")
 	allowances := flag.String("allowances", "", "with -detect: allowances file (default: the ones l4bench embeds)")
 	loo := flag.String("loo", "", "glob of A/A runs' results.json: leave each out in turn, tune on the others (-margin, -floor), and count false alarms on the one left out")
 	noise := flag.String("noise", "", "glob of A/A runs' results.json: each metric's |change| per row and spread over rounds")
 	against := flag.String("against", "", "with -noise: a second glob of A/A runs to set beside it, with Mann-Whitney's p")
+	merge := flag.String("merge", "", "glob of A/A runs' results.json to join -join at a time into runs under -into")
+	into := flag.String("into", "", "with -merge: the folder to write the joined runs into (made if missing)")
 	flag.Parse()
+	if *merge != "" {
+		mergeRuns(*merge, *join, *into)
+		return
+	}
 	if *against != "" && *noise == "" {
 		fail(fmt.Errorf("-against %q needs -noise: the set of runs to compare it with", *against))
 	}
@@ -111,20 +126,12 @@ func main() {
 }
 
 func detectable(runs []*report.Results, base, head string, join int, share float64, allowancesFile string) {
-	if join < 1 || join > len(runs) {
-		fail(fmt.Errorf("-join %d: want 1 to the number of runs (%d)", join, len(runs)))
-	}
 	if share <= 0 || share > 1 {
 		fail(fmt.Errorf("-share %v: want a share above 0 and at most 1, e.g. 0.9", share))
 	}
 	c, err := gate.LoadCalibration(allowancesFile)
 	fail(err)
-	var sets []*report.Results
-	for i := 0; i+join <= len(runs); i += join {
-		j, err := gate.Join(runs[i : i+join])
-		fail(err)
-		sets = append(sets, j)
-	}
+	sets := joinRuns(runs, join)
 	var sizes []float64
 	for p := 0.5; p < 10; p += 0.5 {
 		sizes = append(sizes, p)
@@ -228,6 +235,43 @@ func quantile(xs []float64, q float64) float64 {
 	return s[int(math.Ceil(q*float64(len(s))))-1]
 }
 
+// joinRuns joins consecutive runs join at a time (gate.Join); a last
+// group with fewer runs is left out.
+func joinRuns(runs []*report.Results, join int) []*report.Results {
+	if join < 1 || join > len(runs) {
+		fail(fmt.Errorf("-join %d: want 1 to the number of runs (%d)", join, len(runs)))
+	}
+	var sets []*report.Results
+	for i := 0; i+join <= len(runs); i += join {
+		j, err := gate.Join(runs[i : i+join])
+		fail(err)
+		sets = append(sets, j)
+	}
+	return sets
+}
+
+// mergeRuns writes the runs of glob joined join at a time into
+// into/NN/results.json.
+func mergeRuns(glob string, join int, into string) {
+	if into == "" {
+		fail(fmt.Errorf("-merge needs -into: the folder to write the joined runs into"))
+	}
+	if join < 2 {
+		fail(fmt.Errorf("-merge needs -join 2 or more (got %d): how many runs to join into one", join))
+	}
+	files, runs := loadFiles(glob, "-merge")
+	sets := joinRuns(runs, join)
+	for i, r := range sets {
+		dir := filepath.Join(into, fmt.Sprintf("%02d", i+1))
+		fail(os.MkdirAll(dir, 0o755))
+		fail(r.Save(filepath.Join(dir, "results.json")))
+		fmt.Printf("%s: %d rounds, from %s\n", filepath.Join(dir, "results.json"), r.Settings.Count, strings.Join(files[i*join:(i+1)*join], " + "))
+	}
+	if left := len(runs) % join; left > 0 {
+		fmt.Printf("left out %d run(s) at the end: fewer than -join %d\n", left, join)
+	}
+}
+
 // falseAlarm describes the first row an A/A run failed.
 func falseAlarm(a gate.Row) string {
 	return fmt.Sprintf("false alarm on %s / %s / %s: %s %+.1f%% (p=%.3f, allowed %.1f%%)",
@@ -239,17 +283,22 @@ func load(glob, flagName string) []*report.Results {
 	return runs
 }
 
-// loadFiles reads the runs a glob matches, sorted by file name.
-func loadFiles(glob, flagName string) ([]string, []*report.Results) {
-	if glob == "" {
+// loadFiles reads the runs a glob (or a comma-separated list of globs)
+// matches, each glob's files sorted by name, in the order of the globs.
+func loadFiles(globs, flagName string) ([]string, []*report.Results) {
+	if globs == "" {
 		fail(fmt.Errorf("%s is required: a glob of A/A runs' results.json files", flagName))
 	}
-	files, err := filepath.Glob(glob)
-	fail(err)
-	if len(files) == 0 {
-		fail(fmt.Errorf("%s %q matches no file", flagName, glob))
+	var files []string
+	for _, glob := range strings.Split(globs, ",") {
+		matched, err := filepath.Glob(glob)
+		fail(err)
+		if len(matched) == 0 {
+			fail(fmt.Errorf("%s %q matches no file", flagName, glob))
+		}
+		sort.Strings(matched)
+		files = append(files, matched...)
 	}
-	sort.Strings(files)
 	var out []*report.Results
 	for _, f := range files {
 		r, err := report.Load(f)
