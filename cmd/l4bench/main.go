@@ -276,6 +276,10 @@ fewer samples than the run asked for; exit 2 on bad input.`,
 					return badInput(fmt.Errorf("gate: --allowances: %w", err))
 				}
 				opts.Allowances = cal.Allowances()
+				if cal.Rounds > 0 && cur.Settings.Count > 0 && cur.Settings.Count < cal.Rounds {
+					fmt.Fprintf(stderr, "l4bench gate: warning: the allowances were tuned on A/A runs of %d rounds and this run has %d: its changes are noisier than the allowances assume, so a pass or a failure means less (run %d rounds, or tune allowances for %d with go run ./scripts/gatenoise)\n",
+						cal.Rounds, cur.Settings.Count, cal.Rounds, cur.Settings.Count)
+				}
 				if rows, err = gate.CompareAB(cur, base, head, opts); err != nil {
 					return badInput(fmt.Errorf("gate: %s: %w", current, err))
 				}

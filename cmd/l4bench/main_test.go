@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -96,4 +97,37 @@ func TestCompareCommand(t *testing.T) {
 	code = run([]string{"compare", filepath.Join(dir, "loopback"), filepath.Join(dir, "nowhere")}, &stdout, &stderr)
 	assert.Equal(t, exitBadInput, code)
 	assert.Contains(t, stderr.String(), "nowhere")
+}
+
+// gate --ab says when a run has fewer rounds than its allowances were
+// tuned on: the allowances then assume less noise than the run has.
+func TestGateWarnsOfFewerRounds(t *testing.T) {
+	dir := t.TempDir()
+	cal := filepath.Join(dir, "allowances.json")
+	require.NoError(t, os.WriteFile(cal, []byte(`{"runs": 3, "rounds": 10, "margin": 2, "floor": 1,
+		"metrics": {"tcp-crr/conn_rate": {"largest": 10, "allowance": 20, "rows": 15}}}`), 0o644))
+	for _, tt := range []struct {
+		rounds int
+		warns  bool
+	}{{5, true}, {10, false}, {15, false}} {
+		t.Run(fmt.Sprint(tt.rounds, " rounds"), func(t *testing.T) {
+			r := &report.Results{Schema: report.Schema, Settings: report.Settings{Count: tt.rounds}}
+			for round := 1; round <= tt.rounds; round++ {
+				for _, build := range []string{"base", "head"} {
+					r.AddRound(round, "tcp-crr", "l4proxy-splice@"+build, "conn_rate", 5000+float64(round))
+				}
+			}
+			path := filepath.Join(dir, fmt.Sprint(tt.rounds, ".json"))
+			require.NoError(t, r.Save(path))
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"gate", "--ab", "base,head", "--current", path, "--allowances", cal}, &stdout, &stderr)
+			require.Equal(t, 0, code, stderr.String())
+			const warning = "the allowances were tuned on A/A runs of 10 rounds and this run has 5"
+			if tt.warns {
+				assert.Contains(t, stderr.String(), warning)
+			} else {
+				assert.NotContains(t, stderr.String(), "tuned on")
+			}
+		})
+	}
 }
