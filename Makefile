@@ -68,7 +68,7 @@ gate-baseline: build
 	$(BIN)/l4bench gate --baseline results/baseline.json --current "$$(ls -d results/gate/*/ | tail -n 1)results.json"
 
 # Refresh results/baseline.json on this machine (see README: when to).
-# 15 rounds instead of the gate's 5: one run spans minutes of the
+# 15 rounds instead of the gate's 10: one run spans minutes of the
 # machine's drift, so the baseline is not one lucky or unlucky moment.
 baseline: build
 	$(BIN)/l4bench run $(BASELINE_RUN) --count 15 --out results/baseline-run
