@@ -179,41 +179,24 @@ type Spread struct {
 // build's process or the hour; Between near Expected is noise of the
 // rounds, which only more or quieter rounds reduce.
 func (s Spread) RunLevel() (within, between, expected float64) {
-	var ss, means []float64
+	var pooled float64 // squared deviations from each row's own mean
+	var means []float64
 	n := 0
 	for _, d := range s.Diffs {
 		if len(d) < 2 {
 			continue
 		}
-		var m float64
-		for _, x := range d {
-			m += x
-		}
-		m /= float64(len(d))
-		for _, x := range d {
-			ss = append(ss, (x-m)*(x-m))
-		}
+		m, ss := meanSS(d)
+		pooled += ss
 		n += len(d) - 1
 		means = append(means, m)
 	}
 	if n == 0 || len(means) < 2 {
 		return math.NaN(), math.NaN(), math.NaN()
 	}
-	var sum float64
-	for _, x := range ss {
-		sum += x
-	}
-	within = math.Sqrt(sum / float64(n))
-	var mm float64
-	for _, m := range means {
-		mm += m
-	}
-	mm /= float64(len(means))
-	var bs float64
-	for _, m := range means {
-		bs += (m - mm) * (m - mm)
-	}
-	between = math.Sqrt(bs / float64(len(means)-1))
+	within = math.Sqrt(pooled / float64(n))
+	_, ss := meanSS(means)
+	between = math.Sqrt(ss / float64(len(means)-1))
 	rounds := float64(n+len(means)) / float64(len(means)) // the mean rounds per row
 	return within, between, within / math.Sqrt(rounds)
 }
@@ -258,17 +241,21 @@ func coefVar(xs []float64) (float64, bool) {
 	if len(xs) < 2 {
 		return 0, false
 	}
-	var mean float64
+	mean, ss := meanSS(xs)
+	if mean == 0 {
+		return 0, false
+	}
+	return 100 * math.Sqrt(ss/float64(len(xs)-1)) / math.Abs(mean), true
+}
+
+// meanSS is the mean of xs and the sum of their squared deviations from it.
+func meanSS(xs []float64) (mean, ss float64) {
 	for _, x := range xs {
 		mean += x
 	}
 	mean /= float64(len(xs))
-	if mean == 0 {
-		return 0, false
-	}
-	var ss float64
 	for _, x := range xs {
 		ss += (x - mean) * (x - mean)
 	}
-	return 100 * math.Sqrt(ss/float64(len(xs)-1)) / math.Abs(mean), true
+	return mean, ss
 }
