@@ -81,6 +81,7 @@ func CompareAB(current *report.Results, base, head string, opts Options) ([]Row,
 				ds[i] = row.New[i] - row.Old[i]
 			}
 		}
+		row.Diffs = ds
 		row.Delta = stats.Median(ds) * 100
 		// Test in the worse direction: positive means worse.
 		worse := make([]float64, len(ds))

@@ -49,22 +49,22 @@ type Noise struct {
 // is caught.
 func Calibrate(runs []*report.Results, base, head string, margin, floor float64) (Calibration, error) {
 	c := Calibration{Runs: len(runs), Margin: margin, Floor: floor, Metrics: map[string]Noise{}}
-	for i, r := range runs {
-		rows, err := CompareAB(r, base, head, Options{MaxRegression: math.MaxFloat64 / 4, GateTails: true})
-		if err != nil {
-			return c, fmt.Errorf("run %d: %w", i+1, err)
-		}
+	for _, r := range runs {
 		c.Rounds = max(c.Rounds, r.Settings.Count)
-		for _, row := range rows {
-			if row.Verdict == Missing || row.Verdict == TooFew {
-				return c, fmt.Errorf("run %d: %s / %s / %s: %s: an A/A run must be complete", i+1, row.Scenario, row.Target, row.Metric, row.Note)
-			}
-			k := row.Scenario + "/" + row.Metric
-			n := c.Metrics[k]
-			n.Largest = max(n.Largest, math.Abs(row.Delta))
-			n.Rows++
-			c.Metrics[k] = n
+	}
+	err := eachAARow(runs, base, head, func(run int, row Row) error {
+		if row.Verdict == Missing || row.Verdict == TooFew {
+			return fmt.Errorf("run %d: %s / %s / %s: %s: an A/A run must be complete", run+1, row.Scenario, row.Target, row.Metric, row.Note)
 		}
+		k := row.Scenario + "/" + row.Metric
+		n := c.Metrics[k]
+		n.Largest = max(n.Largest, math.Abs(row.Delta))
+		n.Rows++
+		c.Metrics[k] = n
+		return nil
+	})
+	if err != nil {
+		return c, err
 	}
 	for k, n := range c.Metrics {
 		n.Allowance = max(floor, margin*n.Largest)
@@ -205,34 +205,47 @@ func (s Spread) RunLevel() (within, between, expected float64) {
 // keyed "scenario/metric" as the allowances are.
 func Spreads(runs []*report.Results, base, head string) (map[string]Spread, error) {
 	out := map[string]Spread{}
+	err := eachAARow(runs, base, head, func(_ int, row Row) error {
+		if row.Verdict == Missing || row.Verdict == TooFew {
+			return nil
+		}
+		k := row.Scenario + "/" + row.Metric
+		s := out[k]
+		s.Changes = append(s.Changes, math.Abs(row.Delta))
+		if row.OldCenter != 0 && len(row.Diffs) > 0 {
+			d := make([]float64, len(row.Diffs))
+			for i, x := range row.Diffs {
+				d[i] = 100 * x
+			}
+			s.Diffs = append(s.Diffs, d)
+		}
+		for _, xs := range [][]float64{row.Old, row.New} {
+			if cv, ok := coefVar(xs); ok {
+				s.RoundCV = append(s.RoundCV, cv)
+			}
+		}
+		out[k] = s
+		return nil
+	})
+	return out, err
+}
+
+// eachAARow compares the two builds of each A/A run as the gate does,
+// with nothing gated away (every allowance unbounded, tails included),
+// and calls fn with each row and its run's index.
+func eachAARow(runs []*report.Results, base, head string, fn func(run int, row Row) error) error {
 	for i, r := range runs {
 		rows, err := CompareAB(r, base, head, Options{MaxRegression: math.MaxFloat64 / 4, GateTails: true})
 		if err != nil {
-			return nil, fmt.Errorf("run %d: %w", i+1, err)
+			return fmt.Errorf("run %d: %w", i+1, err)
 		}
 		for _, row := range rows {
-			if row.Verdict == Missing || row.Verdict == TooFew {
-				continue
+			if err := fn(i, row); err != nil {
+				return err
 			}
-			k := row.Scenario + "/" + row.Metric
-			s := out[k]
-			s.Changes = append(s.Changes, math.Abs(row.Delta))
-			if scale := math.Abs(row.OldCenter); scale > 0 && len(row.Old) == len(row.New) {
-				d := make([]float64, len(row.New))
-				for i := range d {
-					d[i] = 100 * (row.New[i] - row.Old[i]) / scale
-				}
-				s.Diffs = append(s.Diffs, d)
-			}
-			for _, xs := range [][]float64{row.Old, row.New} {
-				if cv, ok := coefVar(xs); ok {
-					s.RoundCV = append(s.RoundCV, cv)
-				}
-			}
-			out[k] = s
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // coefVar is the sample standard deviation of xs over their mean, in

@@ -124,8 +124,11 @@ type Row struct {
 	Gated                    bool   // false: shown for information only
 	// Paired rows compare two builds of one run round by round (--ab):
 	// Old and New are then the base's and head's samples of the same
-	// rounds, and Delta the median of their differences.
+	// rounds, Diffs each round's (New − Old) over base's median (the
+	// difference itself when that median is 0), and Delta the median of
+	// Diffs in percent.
 	Paired bool
+	Diffs  []float64
 	// Allowance is the change in the worse direction this row tolerates,
 	// in percent.
 	Allowance float64
