@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/l4bench/l4bench/bench/backend"
+	"github.com/l4bench/l4bench/internal/blackhole"
 	"github.com/l4bench/l4bench/internal/fdlimit"
 )
 
@@ -263,10 +264,10 @@ func TestOpenIdleFailsWhole(t *testing.T) {
 			_ = c.Close() // the sixth and later: warm-up read fails
 		}
 	}()
-	refused, err := net.Listen("tcp", "127.0.0.1:0")
+	refuser, err := blackhole.Refusing()
 	require.NoError(t, err)
-	deadAddr := refused.Addr().String()
-	require.NoError(t, refused.Close())
+	defer refuser.Close()
+	deadAddr := refuser.Addr()
 
 	tests := []struct {
 		name, addr, want string

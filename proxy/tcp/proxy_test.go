@@ -186,11 +186,13 @@ func TestResetPropagates(t *testing.T) {
 }
 
 func TestBackendRefused(t *testing.T) {
-	// A port with nothing listening: bind, note the address, close.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A port held with nothing listening. A listener's port noted and
+	// closed could be handed to a proxy below as its own listening port,
+	// and it would forward to itself until the test ran out of fds.
+	refuser, err := blackhole.Refusing()
 	require.NoError(t, err)
-	dead := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	defer refuser.Close()
+	dead := refuser.Addr()
 
 	ok := startBackend(t, func(c *net.TCPConn) { _, _ = c.Write([]byte("ok")) })
 

@@ -489,13 +489,14 @@ func shutdownDialInFlight(ctx context.Context, h *Harness) (Status, string) {
 }
 
 func backendRefused(ctx context.Context, h *Harness) (Status, string) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// Held, not listening: a closed listener's port could become the
+	// design's own local port in a self-connect, which succeeds.
+	refuser, err := blackhole.Refusing()
 	if err != nil {
-		return NA, err.Error()
+		return Fail, "test setup: " + err.Error()
 	}
-	dead := ln.Addr().String()
-	_ = ln.Close()
-	addr, err := h.StartTo(dead)
+	defer refuser.Close()
+	addr, err := h.StartTo(refuser.Addr())
 	if err != nil {
 		return NA, "design did not start: " + err.Error()
 	}
