@@ -46,3 +46,19 @@ func Progress(fd int) (uint64, error) {
 	}
 	return info.Bytes_received + info.Bytes_acked, nil
 }
+
+// Unsent reports whether bytes of one direction are still on their way
+// through the proxy: unread on its source socket, or queued on its
+// destination socket and not yet acknowledged (which is also where a
+// copier blocked in a write, holding more, is seen from outside). A limit
+// that ends a pair while Unsent is true cuts the stream: the destination
+// must be reset (SO_LINGER 0), because a FIN would pass the truncated
+// stream off as the whole of it.
+func Unsent(src, dst int) bool {
+	in, err := unix.IoctlGetInt(src, unix.SIOCINQ)
+	if err != nil || in > 0 {
+		return err == nil
+	}
+	out, err := unix.IoctlGetInt(dst, unix.SIOCOUTQ)
+	return err == nil && out > 0
+}

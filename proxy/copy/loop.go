@@ -900,13 +900,24 @@ func (e *engine) abort(p *loopPair, err error) {
 }
 
 // close ends a pair: its sockets are closed (which takes them out of the
-// epoll set), its buffers and pipes given back, and done called.
+// epoll set), its buffers and pipes given back, and done called. A limit
+// that ends a direction with bytes still on their way resets that
+// direction's destination, as proxy/tcp's pairs do: a FIN would pass the
+// cut stream off as complete.
 func (e *engine) close(p *loopPair, reason string, err error) {
 	if p.closed {
 		return
 	}
 	p.closed = true
 	e.wheel.remove(p)
+	if reason != EndDone && reason != EndReset {
+		for dir := range 2 {
+			src, dst := p.sides[dir].fd, p.sides[1-dir].fd
+			if !p.flows[dir].finished && dst >= 0 && (p.flows[dir].pending() || src >= 0 && Unsent(src, dst)) {
+				_ = unix.SetsockoptLinger(dst, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+			}
+		}
+	}
 	for i := range p.sides {
 		e.drop(&p.sides[i])
 	}

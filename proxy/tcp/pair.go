@@ -184,11 +184,23 @@ func (p *pair) Close() error {
 	return nil
 }
 
+// closeLocked closes both sides. A limit (the termination delay, the idle
+// timeout, the shutdown grace) that ends a direction with bytes still on
+// their way resets that direction's destination: its peer learns that the
+// stream was cut, where a FIN would pass it off as complete.
 func (p *pair) closeLocked(reason string, err error) {
 	p.closed = true
 	p.end, p.err = reason, err
 	if p.watch != nil {
 		p.watch.Stop()
+	}
+	if reason != endDone && reason != endReset {
+		if !p.finished[up] && unsent(p.client, p.backend) {
+			_ = p.backend.SetLinger(0)
+		}
+		if !p.finished[down] && unsent(p.backend, p.client) {
+			_ = p.client.SetLinger(0)
+		}
 	}
 	_ = p.client.Close()
 	_ = p.backend.Close()

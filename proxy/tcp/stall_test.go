@@ -1,8 +1,10 @@
 package tcp
 
 import (
+	"context"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,5 +117,65 @@ func TestDrainingDirectionIsNotIdle(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, "done", string(got), "cut after %v: the draining direction was taken for idle", time.Since(start))
 		})
+	}
+}
+
+// TestAbandonedBytesEndInReset: when a limit ends a pair while bytes are
+// still on their way through the proxy (the client stopped reading, the
+// backend had more to send), the client must learn that the stream was
+// cut: a reset, never a FIN, which would pass the truncated stream off as
+// the whole of it. A pair with nothing left to forward still ends with a
+// FIN (TestTerminationDelayCountsIdleTime, TestIdleTimeout).
+func TestAbandonedBytesEndInReset(t *testing.T) {
+	const limit = 200 * time.Millisecond
+	shutdown := func(p *Proxy) {
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
+		defer cancel()
+		assert.ErrorIs(t, p.Shutdown(ctx), context.DeadlineExceeded, "the grace ran out")
+	}
+	cases := []struct {
+		name      string
+		fin       bool
+		configure func(p *Proxy, u *Upstream)
+		end       func(p *Proxy) // what ends the pair, if not a limit
+	}{
+		{"after FIN, termination delay", true, func(p *Proxy, u *Upstream) { u.TerminationDelay = limit }, nil},
+		{"no FIN, idle timeout", false, func(p *Proxy, u *Upstream) { p.IdleTimeout = limit }, nil},
+		{"shutdown grace ran out", false, func(p *Proxy, u *Upstream) {}, shutdown},
+	}
+	for _, strategy := range strategies {
+		for _, tc := range cases {
+			t.Run(strategy+"/"+tc.name, func(t *testing.T) {
+				b := startBackend(t, func(c *net.TCPConn) {
+					req := make([]byte, 3)
+					if _, err := io.ReadFull(c, req); err != nil {
+						return
+					}
+					_, _ = c.Write(make([]byte, 32<<20)) // more than every buffer on the way holds
+					_ = readEnd(c, 5*time.Second)        // and never a FIN
+				})
+				u := upstream(t, strategy, b.addr())
+				p := &Proxy{}
+				tc.configure(p, u)
+				p.Service = single(u)
+				addr := startProxy(t, p)
+				c := dial(t, addr)
+				_, err := c.Write([]byte("GET"))
+				require.NoError(t, err)
+				if tc.fin {
+					require.NoError(t, c.CloseWrite())
+				}
+				time.Sleep(limit) // the buffers fill
+				if tc.end != nil {
+					tc.end(p)
+				}
+				time.Sleep(3 * limit) // a client that stalls past the limit
+				require.Eventually(t, func() bool { return p.ActiveConns() == 0 }, 2*time.Second, 10*time.Millisecond,
+					"the limit did not end the stalled pair")
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				n, err := io.Copy(io.Discard, c)
+				assert.ErrorIs(t, err, syscall.ECONNRESET, "read %d bytes of 32 MiB, then %v", n, err)
+			})
+		}
 	}
 }
