@@ -34,9 +34,11 @@ const (
 // (see progress): the pair is idle while none of them moves. That covers
 // what a copier cannot report: a write blocked on a full socket (idle), and
 // bytes the finished direction still has queued towards its peer (moving).
-// The idle clock starts at the first tick that saw nothing move, so time in
-// which the proxy itself was not running (a descheduled process, a paused
-// VM) is never counted as the peers' idleness.
+// The idle clock starts at the first tick that saw nothing move, and a tick
+// that comes late (the process was descheduled, the VM paused) starts it
+// again: time in which the proxy itself was not running, perhaps holding
+// the very bytes the peers wait for, is never counted as the peers'
+// idleness (see idleClock).
 type pair struct {
 	client, backend *net.TCPConn
 	idle            time.Duration // 0: no idle timeout
@@ -49,8 +51,7 @@ type pair struct {
 	err       error
 	watch     *time.Timer
 	slice     time.Duration // the watchdog's period for the current limit
-	seen      uint64        // the byte counters at the last tick
-	idleSince time.Time     // first tick that saw no byte move; zero while moving
+	clock     idleClock
 }
 
 // ticksPerLimit is how many watchdog ticks fit in one limit: idleness is
@@ -100,8 +101,8 @@ func (p *pair) rearmLocked() {
 		return
 	}
 	p.slice = max(limit/ticksPerLimit, time.Millisecond)
-	p.seen, _ = p.counters()
-	p.idleSince = time.Time{}
+	n, _ := p.counters()
+	p.clock.reset(time.Now(), n)
 	if p.watch == nil {
 		p.watch = time.AfterFunc(p.slice, p.tick)
 	} else {
@@ -121,20 +122,51 @@ func (p *pair) tick() {
 	if !timed {
 		return
 	}
-	now := time.Now()
 	n, ok := p.counters()
-	switch {
-	case !ok: // a socket is gone: the copiers are ending the pair
+	if !ok { // a socket is gone: the copiers are ending the pair
 		return
-	case n != p.seen:
-		p.seen, p.idleSince = n, time.Time{}
-	case p.idleSince.IsZero():
-		p.idleSince = now
-	case now.Sub(p.idleSince) >= limit:
+	}
+	if p.clock.observe(time.Now(), n, lateTick*p.slice) >= limit {
 		p.closeLocked(p.reasonLocked(), nil)
 		return
 	}
 	p.watch.Reset(p.slice)
+}
+
+// lateTick is how many periods may pass between two ticks before the
+// watchdog takes the gap for time the proxy was not running: half the
+// limit, far beyond a timer's usual lateness under load.
+const lateTick = ticksPerLimit / 2
+
+// idleClock measures how long a pair's byte counters have stood still, as
+// seen by ticks that ran on time.
+type idleClock struct {
+	seen      uint64    // the byte counters at the last tick
+	idleSince time.Time // the first on-time tick that saw nothing move; zero while moving
+	last      time.Time // the last tick
+}
+
+func (c *idleClock) reset(now time.Time, n uint64) {
+	*c = idleClock{seen: n, last: now}
+}
+
+// observe records a tick at now that read the counters n, and returns how
+// long they have stood still. A tick more than late after the last one
+// restarts the count: nothing is known of the gap, in which the counters
+// may have stood still only because the proxy was not running.
+func (c *idleClock) observe(now time.Time, n uint64, late time.Duration) time.Duration {
+	gap := now.Sub(c.last)
+	c.last = now
+	switch {
+	case n != c.seen:
+		c.seen, c.idleSince = n, time.Time{}
+	case c.idleSince.IsZero() || gap > late:
+		c.idleSince = now
+	}
+	if c.idleSince.IsZero() {
+		return 0
+	}
+	return now.Sub(c.idleSince)
 }
 
 // finish records that a direction read EOF: the FIN is passed on with

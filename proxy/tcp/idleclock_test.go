@@ -1,0 +1,41 @@
+package tcp
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// TestIdleClock: the watchdog's count of idle time, tick by tick. Time in
+// which its ticks did not run (the proxy descheduled) never counts.
+func TestIdleClock(t *testing.T) {
+	const late = 50 * time.Millisecond
+	type tick struct {
+		at   float64 // ms after the reset
+		n    uint64  // the byte counters
+		idle float64 // ms of idleness observe must report
+	}
+	tests := []struct {
+		name  string
+		ticks []tick
+	}{
+		{"counters stand still: counted from the first tick", []tick{{12.5, 7, 0}, {25, 7, 12.5}, {37.5, 7, 25}, {50, 7, 37.5}, {62.5, 7, 50}, {75, 7, 62.5}, {87.5, 7, 75}, {100, 7, 87.5}, {112.5, 7, 100}}},
+		{"a byte moves: the count starts again", []tick{{12.5, 7, 0}, {25, 7, 12.5}, {37.5, 9, 0}, {50, 9, 0}, {62.5, 9, 12.5}}},
+		{"moving from the reset", []tick{{12.5, 8, 0}, {25, 8, 0}, {37.5, 8, 12.5}}},
+		{"a late tick starts the count again", []tick{{12.5, 7, 0}, {25, 7, 12.5}, {225, 7, 0}, {237.5, 7, 12.5}}},
+		{"late and moving", []tick{{12.5, 7, 0}, {225, 8, 0}, {237.5, 8, 0}, {250, 8, 12.5}}},
+		{"late by exactly the allowance: still counted", []tick{{12.5, 7, 0}, {62.5, 7, 50}, {75, 7, 62.5}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t0 := time.Unix(1_000_000, 0)
+			ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+			var c idleClock
+			c.reset(t0, 7)
+			for _, tk := range tt.ticks {
+				assert.Equal(t, ms(tk.idle), c.observe(t0.Add(ms(tk.at)), tk.n, late), "tick at %v ms", tk.at)
+			}
+		})
+	}
+}
