@@ -83,6 +83,10 @@ tcp:
 			`tcp.services.a.weighted: services refer to each other in a loop: a -> b -> a`},
 		{"both kinds", base + "        \n      weighted:\n        services:\n          - name: app\n",
 			`c.yaml:8: tcp.services.app: expected exactly one of loadBalancer or weighted`},
+		{"server is the entrypoint itself", strings.Replace(base, `"127.0.0.1:9000"`, `"127.0.0.1:8000"`, 1),
+			`c.yaml:10: tcp.services.app.loadBalancer.servers[0].address: "127.0.0.1:8000" is where entrypoint web listens: every connection would be forwarded back to l4proxy`},
+		{"server is the entrypoint itself, through a weighted service", strings.Replace(strings.Replace(base, "service: app", "service: w", 1), `"127.0.0.1:9000"`, `"localhost:8000"`, 1) + "    w:\n      weighted:\n        services:\n          - name: app\n",
+			`c.yaml:10: tcp.services.app.loadBalancer.servers[0].address: "localhost:8000" is where entrypoint web listens`},
 		{"syntax", "entryPoints: [\n", `c.yaml:1: did not find expected node content`},
 		{"empty", "", `c.yaml: empty configuration`},
 		{"strategy on udp", `entryPoints:
@@ -199,6 +203,37 @@ func TestSplitPath(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
 			assert.Equal(t, tt.want, splitPath(tt.path))
+		})
+	}
+}
+
+// TestForwardsToItself: which server addresses are the entrypoint's own.
+func TestForwardsToItself(t *testing.T) {
+	tests := []struct {
+		listen, server string
+		want           bool
+	}{
+		{"127.0.0.1:8000", "127.0.0.1:8000", true},
+		{"127.0.0.1:8000", "localhost:8000", true},
+		{"127.0.0.1:8000", "0.0.0.0:8000", true},
+		{"127.0.0.1:8000", "[::ffff:127.0.0.1]:8000", true},
+		{":8000", "127.0.0.1:8000", true},
+		{":8000", "127.0.0.2:8000", true},
+		{"0.0.0.0:8000", "localhost:8000", true},
+		{"[::]:8000", "[::1]:8000", true},
+		{"localhost:8000", "127.0.0.1:8000", true},
+		{"[::1]:8000", "[::1]:8000", true},
+		{"127.0.0.1:8000", "127.0.0.1:8001", false},
+		{"127.0.0.1:8000", "127.0.0.2:8000", false},
+		{"127.0.0.1:8000", "[::1]:8000", false},
+		{"10.0.0.1:8000", "127.0.0.1:8000", false},
+		{":8000", "10.0.0.5:8000", false}, // maybe this host, maybe not: not caught
+		{":8000", "backend.internal:8000", false},
+		{"127.0.0.1:0", "127.0.0.1:0", false}, // port 0 listens anywhere
+	}
+	for _, tt := range tests {
+		t.Run(tt.listen+"->"+tt.server, func(t *testing.T) {
+			assert.Equal(t, tt.want, forwardsToItself(tt.listen, tt.server))
 		})
 	}
 }

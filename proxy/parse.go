@@ -319,7 +319,81 @@ func (c *Config) validate(m *Model) error {
 	if err := c.TCP.validate("tcp", false, m); err != nil {
 		return err
 	}
-	return c.UDP.validate("udp", true, m)
+	if err := c.UDP.validate("udp", true, m); err != nil {
+		return err
+	}
+	for _, ep := range m.EntryPoints {
+		section, sname := c.TCP, "tcp"
+		if ep.UDP {
+			section, sname = c.UDP, "udp"
+		}
+		var loop error
+		section.eachServer(sname+".services", ep.Original.Service, func(path, addr string) {
+			if loop == nil && forwardsToItself(ep.Address, addr) {
+				loop = cfgErr(path+".address", "%q is where entrypoint %s listens: every connection would be forwarded back to l4proxy, over and over, until it runs out of descriptors", addr, ep.Name)
+			}
+		})
+		if loop != nil {
+			return loop
+		}
+	}
+	return nil
+}
+
+// eachServer calls f with the path and address of every server a
+// connection to service name can reach. Loops between services are
+// already refused.
+func (s Services) eachServer(section, name string, f func(path, addr string)) {
+	svc := s.Services[name]
+	path := section + "." + name
+	switch {
+	case svc == nil:
+	case svc.LoadBalancer != nil:
+		for i, b := range svc.LoadBalancer.Servers {
+			f(fmt.Sprintf("%s.loadBalancer.servers[%d]", path, i), b.Address)
+		}
+	case svc.Weighted != nil:
+		for _, ws := range svc.Weighted.Services {
+			s.eachServer(section, ws.Name, f)
+		}
+	}
+}
+
+// forwardsToItself reports whether a server address is the entrypoint's
+// own listening address, as far as the configuration shows: the same
+// port, and the same IP, or a loopback server ("localhost" included)
+// under a listener on every address or on loopback. A host name other
+// than localhost, or a local address of another interface, is not caught.
+func forwardsToItself(listen, server string) bool {
+	lh, lp, err1 := net.SplitHostPort(listen)
+	sh, sp, err2 := net.SplitHostPort(server)
+	if err1 != nil || err2 != nil || lp != sp || lp == "0" {
+		return false
+	}
+	var sIP netip.Addr
+	if strings.EqualFold(sh, "localhost") {
+		sIP = netip.MustParseAddr("127.0.0.1")
+	} else if a, err := netip.ParseAddr(sh); err == nil {
+		sIP = a.Unmap()
+	} else {
+		return false
+	}
+	if lh == "" {
+		return sIP.IsLoopback() || sIP.IsUnspecified()
+	}
+	lIP, err := netip.ParseAddr(lh)
+	if err != nil {
+		return strings.EqualFold(lh, "localhost") && sIP.IsLoopback()
+	}
+	lIP = lIP.Unmap()
+	switch {
+	case lIP == sIP:
+		return true
+	case lIP.IsUnspecified():
+		return sIP.IsLoopback() || sIP.IsUnspecified()
+	default:
+		return lIP.IsLoopback() && sIP.IsUnspecified()
+	}
 }
 
 func (s Services) validate(section string, udp bool, m *Model) error {
