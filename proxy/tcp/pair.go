@@ -44,14 +44,14 @@ type pair struct {
 	idle            time.Duration // 0: no idle timeout
 	delay           time.Duration // termination delay; negative: never
 
-	mu        sync.Mutex
-	finished  [2]bool
-	closed    bool
-	end       string
-	err       error
-	watch     *time.Timer
-	slice     time.Duration // the watchdog's period for the current limit
-	clock     idleClock
+	mu       sync.Mutex
+	finished [2]bool
+	closed   bool
+	end      string
+	err      error
+	watch    *time.Timer
+	slice    time.Duration // the watchdog's period for the current limit
+	clock    idleClock
 }
 
 // ticksPerLimit is how many watchdog ticks fit in one limit: idleness is

@@ -23,6 +23,31 @@ func flood(c *net.TCPConn, failed chan<- time.Time) {
 	}
 }
 
+// requestThenStall starts a proxy set up by configure in front of a
+// backend that reads a 3-byte request and then runs respond, and a client
+// that sends the request (and a FIN, with fin) and then reads nothing.
+func requestThenStall(t *testing.T, strategy string, fin bool, configure func(p *Proxy, u *Upstream), respond func(c *net.TCPConn)) (*Proxy, *net.TCPConn) {
+	t.Helper()
+	b := startBackend(t, func(c *net.TCPConn) {
+		req := make([]byte, 3)
+		if _, err := io.ReadFull(c, req); err != nil {
+			return
+		}
+		respond(c)
+	})
+	u := upstream(t, strategy, b.addr())
+	p := &Proxy{}
+	configure(p, u)
+	p.Service = single(u)
+	c := dial(t, startProxy(t, p))
+	_, err := c.Write([]byte("GET"))
+	require.NoError(t, err)
+	if fin {
+		require.NoError(t, c.CloseWrite())
+	}
+	return p, c
+}
+
 // TestStalledReaderIsIdle: a client that stops reading leaves the
 // direction towards it blocked in a write (or in splice waiting for the
 // socket). No byte moves, so the pair is idle: it is ended by the
@@ -43,24 +68,7 @@ func TestStalledReaderIsIdle(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(strategy+"/"+tc.name, func(t *testing.T) {
 				failed := make(chan time.Time, 1)
-				b := startBackend(t, func(c *net.TCPConn) {
-					req := make([]byte, 3)
-					if _, err := io.ReadFull(c, req); err != nil {
-						return
-					}
-					flood(c, failed)
-				})
-				u := upstream(t, strategy, b.addr())
-				p := &Proxy{}
-				tc.configure(p, u)
-				p.Service = single(u)
-				addr := startProxy(t, p)
-				c := dial(t, addr)
-				_, err := c.Write([]byte("GET"))
-				require.NoError(t, err)
-				if tc.fin {
-					require.NoError(t, c.CloseWrite())
-				}
+				p, _ := requestThenStall(t, strategy, tc.fin, tc.configure, func(c *net.TCPConn) { flood(c, failed) })
 				// The client never reads. The backend's writes must fail
 				// once the proxy gives up: buffers fill in well under a
 				// second on loopback, then limit + ticks + slack.
@@ -146,25 +154,10 @@ func TestAbandonedBytesEndInReset(t *testing.T) {
 	for _, strategy := range strategies {
 		for _, tc := range cases {
 			t.Run(strategy+"/"+tc.name, func(t *testing.T) {
-				b := startBackend(t, func(c *net.TCPConn) {
-					req := make([]byte, 3)
-					if _, err := io.ReadFull(c, req); err != nil {
-						return
-					}
+				p, c := requestThenStall(t, strategy, tc.fin, tc.configure, func(c *net.TCPConn) {
 					_, _ = c.Write(make([]byte, 32<<20)) // more than every buffer on the way holds
 					_ = readEnd(c, 5*time.Second)        // and never a FIN
 				})
-				u := upstream(t, strategy, b.addr())
-				p := &Proxy{}
-				tc.configure(p, u)
-				p.Service = single(u)
-				addr := startProxy(t, p)
-				c := dial(t, addr)
-				_, err := c.Write([]byte("GET"))
-				require.NoError(t, err)
-				if tc.fin {
-					require.NoError(t, c.CloseWrite())
-				}
 				time.Sleep(limit) // the buffers fill
 				if tc.end != nil {
 					tc.end(p)
