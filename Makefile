@@ -15,7 +15,7 @@ GATE_BASE ?= HEAD~1
 BASELINE_RUN := $(shell . scripts/gate-run.sh && echo "$$gate_run_default")
 GATE_FLAGS ?=
 
-.PHONY: all build test bench peers peers-traefik fuzz clean gate gate-baseline baseline
+.PHONY: all build test fmt-check bench peers peers-traefik fuzz clean gate gate-baseline baseline
 
 all: build
 
@@ -41,17 +41,22 @@ peers:
 peers-traefik:
 	scripts/build-traefik.sh
 
-# Every test: vet, unit and loopback tests (strace data-path proofs
+# Every test: gofmt (a file it would change fails, named), vet, unit and
+# loopback tests (strace data-path proofs
 # included), the race detector on the proxy and the harness (-short skips
 # what only measures the detector's slowdown), and a short fuzz of the
 # config parser (a count of inputs, not a duration: a duration's deadline
 # failed a CI run with "context deadline exceeded" when the workers stalled
 # on slow inputs while the machine was loaded).
-test:
+test: fmt-check
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 	$(GO) test -race -short -count=1 ./proxy/... ./bench/... ./scenarios/... ./internal/... ./scripts/...
 	$(GO) test -run '^$$' -fuzz FuzzParseConfig -fuzztime 40000x ./proxy
+
+fmt-check:
+	@unformatted=$$("$$($(GO) env GOROOT)/bin/gofmt" -l $$($(GO) list -f '{{.Dir}}' ./...) | sort -u); \
+	if [ -n "$$unformatted" ]; then echo "gofmt: run gofmt -w on:"; echo "$$unformatted"; exit 1; fi
 
 # The main job: install what is missing, build, run the standard profile
 # and then the conformance matrix on the same designs.
