@@ -915,6 +915,9 @@ func (e *engine) close(p *loopPair, reason string, err error) {
 			src, dst := p.sides[dir].fd, p.sides[1-dir].fd
 			if !p.flows[dir].finished && dst >= 0 && (p.flows[dir].pending() || src >= 0 && Unsent(src, dst)) {
 				_ = unix.SetsockoptLinger(dst, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+				if err == nil {
+					err = ErrCut
+				}
 			}
 		}
 	}

@@ -29,6 +29,7 @@
 package copy
 
 import (
+	"errors"
 	"context"
 	"fmt"
 	"io"
@@ -192,10 +193,16 @@ type PairResult struct {
 	Sent, Received int64
 	// End is one of the End constants.
 	End string
-	// Err is the error that ended it (End == EndReset or EndUnavailable),
-	// else nil.
+	// Err is the error that ended it (End == EndReset or EndUnavailable);
+	// ErrCut when a limit ended it with bytes still on their way; else nil.
 	Err error
 }
+
+// ErrCut is PairResult.Err of a connection that a limit (the termination
+// delay, the idle timeout, the shutdown grace) ended while bytes were
+// still on their way through the proxy: they were dropped, and the side
+// they were going to was reset (see Unsent).
+var ErrCut = errors.New("ended with bytes still on their way; they were dropped and their destination reset")
 
 // How a connection ended, in proxy/tcp's log line and in PairResult.
 const (

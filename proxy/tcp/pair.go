@@ -227,11 +227,16 @@ func (p *pair) closeLocked(reason string, err error) {
 		p.watch.Stop()
 	}
 	if reason != endDone && reason != endReset {
-		if !p.finished[up] && unsent(p.client, p.backend) {
-			_ = p.backend.SetLinger(0)
-		}
-		if !p.finished[down] && unsent(p.backend, p.client) {
-			_ = p.client.SetLinger(0)
+		for _, d := range []struct {
+			dir      int
+			src, dst *net.TCPConn
+		}{{up, p.client, p.backend}, {down, p.backend, p.client}} {
+			if !p.finished[d.dir] && unsent(d.src, d.dst) {
+				_ = d.dst.SetLinger(0)
+				if p.err == nil {
+					p.err = copystrat.ErrCut
+				}
+			}
 		}
 	}
 	_ = p.client.Close()

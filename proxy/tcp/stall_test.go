@@ -3,13 +3,17 @@ package tcp
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	copystrat "github.com/l4bench/l4bench/proxy/copy"
 )
 
 // flood writes to c until a write fails, and reports when it failed.
@@ -133,7 +137,8 @@ func TestDrainingDirectionIsNotIdle(t *testing.T) {
 // backend had more to send), the client must learn that the stream was
 // cut: a reset, never a FIN, which would pass the truncated stream off as
 // the whole of it. A pair with nothing left to forward still ends with a
-// FIN (TestTerminationDelayCountsIdleTime, TestIdleTimeout).
+// FIN (TestTerminationDelayCountsIdleTime, TestIdleTimeout). The log says
+// the connection ended with an error: bytes were dropped.
 func TestAbandonedBytesEndInReset(t *testing.T) {
 	const limit = 200 * time.Millisecond
 	shutdown := func(p *Proxy) {
@@ -146,15 +151,21 @@ func TestAbandonedBytesEndInReset(t *testing.T) {
 		fin       bool
 		configure func(p *Proxy, u *Upstream)
 		end       func(p *Proxy) // what ends the pair, if not a limit
+		logged    string         // the end in its log line
 	}{
-		{"after FIN, termination delay", true, func(p *Proxy, u *Upstream) { u.TerminationDelay = limit }, nil},
-		{"no FIN, idle timeout", false, func(p *Proxy, u *Upstream) { p.IdleTimeout = limit }, nil},
-		{"shutdown grace ran out", false, func(p *Proxy, u *Upstream) {}, shutdown},
+		{"after FIN, termination delay", true, func(p *Proxy, u *Upstream) { u.TerminationDelay = limit }, nil, copystrat.EndTermination},
+		{"no FIN, idle timeout", false, func(p *Proxy, u *Upstream) { p.IdleTimeout = limit }, nil, copystrat.EndIdle},
+		{"shutdown grace ran out", false, func(p *Proxy, u *Upstream) {}, shutdown, copystrat.EndShutdown},
 	}
 	for _, strategy := range strategies {
 		for _, tc := range cases {
 			t.Run(strategy+"/"+tc.name, func(t *testing.T) {
-				p, c := requestThenStall(t, strategy, tc.fin, tc.configure, func(c *net.TCPConn) {
+				var logs syncBuffer
+				configure := func(p *Proxy, u *Upstream) {
+					tc.configure(p, u)
+					p.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+				}
+				p, c := requestThenStall(t, strategy, tc.fin, configure, func(c *net.TCPConn) {
 					_, _ = c.Write(make([]byte, 32<<20)) // more than every buffer on the way holds
 					_ = readEnd(c, 5*time.Second)        // and never a FIN
 				})
@@ -168,6 +179,9 @@ func TestAbandonedBytesEndInReset(t *testing.T) {
 				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 				n, err := io.Copy(io.Discard, c)
 				assert.ErrorIs(t, err, syscall.ECONNRESET, "read %d bytes of 32 MiB, then %v", n, err)
+				require.Eventually(t, func() bool { return strings.Contains(logs.String(), "connection ended with error") }, 2*time.Second, 10*time.Millisecond, logs.String())
+				assert.Contains(t, logs.String(), "end="+tc.logged)
+				assert.Contains(t, logs.String(), copystrat.ErrCut.Error())
 			})
 		}
 	}
