@@ -56,8 +56,11 @@ func Progress(fd int) (uint64, error) {
 // stream off as the whole of it.
 func Unsent(src, dst int) bool {
 	in, err := unix.IoctlGetInt(src, unix.SIOCINQ)
-	if err != nil || in > 0 {
-		return err == nil
+	if err != nil {
+		return false
+	}
+	if in > 0 {
+		return true
 	}
 	out, err := unix.IoctlGetInt(dst, unix.SIOCOUTQ)
 	return err == nil && out > 0
