@@ -2,6 +2,7 @@ package copy
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"sync"
@@ -93,6 +94,14 @@ type loopListening struct {
 	done  chan struct{}
 	ended atomic.Bool // Ctx is done
 
+	// accepting is held (read) by an engine from its check of done to
+	// the end of its accept4, and (write) by stop around closing done:
+	// once Close has returned, no accept is under way and none starts,
+	// so a client that arrives later stays in the caller's backlog.
+	// Admit runs after it is released: it may need what Close's caller
+	// holds.
+	accepting sync.RWMutex
+
 	// The back-off after a failed accept, shared by the engines: the
 	// first to fail doubles it, the others keep out until it is over.
 	mu      sync.Mutex
@@ -122,7 +131,9 @@ func (ls *loopListening) stop(err error) {
 		for _, w := range ls.watches {
 			w.e.unlisten(w)
 		}
+		ls.accepting.Lock()
 		close(ls.done)
+		ls.accepting.Unlock()
 	})
 }
 
@@ -243,27 +254,15 @@ func (e *engine) watchListener(w *watch, on bool) error {
 // epoll_pwait per connection against 1.0 and 2.3 now, scripts/crrcost).
 func (e *engine) accept(w *watch) {
 	ls := w.ls
-	// Closed since the event was taken: no more accepts. (Close cannot
-	// wait for an accept under way: Admit may need what Close's caller
-	// holds.)
-	select {
-	case <-ls.done:
-		return
-	default:
-	}
 	for {
-		var fd int
-		var client netip.AddrPort
-		var aerr error
-		if err := ls.ln.Conn.Control(func(lfd uintptr) {
-			fd, client, aerr = loopAccept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		}); err != nil {
+		fd, client, open, aerr := ls.accept4()
+		if !open {
 			ls.stop(nil) // the socket was closed
 			return
 		}
 		switch aerr {
 		case nil:
-		case unix.EAGAIN:
+		case unix.EAGAIN, errStopped:
 			return
 		case unix.ECONNABORTED, unix.EINTR:
 			continue
@@ -283,6 +282,26 @@ func (e *engine) accept(w *watch) {
 		}
 		return
 	}
+}
+
+// errStopped: the Listening was stopped (closed) since the event was
+// taken; no accept was made.
+var errStopped = errors.New("listening stopped")
+
+// accept4 takes one client from the socket, unless the Listening is
+// stopped (errStopped); open is false when the socket was closed.
+func (ls *loopListening) accept4() (fd int, client netip.AddrPort, open bool, err error) {
+	ls.accepting.RLock()
+	defer ls.accepting.RUnlock()
+	select {
+	case <-ls.done:
+		return -1, client, true, errStopped
+	default:
+	}
+	cerr := ls.ln.Conn.Control(func(lfd uintptr) {
+		fd, client, err = loopAccept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	})
+	return fd, client, cerr == nil, err
 }
 
 // adopt makes an accepted client a pair of this engine, to be connected

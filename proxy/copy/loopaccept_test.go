@@ -220,9 +220,66 @@ func TestListenServesUntilClosed(t *testing.T) {
 			defer c.Close()
 			time.Sleep(100 * time.Millisecond)
 			assert.Equal(t, int32(clients), sv.admitted.Load(), "a client accepted after Close")
+			require.NoError(t, sv.ln.SetDeadline(time.Now().Add(time.Second)))
 			a, err := sv.ln.AcceptTCP()
 			require.NoError(t, err, "the client waits in the caller's backlog")
 			_ = a.Close()
+		})
+	}
+}
+
+// Close waits for an accept under way: once it has returned, nothing
+// comes out of the socket's backlog. An engine can take a client's event
+// just before Close and reach its accept4 just after; the CI of 675debf
+// hung on such a client, taken from the backlog after Close (found
+// nowhere by TestListenServesUntilClosed's AcceptTCP, then without a
+// deadline). Here the first accept holds the client it took until Close
+// has returned, or 300 ms.
+func TestCloseWaitsForAnAcceptUnderWay(t *testing.T) {
+	echo := echoBackend(t)
+	for _, s := range connectors(t) {
+		t.Run(s.Name(), func(t *testing.T) {
+			entered := make(chan struct{})
+			closed := make(chan struct{})
+			var armed atomic.Bool
+			armed.Store(true)
+			var taken atomic.Int32 // clients accept4 returned
+			loopAccept4 = func(fd int, flags int) (int, netip.AddrPort, error) {
+				nfd, client, err := rawsys.Accept4(fd, flags)
+				if err == nil && armed.CompareAndSwap(true, false) {
+					close(entered)
+					select {
+					case <-closed:
+					case <-time.After(300 * time.Millisecond):
+					}
+				}
+				if err == nil {
+					taken.Add(1)
+				}
+				return nfd, client, err
+			}
+			t.Cleanup(func() { loopAccept4 = rawsys.Accept4 })
+			sv := serve(t, s, echo)
+			c, err := net.DialTimeout("tcp", sv.ln.Addr().String(), time.Second)
+			require.NoError(t, err)
+			defer c.Close()
+			select {
+			case <-entered:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the client was never accepted")
+			}
+			require.NoError(t, sv.ls.Close())
+			atClose := taken.Load()
+			close(closed)
+			assert.Equal(t, int32(1), atClose, "Close returned before the accept under way ended")
+			time.Sleep(50 * time.Millisecond)
+			assert.Equal(t, atClose, taken.Load(), "a client taken after Close")
+			// The accepted client is served: it came before the Close.
+			require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+			_, err = c.Write([]byte("x"))
+			require.NoError(t, err)
+			_, err = io.ReadFull(c, make([]byte, 1))
+			require.NoError(t, err)
 		})
 	}
 }
