@@ -5,7 +5,12 @@
 // it was user mode, the whole machine's busy time per connection (the
 // load client, the echo backend and softirqs included: the kernel's TCP
 // work that every design shares), and, in a separate run under strace -f,
-// its syscalls per connection by name.
+// its syscalls per connection by name. From the scheduler's counts of
+// every thread (/proc/PID/task/TID/schedstat): how often the design went
+// on a CPU per connection, how many of its leavings were preemptions, and
+// how long it and this process (the load client and the echo backend)
+// waited runnable on a run queue per connection, which a closed-loop
+// client pays in rate where CPU time alone does not show it.
 //
 //	go run ./scripts/crrcost [-duration 3s] [-rounds 3] [-design-workers 1] [design ...]
 //
@@ -56,10 +61,13 @@ func main() {
 	defer os.RemoveAll(dir)
 
 	type cost struct {
-		rates, cpu []float64 // conn/s, CPU µs per connection
-		user, host []float64 // the design's user-mode µs, the machine's busy µs per connection
-		calls      map[string]float64
-		total      float64
+		rates, cpu  []float64 // conn/s, CPU µs per connection
+		user, host  []float64 // the design's user-mode µs, the machine's busy µs per connection
+		slices      []float64 // the design's times on a CPU per connection
+		preempted   []float64 // the design's involuntary switches per connection
+		wait, cwait []float64 // µs runnable and waiting per connection: the design's, this process's
+		calls       map[string]float64
+		total       float64
 	}
 	costs := map[string]*cost{}
 	for _, d := range designs {
@@ -75,6 +83,8 @@ func main() {
 			c := costs[d]
 			c.rates, c.cpu = append(c.rates, m.rate), append(c.cpu, m.cpu)
 			c.user, c.host = append(c.user, m.user), append(c.host, m.host)
+			c.slices, c.preempted = append(c.slices, m.slices), append(c.preempted, m.preempted)
+			c.wait, c.cwait = append(c.wait, m.wait), append(c.cwait, m.cwait)
 		}
 	}
 	for _, d := range designs {
@@ -87,20 +97,23 @@ func main() {
 	}
 
 	fmt.Printf("tcp-crr against an echo backend, %d connect loops, designs with %d workers, %d rounds of %s (median); syscalls from one run under strace -f\n\n", *workers, *designWorkers, *rounds, *duration)
-	fmt.Println("| design | conn/s | design CPU per connection | of which user mode | machine busy per connection | syscalls per connection | the most frequent |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+	fmt.Println("| design | conn/s | design CPU per connection | of which user mode | machine busy per connection | design on a CPU per connection | of which after a preemption | design run-queue wait per connection | client and backend run-queue wait per connection | syscalls per connection | the most frequent |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, d := range designs {
 		c := costs[d]
 		if len(c.rates) == 0 {
 			continue
 		}
-		fmt.Printf("| %s | %.0f | %.0f µs | %.0f µs | %.0f µs | %.1f | %s |\n", d, stats.Median(c.rates), stats.Median(c.cpu), stats.Median(c.user), stats.Median(c.host), c.total, top(c.calls, 8))
+		fmt.Printf("| %s | %.0f | %.0f µs | %.0f µs | %.0f µs | %.2f | %.2f | %.1f µs | %.1f µs | %.1f | %s |\n", d, stats.Median(c.rates), stats.Median(c.cpu), stats.Median(c.user), stats.Median(c.host),
+			stats.Median(c.slices), stats.Median(c.preempted), stats.Median(c.wait), stats.Median(c.cwait), c.total, top(c.calls, 8))
 	}
 }
 
 // measured is one round of one design, per connection: the design's CPU
-// µs and the user-mode part of them, and the whole machine's busy µs.
-type measured struct{ rate, cpu, user, host float64 }
+// µs and the user-mode part of them, the whole machine's busy µs, the
+// design's times on a CPU and preemptions, and the µs the design and this
+// process waited on a run queue.
+type measured struct{ rate, cpu, user, host, slices, preempted, wait, cwait float64 }
 
 // timed runs one round of the load against a fresh instance of d.
 func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (measured, error) {
@@ -117,6 +130,15 @@ func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (
 	if err != nil {
 		return measured{}, err
 	}
+	self := []int{os.Getpid()}
+	schedBefore, err := measure.ReadSched(inst.PIDs())
+	if err != nil {
+		return measured{}, err
+	}
+	selfBefore, err := measure.ReadSched(self)
+	if err != nil {
+		return measured{}, err
+	}
 	res, err := run(inst, dur, workers)
 	if err != nil {
 		return measured{}, err
@@ -129,16 +151,29 @@ func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (
 	if err != nil {
 		return measured{}, err
 	}
+	schedAfter, err := measure.ReadSched(inst.PIDs())
+	if err != nil {
+		return measured{}, err
+	}
+	selfAfter, err := measure.ReadSched(self)
+	if err != nil {
+		return measured{}, err
+	}
+	sched, client := schedAfter.Sub(schedBefore), selfAfter.Sub(selfBefore)
 	if res.Conns == 0 {
 		return measured{}, fmt.Errorf("no connection completed in %s", dur)
 	}
 	per := 1e6 / float64(res.Conns)
 	used := after.CPUSeconds + after.ChildCPUSeconds - before.CPUSeconds - before.ChildCPUSeconds
 	return measured{
-		rate: res.Rate(),
-		cpu:  used * per,
-		user: (after.UserSeconds - before.UserSeconds) * per,
-		host: (busyAfter - busyBefore) * per,
+		rate:      res.Rate(),
+		cpu:       used * per,
+		user:      (after.UserSeconds - before.UserSeconds) * per,
+		host:      (busyAfter - busyBefore) * per,
+		slices:    float64(sched.Slices) / float64(res.Conns),
+		preempted: float64(sched.Involuntary) / float64(res.Conns),
+		wait:      sched.WaitSeconds * per,
+		cwait:     client.WaitSeconds * per,
 	}, nil
 }
 
