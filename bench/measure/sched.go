@@ -10,8 +10,8 @@ import (
 
 // SchedStats is what the scheduler did for a set of processes, summed over
 // their threads (/proc/PID/task/TID/schedstat and status): how long they
-// ran, how long they waited runnable on a run queue, and how often they
-// went off a CPU. Threads that exited between two samples take their
+// ran, how long they waited runnable on a run queue, how often they went
+// off a CPU, and how often they moved to another CPU (sched). Threads that exited between two samples take their
 // counts with them, so compare samples of long-lived threads only.
 type SchedStats struct {
 	RunSeconds  float64 // on a CPU
@@ -19,6 +19,7 @@ type SchedStats struct {
 	Slices      int64   // times put on a CPU
 	Voluntary   int64   // left the CPU to wait (a sleep, a blocking call)
 	Involuntary int64   // taken off the CPU (preempted)
+	Migrations  int64   // moved to another CPU
 	Threads     int
 }
 
@@ -44,6 +45,7 @@ func ReadSched(pids []int) (SchedStats, error) {
 			sum.Slices += s.Slices
 			sum.Voluntary += s.Voluntary
 			sum.Involuntary += s.Involuntary
+			sum.Migrations += s.Migrations
 			sum.Threads++
 		}
 	}
@@ -58,6 +60,7 @@ func (s SchedStats) Sub(before SchedStats) SchedStats {
 		Slices:      s.Slices - before.Slices,
 		Voluntary:   s.Voluntary - before.Voluntary,
 		Involuntary: s.Involuntary - before.Involuntary,
+		Migrations:  s.Migrations - before.Migrations,
 		Threads:     s.Threads,
 	}
 }
@@ -77,6 +80,11 @@ func readThreadSched(dir string) (SchedStats, error) {
 	}
 	s.Voluntary = status["voluntary_ctxt_switches"]
 	s.Involuntary = status["nonvoluntary_ctxt_switches"]
+	sched, err := readKeyed(filepath.Join(dir, "sched"))
+	if err != nil {
+		return s, err
+	}
+	s.Migrations = sched["se.nr_migrations"]
 	return s, nil
 }
 

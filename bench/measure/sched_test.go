@@ -61,6 +61,37 @@ func TestReadSchedCountsThisProcess(t *testing.T) {
 	assert.GreaterOrEqual(t, after.Threads, 1)
 }
 
+// A thread moved from one allowed CPU to another counts a migration.
+func TestReadSchedCountsMigrations(t *testing.T) {
+	var allowed unix.CPUSet
+	require.NoError(t, unix.SchedGetaffinity(0, &allowed))
+	var cpus []int
+	for i := range 1024 {
+		if allowed.IsSet(i) {
+			cpus = append(cpus, i)
+		}
+	}
+	if len(cpus) < 2 {
+		t.Skipf("one CPU allowed (%v): no migration to make", cpus)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	defer func() { _ = unix.SchedSetaffinity(0, &allowed) }()
+	pin := func(cpu int) {
+		var set unix.CPUSet
+		set.Set(cpu)
+		require.NoError(t, unix.SchedSetaffinity(0, &set))
+	}
+	pin(cpus[0])
+	before, err := ReadSched([]int{os.Getpid()})
+	require.NoError(t, err)
+	pin(cpus[1])
+	pin(cpus[0])
+	after, err := ReadSched([]int{os.Getpid()})
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, after.Sub(before).Migrations, int64(2))
+}
+
 func threadCPU(t *testing.T) time.Duration {
 	var ts unix.Timespec
 	require.NoError(t, unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts))

@@ -10,7 +10,10 @@
 // on a CPU per connection, how many of its leavings were preemptions, and
 // how long it and this process (the load client and the echo backend)
 // waited runnable on a run queue per connection, which a closed-loop
-// client pays in rate where CPU time alone does not show it.
+// client pays in rate where CPU time alone does not show it; and the
+// machine's idle time per connection (its CPUs × the wall time, less the
+// busy time): where nothing ran while a connection waited, a wake-up's
+// latency and not CPU time set the rate.
 //
 //	go run ./scripts/crrcost [-duration 3s] [-rounds 3] [-design-workers 1] [design ...]
 //
@@ -28,6 +31,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -63,8 +67,11 @@ func main() {
 	type cost struct {
 		rates, cpu  []float64 // conn/s, CPU µs per connection
 		user, host  []float64 // the design's user-mode µs, the machine's busy µs per connection
+		idle        []float64 // the machine's idle µs per connection (CPUs × wall time − busy)
+		client      []float64 // this process's CPU µs per connection (load client, echo backend)
 		slices      []float64 // the design's times on a CPU per connection
 		preempted   []float64 // the design's involuntary switches per connection
+		migrations  []float64 // the design's moves to another CPU per connection
 		wait, cwait []float64 // µs runnable and waiting per connection: the design's, this process's
 		calls       map[string]float64
 		total       float64
@@ -83,7 +90,9 @@ func main() {
 			c := costs[d]
 			c.rates, c.cpu = append(c.rates, m.rate), append(c.cpu, m.cpu)
 			c.user, c.host = append(c.user, m.user), append(c.host, m.host)
+			c.idle, c.client = append(c.idle, m.idle), append(c.client, m.client)
 			c.slices, c.preempted = append(c.slices, m.slices), append(c.preempted, m.preempted)
+			c.migrations = append(c.migrations, m.migrations)
 			c.wait, c.cwait = append(c.wait, m.wait), append(c.cwait, m.cwait)
 		}
 	}
@@ -97,23 +106,28 @@ func main() {
 	}
 
 	fmt.Printf("tcp-crr against an echo backend, %d connect loops, designs with %d workers, %d rounds of %s (median); syscalls from one run under strace -f\n\n", *workers, *designWorkers, *rounds, *duration)
-	fmt.Println("| design | conn/s | design CPU per connection | of which user mode | machine busy per connection | design on a CPU per connection | of which after a preemption | design run-queue wait per connection | client and backend run-queue wait per connection | syscalls per connection | the most frequent |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+	fmt.Println("| design | conn/s | design CPU per connection | of which user mode | client and backend CPU per connection | machine busy per connection | machine idle per connection | design on a CPU per connection | of which after a preemption | design moves to another CPU per connection | design run-queue wait per connection | client and backend run-queue wait per connection | syscalls per connection | the most frequent |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, d := range designs {
 		c := costs[d]
 		if len(c.rates) == 0 {
 			continue
 		}
-		fmt.Printf("| %s | %.0f | %.0f µs | %.0f µs | %.0f µs | %.2f | %.2f | %.1f µs | %.1f µs | %.1f | %s |\n", d, stats.Median(c.rates), stats.Median(c.cpu), stats.Median(c.user), stats.Median(c.host),
-			stats.Median(c.slices), stats.Median(c.preempted), stats.Median(c.wait), stats.Median(c.cwait), c.total, top(c.calls, 8))
+		fmt.Printf("| %s | %.0f | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.2f | %.2f | %.2f | %.1f µs | %.1f µs | %.1f | %s |\n", d, stats.Median(c.rates), stats.Median(c.cpu), stats.Median(c.user), stats.Median(c.client), stats.Median(c.host), stats.Median(c.idle),
+			stats.Median(c.slices), stats.Median(c.preempted), stats.Median(c.migrations), stats.Median(c.wait), stats.Median(c.cwait), c.total, top(c.calls, 8))
 	}
 }
 
 // measured is one round of one design, per connection: the design's CPU
-// µs and the user-mode part of them, the whole machine's busy µs, the
-// design's times on a CPU and preemptions, and the µs the design and this
+// µs and the user-mode part of them, the whole machine's busy and idle µs, the
+// design's times on a CPU, preemptions and moves between CPUs, and the µs the design and this
 // process waited on a run queue.
-type measured struct{ rate, cpu, user, host, slices, preempted, wait, cwait float64 }
+type measured struct {
+	rate, cpu, user, host, idle   float64
+	client                        float64 // this process's CPU µs (the load client and the echo backend)
+	slices, preempted, migrations float64
+	wait, cwait                   float64
+}
 
 // timed runs one round of the load against a fresh instance of d.
 func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (measured, error) {
@@ -130,12 +144,17 @@ func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (
 	if err != nil {
 		return measured{}, err
 	}
+	wallStart := time.Now()
 	self := []int{os.Getpid()}
 	schedBefore, err := measure.ReadSched(inst.PIDs())
 	if err != nil {
 		return measured{}, err
 	}
 	selfBefore, err := measure.ReadSched(self)
+	if err != nil {
+		return measured{}, err
+	}
+	ownBefore, err := measure.ReadProcs(self)
 	if err != nil {
 		return measured{}, err
 	}
@@ -147,6 +166,7 @@ func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (
 	if err != nil {
 		return measured{}, err
 	}
+	wall := time.Since(wallStart).Seconds()
 	after, err := measure.ReadProcs(inst.PIDs())
 	if err != nil {
 		return measured{}, err
@@ -159,6 +179,10 @@ func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (
 	if err != nil {
 		return measured{}, err
 	}
+	ownAfter, err := measure.ReadProcs(self)
+	if err != nil {
+		return measured{}, err
+	}
 	sched, client := schedAfter.Sub(schedBefore), selfAfter.Sub(selfBefore)
 	if res.Conns == 0 {
 		return measured{}, fmt.Errorf("no connection completed in %s", dur)
@@ -166,14 +190,17 @@ func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (
 	per := 1e6 / float64(res.Conns)
 	used := after.CPUSeconds + after.ChildCPUSeconds - before.CPUSeconds - before.ChildCPUSeconds
 	return measured{
-		rate:      res.Rate(),
-		cpu:       used * per,
-		user:      (after.UserSeconds - before.UserSeconds) * per,
-		host:      (busyAfter - busyBefore) * per,
-		slices:    float64(sched.Slices) / float64(res.Conns),
-		preempted: float64(sched.Involuntary) / float64(res.Conns),
-		wait:      sched.WaitSeconds * per,
-		cwait:     client.WaitSeconds * per,
+		rate:       res.Rate(),
+		cpu:        used * per,
+		user:       (after.UserSeconds - before.UserSeconds) * per,
+		host:       (busyAfter - busyBefore) * per,
+		idle:       (float64(runtime.NumCPU())*wall - (busyAfter - busyBefore)) * per,
+		client:     (ownAfter.CPUSeconds - ownBefore.CPUSeconds) * per,
+		slices:     float64(sched.Slices) / float64(res.Conns),
+		preempted:  float64(sched.Involuntary) / float64(res.Conns),
+		migrations: float64(sched.Migrations) / float64(res.Conns),
+		wait:       sched.WaitSeconds * per,
+		cwait:      client.WaitSeconds * per,
 	}, nil
 }
 
