@@ -69,6 +69,8 @@ func main() {
 		user, host  []float64 // the design's user-mode µs, the machine's busy µs per connection
 		idle        []float64 // the machine's idle µs per connection (CPUs × wall time − busy)
 		client      []float64 // this process's CPU µs per connection (load client, echo backend)
+		segs, rsts  []float64 // the machine's TCP segments and resets sent per connection
+		delacks     []float64 // the machine's delayed ACKs per connection
 		slices      []float64 // the design's times on a CPU per connection
 		preempted   []float64 // the design's involuntary switches per connection
 		migrations  []float64 // the design's moves to another CPU per connection
@@ -91,6 +93,7 @@ func main() {
 			c.rates, c.cpu = append(c.rates, m.rate), append(c.cpu, m.cpu)
 			c.user, c.host = append(c.user, m.user), append(c.host, m.host)
 			c.idle, c.client = append(c.idle, m.idle), append(c.client, m.client)
+			c.segs, c.rsts, c.delacks = append(c.segs, m.segs), append(c.rsts, m.rsts), append(c.delacks, m.delacks)
 			c.slices, c.preempted = append(c.slices, m.slices), append(c.preempted, m.preempted)
 			c.migrations = append(c.migrations, m.migrations)
 			c.wait, c.cwait = append(c.wait, m.wait), append(c.cwait, m.cwait)
@@ -116,6 +119,18 @@ func main() {
 		fmt.Printf("| %s | %.0f | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.2f | %.2f | %.2f | %.1f µs | %.1f µs | %.1f | %s |\n", d, stats.Median(c.rates), stats.Median(c.cpu), stats.Median(c.user), stats.Median(c.client), stats.Median(c.host), stats.Median(c.idle),
 			stats.Median(c.slices), stats.Median(c.preempted), stats.Median(c.migrations), stats.Median(c.wait), stats.Median(c.cwait), c.total, top(c.calls, 8))
 	}
+	fmt.Println()
+	fmt.Println("The machine's TCP counters per connection (/proc/net/snmp and netstat: the load client's, the backend's and the design's packets together)")
+	fmt.Println()
+	fmt.Println("| design | segments sent | resets sent | delayed ACKs |")
+	fmt.Println("| --- | ---: | ---: | ---: |")
+	for _, d := range designs {
+		c := costs[d]
+		if len(c.rates) == 0 {
+			continue
+		}
+		fmt.Printf("| %s | %.2f | %.3f | %.3f |\n", d, stats.Median(c.segs), stats.Median(c.rsts), stats.Median(c.delacks))
+	}
 }
 
 // measured is one round of one design, per connection: the design's CPU
@@ -125,6 +140,7 @@ func main() {
 type measured struct {
 	rate, cpu, user, host, idle   float64
 	client                        float64 // this process's CPU µs (the load client and the echo backend)
+	segs, rsts, delacks           float64 // the machine's TCP segments and resets sent, delayed ACKs
 	slices, preempted, migrations float64
 	wait, cwait                   float64
 }
@@ -141,6 +157,10 @@ func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (
 		return measured{}, err
 	}
 	busyBefore, err := measure.BusySeconds()
+	if err != nil {
+		return measured{}, err
+	}
+	netBefore, err := measure.NetCounters()
 	if err != nil {
 		return measured{}, err
 	}
@@ -167,6 +187,10 @@ func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (
 		return measured{}, err
 	}
 	wall := time.Since(wallStart).Seconds()
+	netAfter, err := measure.NetCounters()
+	if err != nil {
+		return measured{}, err
+	}
 	after, err := measure.ReadProcs(inst.PIDs())
 	if err != nil {
 		return measured{}, err
@@ -196,6 +220,9 @@ func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (
 		host:       (busyAfter - busyBefore) * per,
 		idle:       (float64(runtime.NumCPU())*wall - (busyAfter - busyBefore)) * per,
 		client:     (ownAfter.CPUSeconds - ownBefore.CPUSeconds) * per,
+		segs:       float64(netAfter["Tcp.OutSegs"]-netBefore["Tcp.OutSegs"]) / float64(res.Conns),
+		rsts:       float64(netAfter["Tcp.OutRsts"]-netBefore["Tcp.OutRsts"]) / float64(res.Conns),
+		delacks:    float64(netAfter["TcpExt.DelayedACKs"]-netBefore["TcpExt.DelayedACKs"]) / float64(res.Conns),
 		slices:     float64(sched.Slices) / float64(res.Conns),
 		preempted:  float64(sched.Involuntary) / float64(res.Conns),
 		migrations: float64(sched.Migrations) / float64(res.Conns),
