@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net"
 	"net/netip"
 	"os"
@@ -1047,6 +1048,11 @@ type wheel struct {
 	cur    int64 // the last tick handled
 	n      int
 	slots  [wheelSlots]*loopPair
+	// used has a bit set for every non-empty slot, so that next finds
+	// the earliest in 16 words instead of up to 1024 slots: the loop
+	// asks on every turn (perf put the slot scan at 0.6 µs a connection
+	// under tcp-crr, a timer 100 ms out).
+	used [wheelSlots / 64]uint64
 }
 
 const (
@@ -1071,6 +1077,7 @@ func (w *wheel) schedule(p *loopPair, due time.Time) {
 		p.wnext.wprev = p
 	}
 	w.slots[slot] = p
+	w.used[slot/64] |= 1 << (slot % 64)
 	w.n++
 }
 
@@ -1081,7 +1088,11 @@ func (w *wheel) remove(p *loopPair) {
 	if p.wprev != nil {
 		p.wprev.wnext = p.wnext
 	} else {
-		w.slots[p.wtick%wheelSlots] = p.wnext
+		slot := p.wtick % wheelSlots
+		w.slots[slot] = p.wnext
+		if p.wnext == nil {
+			w.used[slot/64] &^= 1 << (slot % 64)
+		}
 	}
 	if p.wnext != nil {
 		p.wnext.wprev = p.wprev
@@ -1116,10 +1127,32 @@ func (w *wheel) next() (time.Time, bool) {
 	if w.n == 0 {
 		return time.Time{}, false
 	}
-	for i := int64(1); i <= wheelSlots; i++ {
-		if w.slots[(w.cur+i)%wheelSlots] != nil {
-			return w.origin.Add(time.Duration(w.cur+i) * wheelTick), true
+	start := (w.cur + 1) % wheelSlots
+	slot, ok := w.firstUsed(start, wheelSlots)
+	if !ok {
+		if slot, ok = w.firstUsed(0, start); !ok {
+			return time.Time{}, false
 		}
 	}
-	return time.Time{}, false
+	i := (slot-start+wheelSlots)%wheelSlots + 1 // ticks after cur
+	return w.origin.Add(time.Duration(w.cur+i) * wheelTick), true
+}
+
+// firstUsed is the first non-empty slot in [from, to).
+func (w *wheel) firstUsed(from, to int64) (int64, bool) {
+	for i := from / 64; i*64 < to; i++ {
+		word := w.used[i]
+		if i == from/64 {
+			word &^= 1<<(from%64) - 1 // slots before from
+		}
+		if word == 0 {
+			continue
+		}
+		slot := i*64 + int64(bits.TrailingZeros64(word))
+		if slot >= to {
+			return 0, false
+		}
+		return slot, true
+	}
+	return 0, false
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"testing"
@@ -266,4 +267,57 @@ func openPipes(t *testing.T) int {
 	n, err := fdlimit.Count("self", "pipe:")
 	require.NoError(t, err)
 	return n
+}
+
+// next finds the earliest non-empty slot as a scan of every slot in turn
+// would, wherever the wheel's hand is and however timers come and go.
+func TestWheelNextMatchesAScan(t *testing.T) {
+	origin := time.Unix(1000, 0)
+	scan := func(w *wheel) (time.Time, bool) {
+		if w.n == 0 {
+			return time.Time{}, false
+		}
+		for i := int64(1); i <= wheelSlots; i++ {
+			if w.slots[(w.cur+i)%wheelSlots] != nil {
+				return w.origin.Add(time.Duration(w.cur+i) * wheelTick), true
+			}
+		}
+		return time.Time{}, false
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	w := newWheel(origin)
+	now := origin
+	var pairs []*loopPair
+	for step := range 20000 {
+		switch r := rng.IntN(10); {
+		case r < 5: // schedule a new timer, or move one
+			var p *loopPair
+			if len(pairs) > 0 && rng.IntN(3) == 0 {
+				p = pairs[rng.IntN(len(pairs))]
+			} else {
+				p = &loopPair{}
+				pairs = append(pairs, p)
+			}
+			w.schedule(p, now.Add(time.Duration(rng.Int64N(int64(3*wheelSlots)))*time.Millisecond/2))
+		case r < 7 && len(pairs) > 0: // remove one
+			i := rng.IntN(len(pairs))
+			w.remove(pairs[i])
+			pairs = append(pairs[:i], pairs[i+1:]...)
+		default: // time passes
+			now = now.Add(time.Duration(rng.Int64N(int64(200 * time.Millisecond))))
+			w.advance(now, func(p *loopPair) {
+				for i := range pairs {
+					if pairs[i] == p {
+						pairs = append(pairs[:i], pairs[i+1:]...)
+						break
+					}
+				}
+			})
+		}
+		want, wantOK := scan(&w)
+		got, ok := w.next()
+		require.Equal(t, wantOK, ok, "step %d", step)
+		require.True(t, want.Equal(got), "step %d: next %v, a scan finds %v", step, got, want)
+	}
+	assert.Equal(t, len(pairs), w.n)
 }
