@@ -134,15 +134,54 @@ func main() {
 }
 
 // measured is one round of one design, per connection: the design's CPU
-// µs and the user-mode part of them, the whole machine's busy and idle µs, the
-// design's times on a CPU, preemptions and moves between CPUs, and the µs the design and this
-// process waited on a run queue.
+// µs and the user-mode part of them; the CPU µs of this process (the
+// load client and the echo backend); the whole machine's busy and idle
+// µs and its TCP segments, resets and delayed ACKs; the design's times
+// on a CPU, preemptions and moves between CPUs; and the µs the design and
+// this process waited on a run queue.
 type measured struct {
 	rate, cpu, user, host, idle   float64
 	client                        float64 // this process's CPU µs (the load client and the echo backend)
 	segs, rsts, delacks           float64 // the machine's TCP segments and resets sent, delayed ACKs
 	slices, preempted, migrations float64
 	wait, cwait                   float64
+}
+
+// sample is what timed reads before and after a round: the design's
+// processes and this one's (CPU, scheduler), the machine's busy time and
+// TCP counters, and the wall clock.
+type sample struct {
+	design, own           measure.ProcStats
+	designSched, ownSched measure.SchedStats
+	busy                  float64
+	net                   map[string]int64
+	at                    time.Time
+}
+
+func take(design []int) (sample, error) {
+	var s sample
+	var err error
+	self := []int{os.Getpid()}
+	if s.design, err = measure.ReadProcs(design); err != nil {
+		return s, err
+	}
+	if s.own, err = measure.ReadProcs(self); err != nil {
+		return s, err
+	}
+	if s.designSched, err = measure.ReadSched(design); err != nil {
+		return s, err
+	}
+	if s.ownSched, err = measure.ReadSched(self); err != nil {
+		return s, err
+	}
+	if s.busy, err = measure.BusySeconds(); err != nil {
+		return s, err
+	}
+	if s.net, err = measure.NetCounters(); err != nil {
+		return s, err
+	}
+	s.at = time.Now()
+	return s, nil
 }
 
 // timed runs one round of the load against a fresh instance of d.
@@ -152,29 +191,7 @@ func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (
 		return measured{}, err
 	}
 	defer inst.Stop()
-	before, err := measure.ReadProcs(inst.PIDs())
-	if err != nil {
-		return measured{}, err
-	}
-	busyBefore, err := measure.BusySeconds()
-	if err != nil {
-		return measured{}, err
-	}
-	netBefore, err := measure.NetCounters()
-	if err != nil {
-		return measured{}, err
-	}
-	wallStart := time.Now()
-	self := []int{os.Getpid()}
-	schedBefore, err := measure.ReadSched(inst.PIDs())
-	if err != nil {
-		return measured{}, err
-	}
-	selfBefore, err := measure.ReadSched(self)
-	if err != nil {
-		return measured{}, err
-	}
-	ownBefore, err := measure.ReadProcs(self)
+	b, err := take(inst.PIDs())
 	if err != nil {
 		return measured{}, err
 	}
@@ -182,50 +199,31 @@ func timed(d, dir, echo string, dur time.Duration, workers, designWorkers int) (
 	if err != nil {
 		return measured{}, err
 	}
-	busyAfter, err := measure.BusySeconds()
+	a, err := take(inst.PIDs())
 	if err != nil {
 		return measured{}, err
 	}
-	wall := time.Since(wallStart).Seconds()
-	netAfter, err := measure.NetCounters()
-	if err != nil {
-		return measured{}, err
-	}
-	after, err := measure.ReadProcs(inst.PIDs())
-	if err != nil {
-		return measured{}, err
-	}
-	schedAfter, err := measure.ReadSched(inst.PIDs())
-	if err != nil {
-		return measured{}, err
-	}
-	selfAfter, err := measure.ReadSched(self)
-	if err != nil {
-		return measured{}, err
-	}
-	ownAfter, err := measure.ReadProcs(self)
-	if err != nil {
-		return measured{}, err
-	}
-	sched, client := schedAfter.Sub(schedBefore), selfAfter.Sub(selfBefore)
 	if res.Conns == 0 {
 		return measured{}, fmt.Errorf("no connection completed in %s", dur)
 	}
-	per := 1e6 / float64(res.Conns)
-	used := after.CPUSeconds + after.ChildCPUSeconds - before.CPUSeconds - before.ChildCPUSeconds
+	sched, client := a.designSched.Sub(b.designSched), a.ownSched.Sub(b.ownSched)
+	busy, wall := a.busy-b.busy, a.at.Sub(b.at).Seconds()
+	conns := float64(res.Conns)
+	net := func(key string) float64 { return float64(a.net[key]-b.net[key]) / conns }
+	per := 1e6 / conns
 	return measured{
 		rate:       res.Rate(),
-		cpu:        used * per,
-		user:       (after.UserSeconds - before.UserSeconds) * per,
-		host:       (busyAfter - busyBefore) * per,
-		idle:       (float64(runtime.NumCPU())*wall - (busyAfter - busyBefore)) * per,
-		client:     (ownAfter.CPUSeconds - ownBefore.CPUSeconds) * per,
-		segs:       float64(netAfter["Tcp.OutSegs"]-netBefore["Tcp.OutSegs"]) / float64(res.Conns),
-		rsts:       float64(netAfter["Tcp.OutRsts"]-netBefore["Tcp.OutRsts"]) / float64(res.Conns),
-		delacks:    float64(netAfter["TcpExt.DelayedACKs"]-netBefore["TcpExt.DelayedACKs"]) / float64(res.Conns),
-		slices:     float64(sched.Slices) / float64(res.Conns),
-		preempted:  float64(sched.Involuntary) / float64(res.Conns),
-		migrations: float64(sched.Migrations) / float64(res.Conns),
+		cpu:        (a.design.CPUSeconds + a.design.ChildCPUSeconds - b.design.CPUSeconds - b.design.ChildCPUSeconds) * per,
+		user:       (a.design.UserSeconds - b.design.UserSeconds) * per,
+		host:       busy * per,
+		idle:       (float64(runtime.NumCPU())*wall - busy) * per,
+		client:     (a.own.CPUSeconds - b.own.CPUSeconds) * per,
+		segs:       net("Tcp.OutSegs"),
+		rsts:       net("Tcp.OutRsts"),
+		delacks:    net("TcpExt.DelayedACKs"),
+		slices:     float64(sched.Slices) / conns,
+		preempted:  float64(sched.Involuntary) / conns,
+		migrations: float64(sched.Migrations) / conns,
 		wait:       sched.WaitSeconds * per,
 		cwait:      client.WaitSeconds * per,
 	}, nil
