@@ -109,15 +109,27 @@ func main() {
 	}
 
 	fmt.Printf("tcp-crr against an echo backend, %d connect loops, designs with %d workers, %d rounds of %s (median); syscalls from one run under strace -f\n\n", *workers, *designWorkers, *rounds, *duration)
-	fmt.Println("| design | conn/s | design CPU per connection | of which user mode | client and backend CPU per connection | machine busy per connection | machine idle per connection | design on a CPU per connection | of which after a preemption | design moves to another CPU per connection | design run-queue wait per connection | client and backend run-queue wait per connection | syscalls per connection | the most frequent |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+	fmt.Println("| design | conn/s | design CPU per connection | of which user mode | client and backend CPU per connection | machine busy per connection | machine idle per connection | syscalls per connection | the most frequent |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, d := range designs {
 		c := costs[d]
 		if len(c.rates) == 0 {
 			continue
 		}
-		fmt.Printf("| %s | %.0f | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.2f | %.2f | %.2f | %.1f µs | %.1f µs | %.1f | %s |\n", d, stats.Median(c.rates), stats.Median(c.cpu), stats.Median(c.user), stats.Median(c.client), stats.Median(c.host), stats.Median(c.idle),
-			stats.Median(c.slices), stats.Median(c.preempted), stats.Median(c.migrations), stats.Median(c.wait), stats.Median(c.cwait), c.total, top(c.calls, 8))
+		fmt.Printf("| %s | %.0f | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.1f | %s |\n", d, stats.Median(c.rates), stats.Median(c.cpu), stats.Median(c.user),
+			stats.Median(c.client), stats.Median(c.host), stats.Median(c.idle), c.total, top(c.calls, 8))
+	}
+	fmt.Println()
+	fmt.Println("The scheduler's counts per connection (every thread's schedstat, status and sched)")
+	fmt.Println()
+	fmt.Println("| design | design on a CPU | of which after a preemption | design moves to another CPU | design run-queue wait | client and backend run-queue wait |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: |")
+	for _, d := range designs {
+		c := costs[d]
+		if len(c.rates) == 0 {
+			continue
+		}
+		fmt.Printf("| %s | %.2f | %.2f | %.2f | %.1f µs | %.1f µs |\n", d, stats.Median(c.slices), stats.Median(c.preempted), stats.Median(c.migrations), stats.Median(c.wait), stats.Median(c.cwait))
 	}
 	fmt.Println()
 	fmt.Println("The machine's TCP counters per connection (/proc/net/snmp and netstat: the load client's, the backend's and the design's packets together)")
