@@ -154,8 +154,10 @@ type Client struct {
 
 // Listening is a Listener being served.
 type Listening interface {
-	// Close stops accepting (a client an engine was accepting at that
-	// moment may still reach Admit). Connections already accepted go on.
+	// Close stops accepting: once it has returned, no accept is under
+	// way and none starts, so a client that arrives later stays in the
+	// socket's backlog (a client accepted just before may still reach
+	// Admit after it). Connections already accepted go on.
 	Close() error
 	// Done is closed once accepting has stopped: by Close, or by a failure
 	// of accept that does not pass, which Err then returns.
