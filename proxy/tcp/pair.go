@@ -35,10 +35,11 @@ const (
 // what a copier cannot report: a write blocked on a full socket (idle), and
 // bytes the finished direction still has queued towards its peer (moving).
 // The idle clock starts at the first tick that saw nothing move, and a tick
-// that comes late (the process was descheduled, the VM paused) starts it
-// again: time in which the proxy itself was not running, perhaps holding
-// the very bytes the peers wait for, is never counted as the peers'
-// idleness (see idleClock).
+// that comes late (the process was descheduled, the VM paused) adds one
+// period, not the gap: time in which the proxy itself was not running,
+// perhaps holding the very bytes the peers wait for, counts as no more
+// than the period it should have taken, and a limit still ends the pair
+// when every tick is late (see idleClock).
 type pair struct {
 	client, backend *net.TCPConn
 	idle            time.Duration // 0: no idle timeout
@@ -126,7 +127,7 @@ func (p *pair) tick() {
 	if !ok { // a socket is gone: the copiers are ending the pair
 		return
 	}
-	if p.clock.observe(time.Now(), n, lateTick*p.slice) >= limit {
+	if p.clock.observe(time.Now(), n, p.slice) >= limit {
 		p.closeLocked(p.reasonLocked(), nil)
 		return
 	}
@@ -139,34 +140,38 @@ func (p *pair) tick() {
 const lateTick = ticksPerLimit / 2
 
 // idleClock measures how long a pair's byte counters have stood still, as
-// seen by ticks that ran on time.
+// seen by the watchdog's ticks.
 type idleClock struct {
-	seen      uint64    // the byte counters at the last tick
-	idleSince time.Time // the first on-time tick that saw nothing move; zero while moving
-	last      time.Time // the last tick
+	seen  uint64        // the byte counters at the last tick
+	still bool          // the last tick saw nothing move
+	idle  time.Duration // counted since the first tick that saw nothing move
+	last  time.Time     // the last tick
 }
 
 func (c *idleClock) reset(now time.Time, n uint64) {
 	*c = idleClock{seen: n, last: now}
 }
 
-// observe records a tick at now that read the counters n, and returns how
-// long they have stood still. A tick more than late after the last one
-// restarts the count: nothing is known of the gap, in which the counters
-// may have stood still only because the proxy was not running.
-func (c *idleClock) observe(now time.Time, n uint64, late time.Duration) time.Duration {
+// observe records a tick at now that read the counters n, the watchdog's
+// period being slice, and returns how long they have stood still. The
+// gap since the last tick counts in full up to lateTick periods; a longer
+// gap counts as one period: nothing is known of it, and the counters may
+// have stood still only because the proxy was not running. A tick that is
+// always late still adds a period each time, so the limit is reached.
+func (c *idleClock) observe(now time.Time, n uint64, slice time.Duration) time.Duration {
 	gap := now.Sub(c.last)
 	c.last = now
 	switch {
 	case n != c.seen:
-		c.seen, c.idleSince = n, time.Time{}
-	case c.idleSince.IsZero() || gap > late:
-		c.idleSince = now
+		c.seen, c.still, c.idle = n, false, 0
+	case !c.still:
+		c.still, c.idle = true, 0
+	case gap > lateTick*slice:
+		c.idle += slice
+	default:
+		c.idle += gap
 	}
-	if c.idleSince.IsZero() {
-		return 0
-	}
-	return now.Sub(c.idleSince)
+	return c.idle
 }
 
 // finish records that a direction read EOF: the FIN is passed on with
