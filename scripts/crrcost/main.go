@@ -109,40 +109,35 @@ func main() {
 	}
 
 	fmt.Printf("tcp-crr against an echo backend, %d connect loops, designs with %d workers, %d rounds of %s (median); syscalls from one run under strace -f\n\n", *workers, *designWorkers, *rounds, *duration)
-	fmt.Println("| design | conn/s | design CPU per connection | of which user mode | client and backend CPU per connection | machine busy per connection | machine idle per connection | syscalls per connection | the most frequent |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-	for _, d := range designs {
-		c := costs[d]
-		if len(c.rates) == 0 {
-			continue
+	// table prints one markdown table, a row per design that ran.
+	table := func(header, align string, row func(c *cost) string) {
+		fmt.Println(header)
+		fmt.Println(align)
+		for _, d := range designs {
+			if c := costs[d]; len(c.rates) > 0 {
+				fmt.Printf("| %s | %s |\n", d, row(c))
+			}
 		}
-		fmt.Printf("| %s | %.0f | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.1f | %s |\n", d, stats.Median(c.rates), stats.Median(c.cpu), stats.Median(c.user),
-			stats.Median(c.client), stats.Median(c.host), stats.Median(c.idle), c.total, top(c.calls, 8))
 	}
-	fmt.Println()
-	fmt.Println("The scheduler's counts per connection (every thread's schedstat, status and sched)")
-	fmt.Println()
-	fmt.Println("| design | design on a CPU | of which after a preemption | design moves to another CPU | design run-queue wait | client and backend run-queue wait |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: |")
-	for _, d := range designs {
-		c := costs[d]
-		if len(c.rates) == 0 {
-			continue
-		}
-		fmt.Printf("| %s | %.2f | %.2f | %.2f | %.1f µs | %.1f µs |\n", d, stats.Median(c.slices), stats.Median(c.preempted), stats.Median(c.migrations), stats.Median(c.wait), stats.Median(c.cwait))
-	}
-	fmt.Println()
-	fmt.Println("The machine's TCP counters per connection (/proc/net/snmp and netstat: the load client's, the backend's and the design's packets together)")
-	fmt.Println()
-	fmt.Println("| design | segments sent | resets sent | delayed ACKs |")
-	fmt.Println("| --- | ---: | ---: | ---: |")
-	for _, d := range designs {
-		c := costs[d]
-		if len(c.rates) == 0 {
-			continue
-		}
-		fmt.Printf("| %s | %.2f | %.3f | %.3f |\n", d, stats.Median(c.segs), stats.Median(c.rsts), stats.Median(c.delacks))
-	}
+	med := stats.Median
+	table("| design | conn/s | design CPU per connection | of which user mode | client and backend CPU per connection | machine busy per connection | machine idle per connection | syscalls per connection | the most frequent |",
+		"| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+		func(c *cost) string {
+			return fmt.Sprintf("%.0f | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.1f | %s", med(c.rates), med(c.cpu), med(c.user),
+				med(c.client), med(c.host), med(c.idle), c.total, top(c.calls, 8))
+		})
+	fmt.Print("\nThe scheduler's counts per connection (every thread's schedstat, status and sched)\n\n")
+	table("| design | design on a CPU | of which after a preemption | design moves to another CPU | design run-queue wait | client and backend run-queue wait |",
+		"| --- | ---: | ---: | ---: | ---: | ---: |",
+		func(c *cost) string {
+			return fmt.Sprintf("%.2f | %.2f | %.2f | %.1f µs | %.1f µs", med(c.slices), med(c.preempted), med(c.migrations), med(c.wait), med(c.cwait))
+		})
+	fmt.Print("\nThe machine's TCP counters per connection (/proc/net/snmp and netstat: the load client's, the backend's and the design's packets together)\n\n")
+	table("| design | segments sent | resets sent | delayed ACKs |",
+		"| --- | ---: | ---: | ---: |",
+		func(c *cost) string {
+			return fmt.Sprintf("%.2f | %.3f | %.3f", med(c.segs), med(c.rsts), med(c.delacks))
+		})
 }
 
 // measured is one round of one design, per connection: the design's CPU
