@@ -65,18 +65,9 @@ func main() {
 	defer os.RemoveAll(dir)
 
 	type cost struct {
-		rates, cpu  []float64 // conn/s, CPU µs per connection
-		user, host  []float64 // the design's user-mode µs, the machine's busy µs per connection
-		idle        []float64 // the machine's idle µs per connection (CPUs × wall time − busy)
-		client      []float64 // this process's CPU µs per connection (load client, echo backend)
-		segs, rsts  []float64 // the machine's TCP segments and resets sent per connection
-		delacks     []float64 // the machine's delayed ACKs per connection
-		slices      []float64 // the design's times on a CPU per connection
-		preempted   []float64 // the design's involuntary switches per connection
-		migrations  []float64 // the design's moves to another CPU per connection
-		wait, cwait []float64 // µs runnable and waiting per connection: the design's, this process's
-		calls       map[string]float64
-		total       float64
+		rounds []measured // one per round that completed
+		calls  map[string]float64
+		total  float64
 	}
 	costs := map[string]*cost{}
 	for _, d := range designs {
@@ -89,14 +80,7 @@ func main() {
 				fmt.Fprintf(os.Stderr, "crrcost: %s round %d: %v\n", d, r+1, err)
 				continue
 			}
-			c := costs[d]
-			c.rates, c.cpu = append(c.rates, m.rate), append(c.cpu, m.cpu)
-			c.user, c.host = append(c.user, m.user), append(c.host, m.host)
-			c.idle, c.client = append(c.idle, m.idle), append(c.client, m.client)
-			c.segs, c.rsts, c.delacks = append(c.segs, m.segs), append(c.rsts, m.rsts), append(c.delacks, m.delacks)
-			c.slices, c.preempted = append(c.slices, m.slices), append(c.preempted, m.preempted)
-			c.migrations = append(c.migrations, m.migrations)
-			c.wait, c.cwait = append(c.wait, m.wait), append(c.cwait, m.cwait)
+			costs[d].rounds = append(costs[d].rounds, m)
 		}
 	}
 	for _, d := range designs {
@@ -109,34 +93,34 @@ func main() {
 	}
 
 	fmt.Printf("tcp-crr against an echo backend, %d connect loops, designs with %d workers, %d rounds of %s (median); syscalls from one run under strace -f\n\n", *workers, *designWorkers, *rounds, *duration)
-	// table prints one markdown table, a row per design that ran.
-	table := func(header, align string, row func(c *cost) string) {
+	// table prints one markdown table, a row per design that ran, from
+	// the medians of its rounds.
+	table := func(header, align string, row func(m measured, c *cost) string) {
 		fmt.Println(header)
 		fmt.Println(align)
 		for _, d := range designs {
-			if c := costs[d]; len(c.rates) > 0 {
-				fmt.Printf("| %s | %s |\n", d, row(c))
+			if c := costs[d]; len(c.rounds) > 0 {
+				fmt.Printf("| %s | %s |\n", d, row(medians(c.rounds), c))
 			}
 		}
 	}
-	med := stats.Median
 	table("| design | conn/s | design CPU per connection | of which user mode | client and backend CPU per connection | machine busy per connection | machine idle per connection | syscalls per connection | the most frequent |",
 		"| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-		func(c *cost) string {
-			return fmt.Sprintf("%.0f | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.1f | %s", med(c.rates), med(c.cpu), med(c.user),
-				med(c.client), med(c.host), med(c.idle), c.total, top(c.calls, 8))
+		func(m measured, c *cost) string {
+			return fmt.Sprintf("%.0f | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.0f µs | %.1f | %s", m.rate, m.cpu, m.user,
+				m.client, m.host, m.idle, c.total, top(c.calls, 8))
 		})
 	fmt.Print("\nThe scheduler's counts per connection (every thread's schedstat, status and sched)\n\n")
 	table("| design | design on a CPU | of which after a preemption | design moves to another CPU | design run-queue wait | client and backend run-queue wait |",
 		"| --- | ---: | ---: | ---: | ---: | ---: |",
-		func(c *cost) string {
-			return fmt.Sprintf("%.2f | %.2f | %.2f | %.1f µs | %.1f µs", med(c.slices), med(c.preempted), med(c.migrations), med(c.wait), med(c.cwait))
+		func(m measured, c *cost) string {
+			return fmt.Sprintf("%.2f | %.2f | %.2f | %.1f µs | %.1f µs", m.slices, m.preempted, m.migrations, m.wait, m.cwait)
 		})
 	fmt.Print("\nThe machine's TCP counters per connection (/proc/net/snmp and netstat: the load client's, the backend's and the design's packets together)\n\n")
 	table("| design | segments sent | resets sent | delayed ACKs |",
 		"| --- | ---: | ---: | ---: |",
-		func(c *cost) string {
-			return fmt.Sprintf("%.2f | %.3f | %.3f", med(c.segs), med(c.rsts), med(c.delacks))
+		func(m measured, c *cost) string {
+			return fmt.Sprintf("%.2f | %.3f | %.3f", m.segs, m.rsts, m.delacks)
 		})
 }
 
@@ -152,6 +136,25 @@ type measured struct {
 	segs, rsts, delacks           float64 // the machine's TCP segments and resets sent, delayed ACKs
 	slices, preempted, migrations float64
 	wait, cwait                   float64
+}
+
+// fields lists m's figures, for medians.
+func (m *measured) fields() []*float64 {
+	return []*float64{&m.rate, &m.cpu, &m.user, &m.host, &m.idle, &m.client, &m.segs, &m.rsts, &m.delacks,
+		&m.slices, &m.preempted, &m.migrations, &m.wait, &m.cwait}
+}
+
+// medians is each figure's median over the rounds.
+func medians(rounds []measured) measured {
+	var out measured
+	for i, f := range out.fields() {
+		xs := make([]float64, len(rounds))
+		for j := range rounds {
+			xs[j] = *rounds[j].fields()[i]
+		}
+		*f = stats.Median(xs)
+	}
+	return out
 }
 
 // sample is what timed reads before and after a round: the design's
