@@ -265,6 +265,12 @@ type engine struct {
 	retries  []*watch // listening sockets backing off
 	accepts  []*watch
 	backlog  bool // a listening socket may have clients left to accept
+	// Made once (newEngine): a method value or closure passed to
+	// RawConn's methods is an allocation per call.
+	pollFn func(fd uintptr) bool
+	acc    acceptOp
+	// spareFresh is fresh's other slice (takeFresh), the loop's own.
+	spareFresh []*loopPair
 }
 
 var (
@@ -308,11 +314,14 @@ func newEngine() (*engine, error) {
 		_ = unix.Close(wake)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	return &engine{
+	e := &engine{
 		epfd: ep.FD, file: ep.File, rc: ep.Conn, wake: wake,
 		events: make([]unix.EpollEvent, 256),
 		wheel:  newWheel(time.Now()),
-	}, nil
+	}
+	e.pollFn = e.poll
+	e.acc.prepare()
+	return e, nil
 }
 
 // add registers a pair's sockets and starts the loop goroutine if it is
@@ -555,7 +564,7 @@ func (e *engine) run() {
 			e.deadline = next
 			_ = e.file.SetReadDeadline(next)
 		}
-		err := e.rc.Read(e.poll)
+		err := e.rc.Read(e.pollFn)
 		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			// The epoll file is never closed: this cannot happen, and
 			// looping on it would spin.
@@ -611,8 +620,8 @@ func (e *engine) nextTimer() (time.Time, bool) {
 func (e *engine) dispatch(events []unix.EpollEvent) {
 	e.batch, e.accepts = e.batch[:0], e.accepts[:0]
 	e.mu.Lock()
-	fresh, closing := e.fresh, e.closing
-	e.fresh, e.closing = nil, nil
+	fresh, closing := e.takeFresh(), e.closing
+	e.closing = nil
 	regErrs := make([]error, len(closing))
 	for i, p := range closing {
 		regErrs[i] = p.regErr
@@ -638,8 +647,7 @@ func (e *engine) dispatch(events []unix.EpollEvent) {
 	}
 	if len(e.accepts) > 0 {
 		e.mu.Lock()
-		fresh := e.fresh
-		e.fresh = nil
+		fresh := e.takeFresh()
 		e.mu.Unlock()
 		e.start(fresh)
 	}
@@ -681,6 +689,15 @@ func (e *engine) dispatch(events []unix.EpollEvent) {
 	}
 }
 
+// takeFresh takes the pairs added since it was last called (under e.mu,
+// on the loop goroutine). The two slices take turns: start gives this
+// one back when done (spareFresh is the loop goroutine's).
+func (e *engine) takeFresh() []*loopPair {
+	fresh := e.fresh
+	e.fresh, e.spareFresh = e.spareFresh[:0], nil
+	return fresh
+}
+
 // start arms the timers of pairs just added, and starts the connects of
 // accepted clients.
 func (e *engine) start(fresh []*loopPair) {
@@ -692,6 +709,8 @@ func (e *engine) start(fresh []*loopPair) {
 			e.rearm(p)
 		}
 	}
+	clear(fresh)
+	e.spareFresh = fresh[:0]
 }
 
 // budget is how many bytes one direction may move before the loop turns to

@@ -255,7 +255,7 @@ func (e *engine) watchListener(w *watch, on bool) error {
 func (e *engine) accept(w *watch) {
 	ls := w.ls
 	for {
-		fd, client, open, aerr := ls.accept4()
+		fd, client, open, aerr := ls.accept4(&e.acc)
 		if !open {
 			ls.stop(nil) // the socket was closed
 			return
@@ -288,9 +288,10 @@ func (e *engine) accept(w *watch) {
 // taken; no accept was made.
 var errStopped = errors.New("listening stopped")
 
-// accept4 takes one client from the socket, unless the Listening is
-// stopped (errStopped); open is false when the socket was closed.
-func (ls *loopListening) accept4() (fd int, client netip.AddrPort, open bool, err error) {
+// accept4 takes one client from the socket through the engine's op,
+// unless the Listening is stopped (errStopped); open is false when the
+// socket was closed.
+func (ls *loopListening) accept4(op *acceptOp) (fd int, client netip.AddrPort, open bool, err error) {
 	ls.accepting.RLock()
 	defer ls.accepting.RUnlock()
 	select {
@@ -298,10 +299,26 @@ func (ls *loopListening) accept4() (fd int, client netip.AddrPort, open bool, er
 		return -1, client, true, errStopped
 	default:
 	}
-	cerr := ls.ln.Conn.Control(func(lfd uintptr) {
-		fd, client, err = loopAccept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-	})
-	return fd, client, cerr == nil, err
+	op.fd, op.client, op.err = -1, netip.AddrPort{}, nil
+	cerr := ls.ln.Conn.Control(op.fn)
+	return op.fd, op.client, cerr == nil, op.err
+}
+
+// acceptOp is an engine's accept4 call as the function Control runs,
+// made once: a closure made per call, and the results it sets, would be
+// four allocations a client.
+type acceptOp struct {
+	fd     int
+	client netip.AddrPort
+	err    error
+	fn     func(lfd uintptr)
+}
+
+// prepare makes op's function (newEngine).
+func (op *acceptOp) prepare() {
+	op.fn = func(lfd uintptr) {
+		op.fd, op.client, op.err = loopAccept4(int(lfd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	}
 }
 
 // adopt makes an accepted client a pair of this engine, to be connected
