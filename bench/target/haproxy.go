@@ -18,7 +18,9 @@ const GoSplicePipeSize = 1 << 20
 // haproxy, nginx and socat leave it off by default, and the runner turns
 // it on in each, with those timings where the design can set them, so
 // that every design does the same job (a 40-round A/B put keep-alive at
-// 2% of l4proxy's connection rate).
+// 2% of l4proxy's connection rate). l4proxy's loop strategies set it on
+// the backend sockets they connect 1 s after the connect (proxy/copy's
+// keepAliveAfter), which haproxy and nginx cannot.
 const (
 	keepAliveIdle     = copystrat.KeepAliveIdle
 	keepAliveInterval = copystrat.KeepAliveInterval

@@ -98,7 +98,9 @@ func TestEveryTargetForwards(t *testing.T) {
 // alive as l4proxy does (keepAliveIdle): the one facing the client (local
 // port the entrypoint's, peer the client) and the one facing the backend
 // (peer the backend). A timer can read as a retransmission until the last
-// bytes are acknowledged, so it is asked again for up to 2 s.
+// bytes are acknowledged, and l4proxy's loop strategies turn keep-alive
+// on for the backend socket 1 s after its connect (proxy/copy's
+// keepAliveAfter), so it is asked again for up to 5 s.
 func assertKeepAlive(t *testing.T, entry string, client net.Addr, backendAddr string) {
 	t.Helper()
 	port := func(addr string) int {
@@ -119,7 +121,7 @@ func assertKeepAlive(t *testing.T, entry string, client net.Addr, backendAddr st
 		if !assert.Eventually(t, func() bool {
 			timers, err = sockdiag.Timers(side.local, side.remote)
 			return err == nil && len(timers) == 1 && timers[0] == sockdiag.TimerKeepAlive
-		}, 2*time.Second, 20*time.Millisecond, "%s has keep-alive on", side.name) {
+		}, 5*time.Second, 20*time.Millisecond, "%s has keep-alive on", side.name) {
 			t.Logf("%s: timers %v (2 is keep-alive), error %v", side.name, timers, err)
 		}
 	}

@@ -321,3 +321,66 @@ func TestWheelNextMatchesAScan(t *testing.T) {
 	}
 	assert.Equal(t, len(pairs), w.n)
 }
+
+// A backend socket the loop connected gets keep-alive keepAliveAfter
+// after its connect, from the pair's one timer; that wake-up neither ends
+// the pair nor moves the next check of its limit (a sample's interval cut
+// short could end a pair whose bytes are still draining).
+func TestKeepAliveSharesThePairsTimer(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ms := time.Millisecond
+	tests := []struct {
+		name     string
+		idle     time.Duration   // the pair's idle timeout (0: none)
+		firstDue time.Duration   // the timer once connected
+		before   []time.Duration // the timer's earlier wake-ups
+		wantNext time.Duration   // the timer after keep-alive's (0: stopped)
+	}{
+		{"no limit: the timer stops", 0, keepAliveAfter, nil, 0},
+		{"a later limit keeps its time", 10 * time.Second, keepAliveAfter, nil, 10 * time.Second},
+		// The limit's first check at 960 ms starts a sample of 120 ms;
+		// keep-alive comes inside it.
+		{"a sample's interval is not cut short", 960 * ms, 960 * ms, []time.Duration{960 * ms}, 1080 * ms},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var fds [2]int
+			for i := range fds {
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = unix.Close(fd) })
+				fds[i] = fd
+			}
+			keepAlive := func() int {
+				v, err := unix.GetsockoptInt(fds[backend1], unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+				require.NoError(t, err)
+				return v
+			}
+			e := &engine{wheel: newWheel(t0), now: t0}
+			p := &loopPair{e: e, opts: PairOptions{IdleTimeout: tt.idle, TerminationDelay: 5 * time.Second}}
+			p.sides[client0].fd, p.sides[backend1].fd = fds[client0], fds[backend1]
+			p.active, p.keepAliveAt = t0, t0.Add(keepAliveAfter)
+			e.rearm(p)
+			next, ok := e.wheel.next()
+			require.True(t, ok, "the timer runs for keep-alive")
+			assert.Equal(t, t0.Add(tt.firstDue), next, "first due")
+			for _, at := range append(tt.before, keepAliveAfter) {
+				require.Equal(t, 0, keepAlive(), "keep-alive before %v", at)
+				e.now = t0.Add(at)
+				e.wheel.advance(e.now, e.fire)
+				require.False(t, p.closed, "ended at %v", at)
+			}
+			assert.Equal(t, 1, keepAlive(), "keep-alive after %v", keepAliveAfter)
+			idle, err := unix.GetsockoptInt(fds[backend1], unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+			require.NoError(t, err)
+			assert.Equal(t, KeepAliveIdle, idle)
+			assert.True(t, p.keepAliveAt.IsZero())
+			if tt.wantNext == 0 {
+				assert.False(t, p.inWheel, "the timer stopped")
+				return
+			}
+			require.True(t, p.inWheel, "the timer runs for the limit")
+			assert.Equal(t, e.wheel.tickOf(t0.Add(tt.wantNext)), p.wtick, "due")
+		})
+	}
+}

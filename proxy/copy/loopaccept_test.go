@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -137,21 +138,12 @@ func roundTrip(t *testing.T, addr net.Addr) {
 	assert.Equal(t, "ping\n", string(got))
 }
 
-// The options Go's net package sets on its TCP connections reach the
-// clients a Connector accepts through their listener, and its backend
-// sockets directly: a connection behaves the same on either path.
+// The options Go's net package sets on its TCP connections (goOptions)
+// reach the clients a Connector accepts through their listener: a
+// connection behaves the same on either path. (Backend sockets:
+// TestListenBackendsGetKeepAliveLater.)
 func TestListenClientsGetSocketDefaults(t *testing.T) {
-	opts := []struct {
-		name       string
-		level, opt int
-		want       int
-	}{
-		{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
-		{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
-		{"TCP_KEEPIDLE", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, KeepAliveIdle},
-		{"TCP_KEEPINTVL", unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, KeepAliveInterval},
-		{"TCP_KEEPCNT", unix.IPPROTO_TCP, unix.TCP_KEEPCNT, KeepAliveCount},
-	}
+	opts := goOptions
 	for _, s := range connectors(t) {
 		t.Run(s.Name(), func(t *testing.T) {
 			got := make(chan map[string]int, 1)
@@ -185,6 +177,95 @@ func TestListenClientsGetSocketDefaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goOptions are the options Go's net package sets on a TCP connection.
+var goOptions = []struct {
+	name       string
+	level, opt int
+	want       int
+}{
+	{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
+	{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+	{"TCP_KEEPIDLE", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, KeepAliveIdle},
+	{"TCP_KEEPINTVL", unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, KeepAliveInterval},
+	{"TCP_KEEPCNT", unix.IPPROTO_TCP, unix.TCP_KEEPCNT, KeepAliveCount},
+}
+
+// A backend socket a Connector connects has TCP_NODELAY from the start,
+// and Go's keep-alive from keepAliveAfter on (loop.go says why); the
+// connection carries bytes before and after.
+func TestListenBackendsGetKeepAliveLater(t *testing.T) {
+	for _, s := range connectors(t) {
+		t.Run(s.Name(), func(t *testing.T) {
+			bln := listen(t)
+			sv := serve(t, s, bln.Addr().(*net.TCPAddr).AddrPort())
+			start := time.Now() // before the loop's connect
+			c, err := net.DialTimeout("tcp", sv.ln.Addr().String(), time.Second)
+			require.NoError(t, err)
+			defer c.Close()
+			require.NoError(t, bln.SetDeadline(time.Now().Add(5*time.Second)))
+			b, err := bln.AcceptTCP()
+			require.NoError(t, err)
+			defer b.Close()
+			fd := socketOf(t, b.RemoteAddr().(*net.TCPAddr).AddrPort())
+			options := func() map[string]int {
+				m := map[string]int{}
+				for _, o := range goOptions {
+					v, err := rawsys.GetsockoptInt(fd, o.level, o.opt)
+					require.NoError(t, err, o.name)
+					m[o.name] = v
+				}
+				return m
+			}
+			exchange := func(msg string) {
+				require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+				require.NoError(t, b.SetDeadline(time.Now().Add(5*time.Second)))
+				_, err := c.Write([]byte(msg))
+				require.NoError(t, err)
+				got := make([]byte, len(msg))
+				_, err = io.ReadFull(b, got)
+				require.NoError(t, err)
+				assert.Equal(t, msg, string(got))
+			}
+
+			early := options()
+			if time.Since(start) < keepAliveAfter/2 { // else too slow a machine to tell
+				assert.Equal(t, 1, early["TCP_NODELAY"], "TCP_NODELAY from the connect")
+				assert.Equal(t, 0, early["SO_KEEPALIVE"], "no keep-alive yet")
+			}
+			exchange("before")
+			var late map[string]int
+			assert.Eventually(t, func() bool {
+				late = options()
+				return late["SO_KEEPALIVE"] == 1
+			}, keepAliveAfter+3*time.Second, 20*time.Millisecond, "keep-alive comes")
+			assert.GreaterOrEqual(t, time.Since(start), keepAliveAfter, "not before keepAliveAfter")
+			for _, o := range goOptions {
+				assert.Equal(t, o.want, late[o.name], o.name)
+			}
+			exchange("after")
+		})
+	}
+}
+
+// socketOf is this process's descriptor of the TCP socket whose local
+// address is local.
+func socketOf(t *testing.T, local netip.AddrPort) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ap, err := rawsys.Getsockname(fd); err == nil && ap == local {
+			return fd
+		}
+	}
+	t.Fatalf("no socket of this process is bound to %v", local)
+	return -1
 }
 
 // A Connector serves a listening socket until its Listening is closed:
