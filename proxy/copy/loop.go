@@ -115,15 +115,17 @@ const (
 // KeepAliveIdle (15 s) of silence, so a connection that ends sooner never
 // needed it, and does not pay for it: four setsockopt calls, and a kernel
 // timer armed and stopped (a build without keep-alive made 2.2% more
-// tcp-crr connections per second in a 40-round A/B, docs/performance.md). The price is that the first probe of a
-// backend connection silent from its start comes KeepAliveIdle after
-// keepAliveAfter, 16 s instead of 15; later probes keep Go's timings.
-// The client's socket inherits keep-alive from its listener at no cost
-// (Listen), and a Go dialer's connection (TakeOver) has it from the dial.
+// tcp-crr connections per second in a 40-round A/B, docs/performance.md).
+// The price is that the first probe of a backend connection silent from
+// its start comes KeepAliveIdle after keepAliveAfter, 16 s instead of
+// 15; later probes keep Go's timings. The client's socket inherits
+// keep-alive from its listener at no cost (Listen), and a Go dialer's
+// connection (TakeOver) has it from the dial.
 const keepAliveAfter = time.Second
 
 // setSocketDefaults sets what Go's net package sets on an accepted or a
-// dialed TCP connection. Errors are ignored, as Go ignores them.
+// dialed TCP connection, on a listener whose accepted sockets inherit it
+// (Listen). Errors are ignored, as Go ignores them.
 func setSocketDefaults(fd int) {
 	_ = rawsys.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	setKeepAlive(fd)
